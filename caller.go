@@ -1,0 +1,93 @@
+package tccd
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Op is what the coordinator asks of a participant.
+type Op int
+
+// Operations.
+const (
+	OpConfirm Op = iota // PUT <uri>
+	OpCancel            // DELETE <uri>
+)
+
+func (o Op) String() string {
+	if o == OpConfirm {
+		return "confirm"
+	}
+	return "cancel"
+}
+
+// Caller sends confirm and cancel calls to participants. http.Caller is the
+// implementation; it may be used concurrently. Call must honour ctx, and
+// must not retry by itself: the coordinator decides what to retry.
+type Caller interface {
+	Call(ctx context.Context, op Op, uri string) CallResult
+}
+
+// CallResult is the answer to one participant call.
+type CallResult struct {
+	// Status is the HTTP status code, 0 if no answer came (Err is set).
+	Status int
+	// RetryAfter is the participant's Retry-After, 0 if absent.
+	RetryAfter time.Duration
+	// Err is a transport failure: refused or reset connection, timeout.
+	Err error
+	// Duration is how long the call took.
+	Duration time.Duration
+}
+
+// Verdict is how the coordinator reads a CallResult.
+type Verdict int
+
+// Verdicts.
+const (
+	// VerdictDone: the participant did what was asked.
+	VerdictDone Verdict = iota
+	// VerdictGone: (confirm only) the reservation no longer exists: the
+	// participant cancelled it, or it expired.
+	VerdictGone
+	// VerdictRetry: no definite answer; ask again later.
+	VerdictRetry
+	// VerdictPermanent: the participant refused for good.
+	VerdictPermanent
+)
+
+// Classify turns a participant's answer into a verdict, per the TCC
+// contract: on confirm 2xx is done and 404/410 mean the participant already
+// cancelled; on cancel 2xx, 404, 405 and 410 all count as done. 408, 425,
+// 429, 5xx and transport errors are retried; any other status is permanent.
+func Classify(op Op, r CallResult) Verdict {
+	if r.Err != nil || r.Status == 0 {
+		return VerdictRetry
+	}
+	s := r.Status
+	switch {
+	case s >= 200 && s < 300:
+		return VerdictDone
+	case s == 408 || s == 425 || s == 429 || s >= 500:
+		return VerdictRetry
+	case op == OpConfirm && (s == 404 || s == 410):
+		return VerdictGone
+	case op == OpCancel && (s == 404 || s == 405 || s == 410):
+		return VerdictDone
+	default:
+		// 1xx and 3xx (redirects are not followed) fall here too.
+		return VerdictPermanent
+	}
+}
+
+// describe renders a CallResult for LastError.
+func (r CallResult) describe() string {
+	if r.Err != nil {
+		return r.Err.Error()
+	}
+	if r.Status >= 200 && r.Status < 300 {
+		return ""
+	}
+	return fmt.Sprintf("HTTP %d", r.Status)
+}

@@ -1,0 +1,234 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/tccd/tccd"
+	tccdhttp "github.com/tccd/tccd/http"
+	"github.com/tccd/tccd/pebble"
+)
+
+// Config is everything `tccd serve` can be told. Each field is one option
+// with the same name as a flag (--call-timeout), a config-file key
+// (call-timeout = "5s") and an environment variable (TCCD_CALL_TIMEOUT).
+// Precedence: flag, then environment, then file, then default.
+type Config struct {
+	Listen    string
+	Data      string
+	LogLevel  string
+	LogFormat string
+	CacheSize int64
+
+	Coordinator tccd.Config
+	Server      tccdhttp.ServerConfig
+}
+
+// DefaultListen and DefaultData are where tccd listens and keeps its log.
+const (
+	DefaultListen = "127.0.0.1:8420"
+	DefaultData   = "./tccd-data"
+)
+
+// DefaultConfig returns the configuration with every default filled in.
+func DefaultConfig() Config {
+	return Config{
+		Listen: DefaultListen, Data: DefaultData, LogLevel: "info", LogFormat: "text",
+		CacheSize:   pebble.DefaultCacheSize,
+		Coordinator: tccd.Config{}.WithDefaults(),
+		Server:      tccdhttp.ServerConfig{}.WithDefaults(),
+	}
+}
+
+// option is one setting: its name and a flag.Value bound to its field.
+type option struct {
+	name  string
+	usage string
+	value flag.Value
+}
+
+func (c *Config) options() []option {
+	cc, sc := &c.Coordinator, &c.Server
+	return []option{
+		{"listen", "address to serve the API on (host:port)", (*stringValue)(&c.Listen)},
+		{"data", "directory of the embedded transaction log", (*stringValue)(&c.Data)},
+		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
+		{"log-format", "text or json", (*stringValue)(&c.LogFormat)},
+		{"cache-size", "block cache of the embedded store, bytes", (*int64Value)(&c.CacheSize)},
+		{"node-id", "name of this coordinator as owner of its transactions", (*stringValue)(&cc.NodeID)},
+		{"call-timeout", "timeout of one call to a participant", (*durationValue)(&cc.CallTimeout)},
+		{"retry-min", "smallest back-off between retries of a participant call", (*durationValue)(&cc.RetryMin)},
+		{"retry-max", "largest back-off between retries of a participant call", (*durationValue)(&cc.RetryMax)},
+		{"max-parallel", "participant calls in flight for one transaction", (*intValue)(&cc.MaxParallel)},
+		{"confirm-wait", "how long confirm and cancel requests wait for the outcome", (*durationValue)(&cc.ConfirmWait)},
+		{"default-timeout", "timeout of a registered transaction that names none", (*durationValue)(&cc.DefaultTimeout)},
+		{"max-timeout", "largest timeout a registered transaction may ask for", (*durationValue)(&cc.MaxTimeout)},
+		{"margin-floor", "smallest expiry safety margin before confirming", (*durationValue)(&cc.MarginFloor)},
+		{"margin-rtts", "expiry safety margin as a multiple of the round trip to the participant", (*floatValue)(&cc.MarginRTTs)},
+		{"max-links", "most participants in one transaction", (*intValue)(&cc.MaxLinks)},
+		{"retention", "how long finished transactions stay queryable", (*durationValue)(&cc.Retention)},
+		{"purge-interval", "how often finished transactions past retention are purged", (*durationValue)(&cc.PurgeInterval)},
+		{"shutdown-grace", "how long shutdown lets in-flight participant calls finish", (*durationValue)(&cc.ShutdownGrace)},
+		{"recovery-drives", "recovered transactions driven at once after a restart", (*intValue)(&cc.RecoveryDrives)},
+		{"max-body", "largest request body, bytes", (*int64Value)(&sc.MaxBody)},
+		{"max-header-bytes", "largest request header block, bytes", (*intValue)(&sc.MaxHeaderBytes)},
+		{"read-header-timeout", "time a client has to send request headers", (*durationValue)(&sc.ReadHeaderTimeout)},
+		{"read-timeout", "time a client has to send a whole request", (*durationValue)(&sc.ReadTimeout)},
+		{"write-timeout", "time to write a response (must exceed confirm-wait)", (*durationValue)(&sc.WriteTimeout)},
+		{"idle-timeout", "how long an idle keep-alive connection is kept", (*durationValue)(&sc.IdleTimeout)},
+	}
+}
+
+// envName returns the environment variable of an option.
+func envName(opt string) string {
+	return "TCCD_" + strings.ToUpper(strings.ReplaceAll(opt, "-", "_"))
+}
+
+// Load fills c from a config file (if path is not empty), then from the
+// environment. Flags are applied after, by the caller's FlagSet.
+func (c *Config) Load(path string, getenv func(string) string) error {
+	opts := c.options()
+	byName := make(map[string]option, len(opts))
+	for _, o := range opts {
+		byName[o.name] = o
+	}
+	if path != "" {
+		raw := map[string]any{}
+		if _, err := toml.DecodeFile(path, &raw); err != nil {
+			return fmt.Errorf("config file %s: %w", path, err)
+		}
+		keys := make([]string, 0, len(raw))
+		for k := range raw {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			o, ok := byName[k]
+			if !ok {
+				return fmt.Errorf("config file %s: unknown key %q", path, k)
+			}
+			if err := o.value.Set(fmt.Sprint(raw[k])); err != nil {
+				return fmt.Errorf("config file %s: %s: %w", path, k, err)
+			}
+		}
+	}
+	for _, o := range opts {
+		if v := getenv(envName(o.name)); v != "" {
+			if err := o.value.Set(v); err != nil {
+				return fmt.Errorf("environment %s: %w", envName(o.name), err)
+			}
+		}
+	}
+	return nil
+}
+
+// register binds every option to a flag of fs.
+func (c *Config) register(fs *flag.FlagSet) {
+	for _, o := range c.options() {
+		fs.Var(o.value, o.name, fmt.Sprintf("%s (env %s)", o.usage, envName(o.name)))
+	}
+}
+
+// Validate reports every setting that makes no sense.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Listen == "" {
+		errs = append(errs, errors.New("listen must not be empty"))
+	}
+	if c.Data == "" {
+		errs = append(errs, errors.New("data must not be empty"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log-level must be debug, info, warn or error, not %q", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("log-format must be text or json, not %q", c.LogFormat))
+	}
+	if c.CacheSize < 1<<20 {
+		errs = append(errs, fmt.Errorf("cache-size must be at least 1 MiB, got %d", c.CacheSize))
+	}
+	if err := c.Coordinator.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	s := c.Server
+	if s.MaxBody < 1024 {
+		errs = append(errs, fmt.Errorf("max-body must be at least 1024 bytes, got %d", s.MaxBody))
+	}
+	if s.MaxHeaderBytes < 4096 {
+		errs = append(errs, fmt.Errorf("max-header-bytes must be at least 4096, got %d", s.MaxHeaderBytes))
+	}
+	for name, d := range map[string]time.Duration{
+		"read-header-timeout": s.ReadHeaderTimeout, "read-timeout": s.ReadTimeout,
+		"write-timeout": s.WriteTimeout, "idle-timeout": s.IdleTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %v", name, d))
+		}
+	}
+	if s.WriteTimeout <= c.Coordinator.ConfirmWait {
+		errs = append(errs, fmt.Errorf("write-timeout (%v) must exceed confirm-wait (%v), or waiting requests are cut off", s.WriteTimeout, c.Coordinator.ConfirmWait))
+	}
+	return errors.Join(errs...)
+}
+
+type stringValue string
+
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+type intValue int
+
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		return fmt.Errorf("%q is not an integer", s)
+	}
+	*v = intValue(n)
+	return nil
+}
+
+type int64Value int64
+
+func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+func (v *int64Value) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not an integer", s)
+	}
+	*v = int64Value(n)
+	return nil
+}
+
+type floatValue float64
+
+func (v *floatValue) String() string { return strconv.FormatFloat(float64(*v), 'g', -1, 64) }
+func (v *floatValue) Set(s string) error {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		return fmt.Errorf("%q is not a number", s)
+	}
+	*v = floatValue(f)
+	return nil
+}
+
+type durationValue time.Duration
+
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a duration (say \"500ms\", \"30s\" or \"2h\")", s)
+	}
+	*v = durationValue(d)
+	return nil
+}

@@ -1,0 +1,245 @@
+// Command tccd is the TCC transaction coordinator daemon and its CLI.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/tccd/tccd"
+	tccdhttp "github.com/tccd/tccd/http"
+	"github.com/tccd/tccd/pebble"
+)
+
+// Version is set at build time with -ldflags "-X main.Version=…".
+var Version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr, os.Getenv); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "tccd:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+var errUsage = errors.New("usage")
+
+const usage = `tccd — a Try-Confirm/Cancel transaction coordinator
+
+Usage:
+  tccd serve [flags]        run the coordinator (tccd serve -h lists the flags)
+  tccd version              print the version
+`
+
+// run dispatches a subcommand; it returns when the command is done (for
+// serve: when ctx is cancelled and shutdown finished).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "serve":
+		m := NewMain(stdout, stderr, getenv)
+		if err := m.ParseFlags(args[1:]); err != nil {
+			return err
+		}
+		if m.CheckConfig {
+			fmt.Fprintln(stdout, "configuration is valid")
+			return nil
+		}
+		if err := m.Run(ctx); err != nil {
+			m.Close()
+			return err
+		}
+		<-ctx.Done()
+		m.Log.Info("shutting down")
+		return m.Close()
+	case "version":
+		fmt.Fprintln(stdout, "tccd", Version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "tccd: unknown command %q\n\n%s", args[0], usage)
+		return errUsage
+	}
+}
+
+// Main is `tccd serve`: it wires the store, the coordinator, the caller
+// and the HTTP server together. ParseFlags → Run → Close.
+type Main struct {
+	Config      Config
+	ConfigPath  string
+	CheckConfig bool
+	Log         *slog.Logger
+
+	stdout, stderr io.Writer
+	getenv         func(string) string
+
+	store  *pebble.Store
+	caller *tccdhttp.Caller
+	coord  *tccd.Coordinator
+	server *tccdhttp.Server
+}
+
+// NewMain returns a Main with the default configuration.
+func NewMain(stdout, stderr io.Writer, getenv func(string) string) *Main {
+	return &Main{Config: DefaultConfig(), stdout: stdout, stderr: stderr, getenv: getenv}
+}
+
+// ParseFlags reads the configuration: defaults, then the config file
+// (--config or TCCD_CONFIG), then the environment, then the flags. It
+// validates the result.
+func (m *Main) ParseFlags(args []string) error {
+	// First pass: find --config, and reject unknown flags early.
+	scratch := DefaultConfig()
+	fs := m.flagSet(&scratch)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	path := m.ConfigPath
+	if path == "" {
+		path = m.getenv("TCCD_CONFIG")
+	}
+	m.Config = DefaultConfig()
+	if err := m.Config.Load(path, m.getenv); err != nil {
+		return err
+	}
+	// Second pass: flags override the file and the environment.
+	if err := m.flagSet(&m.Config).Parse(args); err != nil {
+		return err
+	}
+	m.ConfigPath = path
+	return m.Config.Validate()
+}
+
+func (m *Main) flagSet(c *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("tccd serve", flag.ContinueOnError)
+	fs.SetOutput(m.stderr)
+	c.register(fs)
+	fs.StringVar(&m.ConfigPath, "config", m.ConfigPath, "TOML config file whose keys are the flag names (env TCCD_CONFIG)")
+	fs.BoolVar(&m.CheckConfig, "check-config", false, "validate the configuration and exit")
+	return fs
+}
+
+// Run opens the store, starts serving, and recovers unfinished
+// transactions. It returns once /readyz answers 200.
+func (m *Main) Run(ctx context.Context) error {
+	if err := m.initLogger(); err != nil {
+		return err
+	}
+	if err := m.initStore(); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	m.initCoordinator()
+	if err := m.initServer(); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	start := time.Now()
+	if err := m.coord.Open(ctx); err != nil {
+		return fmt.Errorf("recovery: %w", err)
+	}
+	m.Log.Info("ready", "recovery", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func (m *Main) initLogger() error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(m.Config.LogLevel)); err != nil {
+		return err
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if m.Config.LogFormat == "json" {
+		m.Log = slog.New(slog.NewJSONHandler(m.stderr, opts))
+	} else {
+		m.Log = slog.New(slog.NewTextHandler(m.stderr, opts))
+	}
+	return nil
+}
+
+func (m *Main) initStore() error {
+	if err := os.MkdirAll(m.Config.Data, 0o700); err != nil {
+		return err
+	}
+	s, err := pebble.Open(m.Config.Data, pebble.Options{CacheSize: m.Config.CacheSize, Logger: m.Log})
+	if err != nil {
+		return err
+	}
+	m.store = s
+	return nil
+}
+
+func (m *Main) initCoordinator() {
+	m.caller = tccdhttp.NewCaller()
+	m.coord = tccd.NewCoordinator(m.Config.Coordinator, m.store, m.caller, nil, m.Log)
+}
+
+func (m *Main) initServer() error {
+	ln, err := net.Listen("tcp", m.Config.Listen)
+	if err != nil {
+		return err
+	}
+	m.server = tccdhttp.NewServer(m.coord, m.Config.Server, m.Log)
+	m.server.Serve(ln)
+	m.Log.Info("listening", "addr", m.server.Addr(), "data", m.Config.Data, "version", Version)
+	return nil
+}
+
+// Addr returns the address the API listens on, once Run has started it.
+func (m *Main) Addr() string { return m.server.Addr() }
+
+// Close shuts down gracefully: the listener closes, in-flight participant
+// calls get shutdown-grace to finish, requests in progress are answered,
+// and the store is closed cleanly. What is unfinished resumes at the next start.
+func (m *Main) Close() error {
+	var errs []error
+	grace := m.Config.Coordinator.ShutdownGrace
+	srvDone := make(chan error, 1)
+	if m.server != nil {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), grace+time.Second)
+			defer cancel()
+			srvDone <- m.server.Shutdown(ctx)
+		}()
+	} else {
+		srvDone <- nil
+	}
+	if m.coord != nil {
+		errs = append(errs, m.coord.Close())
+	}
+	errs = append(errs, <-srvDone)
+	if m.caller != nil {
+		m.caller.Close()
+	}
+	if m.store != nil {
+		errs = append(errs, m.store.Close())
+		m.store = nil
+	}
+	if m.Log != nil {
+		m.Log.Info("stopped")
+	}
+	return errors.Join(errs...)
+}

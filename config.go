@@ -1,0 +1,134 @@
+package tccd
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Defaults for Config.
+const (
+	DefaultCallTimeout    = 5 * time.Second
+	DefaultRetryMin       = 100 * time.Millisecond
+	DefaultRetryMax       = 30 * time.Second
+	DefaultMaxParallel    = 16
+	DefaultConfirmWait    = 30 * time.Second
+	DefaultTimeout        = 60 * time.Second
+	DefaultMaxTimeout     = 24 * time.Hour
+	DefaultMarginFloor    = 200 * time.Millisecond
+	DefaultMarginRTTs     = 3
+	DefaultMaxLinks       = 100
+	DefaultRetention      = 7 * 24 * time.Hour
+	DefaultPurgeInterval  = time.Minute
+	DefaultShutdownGrace  = 10 * time.Second
+	DefaultRecoveryDrives = 256
+)
+
+// Config tunes the coordinator engine. The zero value of a field means its
+// default; Validate rejects nonsense.
+type Config struct {
+	// NodeID names this coordinator as the owner of the transactions it drives.
+	NodeID string
+	// CallTimeout bounds one call to a participant.
+	CallTimeout time.Duration
+	// RetryMin and RetryMax bound the exponential back-off between retries.
+	RetryMin, RetryMax time.Duration
+	// MaxParallel bounds the participant calls in flight for one transaction.
+	MaxParallel int
+	// ConfirmWait is how long a confirm or cancel request waits for the
+	// outcome before answering that it is still in progress.
+	ConfirmWait time.Duration
+	// DefaultTimeout is the timeout of a registered transaction that names
+	// none; MaxTimeout the largest one accepted.
+	DefaultTimeout, MaxTimeout time.Duration
+	// MarginFloor and MarginRTTs set the expiry safety margin: confirm does
+	// not start if a link expires within max(MarginFloor, MarginRTTs × the
+	// recent round-trip time to its host).
+	MarginFloor time.Duration
+	MarginRTTs  float64
+	// MaxLinks bounds the participants of one transaction.
+	MaxLinks int
+	// Retention is how long finished transactions stay queryable;
+	// PurgeInterval how often the purge runs.
+	Retention, PurgeInterval time.Duration
+	// ShutdownGrace bounds how long Close lets in-flight participant calls finish.
+	ShutdownGrace time.Duration
+	// RecoveryDrives bounds how many recovered transactions are driven at once.
+	RecoveryDrives int
+}
+
+// WithDefaults returns c with every zero field set to its default.
+func (c Config) WithDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.NodeID == "" {
+		c.NodeID = "tccd"
+	}
+	def(&c.CallTimeout, DefaultCallTimeout)
+	def(&c.RetryMin, DefaultRetryMin)
+	def(&c.RetryMax, DefaultRetryMax)
+	def(&c.ConfirmWait, DefaultConfirmWait)
+	def(&c.DefaultTimeout, DefaultTimeout)
+	def(&c.MaxTimeout, DefaultMaxTimeout)
+	def(&c.MarginFloor, DefaultMarginFloor)
+	def(&c.Retention, DefaultRetention)
+	def(&c.PurgeInterval, DefaultPurgeInterval)
+	def(&c.ShutdownGrace, DefaultShutdownGrace)
+	if c.MaxParallel == 0 {
+		c.MaxParallel = DefaultMaxParallel
+	}
+	if c.MarginRTTs == 0 {
+		c.MarginRTTs = DefaultMarginRTTs
+	}
+	if c.MaxLinks == 0 {
+		c.MaxLinks = DefaultMaxLinks
+	}
+	if c.RecoveryDrives == 0 {
+		c.RecoveryDrives = DefaultRecoveryDrives
+	}
+	return c
+}
+
+// Validate reports every setting that makes no sense, joined.
+func (c Config) Validate() error {
+	var errs []error
+	pos := func(name string, d time.Duration) {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive, got %v", name, d))
+		}
+	}
+	pos("call-timeout", c.CallTimeout)
+	pos("retry-min", c.RetryMin)
+	pos("retry-max", c.RetryMax)
+	pos("confirm-wait", c.ConfirmWait)
+	pos("default-timeout", c.DefaultTimeout)
+	pos("max-timeout", c.MaxTimeout)
+	pos("retention", c.Retention)
+	pos("purge-interval", c.PurgeInterval)
+	pos("shutdown-grace", c.ShutdownGrace)
+	if c.MarginFloor < 0 {
+		errs = append(errs, fmt.Errorf("margin-floor must not be negative, got %v", c.MarginFloor))
+	}
+	if c.RetryMax < c.RetryMin {
+		errs = append(errs, fmt.Errorf("retry-max (%v) must not be below retry-min (%v)", c.RetryMax, c.RetryMin))
+	}
+	if c.DefaultTimeout > c.MaxTimeout {
+		errs = append(errs, fmt.Errorf("default-timeout (%v) must not exceed max-timeout (%v)", c.DefaultTimeout, c.MaxTimeout))
+	}
+	if c.MaxParallel < 1 {
+		errs = append(errs, fmt.Errorf("max-parallel must be at least 1, got %d", c.MaxParallel))
+	}
+	if c.MarginRTTs < 0 {
+		errs = append(errs, fmt.Errorf("margin-rtts must not be negative, got %v", c.MarginRTTs))
+	}
+	if c.MaxLinks < 1 {
+		errs = append(errs, fmt.Errorf("max-links must be at least 1, got %d", c.MaxLinks))
+	}
+	if c.RecoveryDrives < 1 {
+		errs = append(errs, fmt.Errorf("recovery-drives must be at least 1, got %d", c.RecoveryDrives))
+	}
+	return errors.Join(errs...)
+}

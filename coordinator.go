@@ -1,0 +1,700 @@
+package tccd
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/oklog/ulid/v2"
+)
+
+// Coordinator is the TCC engine: it records decisions in a Store and drives
+// participants to the decided outcome through a Caller. Lifecycle:
+// NewCoordinator → Open (recovery) → … → Close.
+type Coordinator struct {
+	cfg    Config
+	store  Store
+	caller Caller
+	clock  Clock
+	log    *slog.Logger
+	rtt    *rttTable
+
+	// ctx is cancelled when Close starts: no new attempt, retry or wait
+	// begins after that. callCtx is cancelled when the shutdown grace has
+	// passed: in-flight participant calls are abandoned.
+	ctx        context.Context
+	cancel     context.CancelFunc
+	callCtx    context.Context
+	callCancel context.CancelFunc
+
+	wg      sync.WaitGroup // every goroutine and call in progress
+	mu      sync.Mutex
+	closed  bool
+	drivers map[string]*driver
+	timers  map[string]*time.Timer
+	ready   atomic.Bool
+}
+
+// driver is the one goroutine settling a decided transaction.
+type driver struct {
+	done  chan struct{}
+	final *Transaction // set before done is closed
+	err   error
+}
+
+// NewCoordinator returns a coordinator over store and caller. A nil clock
+// means the system clock; a nil logger discards.
+func NewCoordinator(cfg Config, store Store, caller Caller, clock Clock, log *slog.Logger) *Coordinator {
+	if clock == nil {
+		clock = SystemClock{}
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	callCtx, callCancel := context.WithCancel(context.Background())
+	return &Coordinator{
+		cfg: cfg.WithDefaults(), store: store, caller: caller, clock: clock, log: log,
+		rtt: newRTTTable(), ctx: ctx, cancel: cancel, callCtx: callCtx, callCancel: callCancel,
+		drivers: make(map[string]*driver), timers: make(map[string]*time.Timer),
+	}
+}
+
+// Config returns the effective configuration (defaults applied).
+func (c *Coordinator) Config() Config { return c.cfg }
+
+// Ready reports whether recovery has finished and the coordinator serves.
+func (c *Coordinator) Ready() bool { return c.ready.Load() }
+
+// Open runs recovery: every confirming transaction resumes confirming,
+// every cancelling one resumes cancelling, every active one past its
+// timeout is cancelled, and the others get their timers back. It returns
+// once all of them are scheduled (not settled), and starts the purge loop.
+func (c *Coordinator) Open(ctx context.Context) error {
+	if err := c.cfg.Validate(); err != nil {
+		return err
+	}
+	var resume []string
+	now := c.clock.Now()
+	err := c.store.Unfinished(ctx, func(tx *Transaction) error {
+		switch tx.State {
+		case StateActive:
+			c.armTimer(tx.ID, tx.Deadline.Sub(now))
+		default:
+			resume = append(resume, tx.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		return storeError(err)
+	}
+	c.log.Info("recovery scheduled", "resume", len(resume), "active", len(c.timers))
+	c.goTracked(func() { c.resume(resume) })
+	c.goTracked(c.purgeLoop)
+	c.ready.Store(true)
+	return nil
+}
+
+// resume drives recovered transactions, at most RecoveryDrives at once.
+func (c *Coordinator) resume(ids []string) {
+	slots := make(chan struct{}, c.cfg.RecoveryDrives)
+	for _, id := range ids {
+		select {
+		case slots <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
+		tx, err := c.store.Get(c.ctx, id)
+		if err != nil {
+			<-slots
+			if ErrorCode(err) != ENotFound {
+				c.log.Error("recovery: cannot load transaction", "id", id, "err", err)
+			}
+			continue
+		}
+		d := c.startDriver(tx)
+		if d == nil {
+			<-slots
+			continue
+		}
+		c.goTracked(func() {
+			select {
+			case <-d.done:
+			case <-c.ctx.Done():
+			}
+			<-slots
+		})
+	}
+}
+
+// Close stops the coordinator: timers stop, no retry starts, in-flight
+// participant calls get up to ShutdownGrace to finish, then every goroutine
+// has ended. Unsettled transactions are resumed by the next Open. Close
+// does not close the store.
+func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	for id, t := range c.timers {
+		t.Stop()
+		delete(c.timers, id)
+	}
+	c.mu.Unlock()
+	c.ready.Store(false)
+	c.cancel()
+	hard := time.AfterFunc(c.cfg.ShutdownGrace, c.callCancel)
+	c.wg.Wait()
+	hard.Stop()
+	c.callCancel()
+	return nil
+}
+
+// enter registers a request in progress; it fails once Close has begun.
+func (c *Coordinator) enter() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return Errorf(EUnavailable, "the coordinator is shutting down")
+	}
+	c.wg.Add(1)
+	return nil
+}
+
+// goTracked runs fn in a goroutine that Close waits for; not after Close.
+func (c *Coordinator) goTracked(fn func()) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// BeginRequest describes a new registered transaction.
+type BeginRequest struct {
+	Timeout      time.Duration // 0: the configured default
+	Name         string
+	Labels       map[string]string
+	Participants []Link
+}
+
+// Begin creates an active transaction. Begin is not synced: if the
+// coordinator crashes before the decision, the transaction is cancelled
+// by presumption (its participants expire).
+func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction, error) {
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.wg.Done()
+	timeout := req.Timeout
+	if timeout == 0 {
+		timeout = c.cfg.DefaultTimeout
+	}
+	if timeout < 0 || timeout > c.cfg.MaxTimeout {
+		return nil, FieldError("timeout", "timeout must be between 0 and %v", c.cfg.MaxTimeout)
+	}
+	now := c.clock.Now()
+	tx := &Transaction{
+		ID: ulid.Make().String(), Protocol: ProtocolNative, Name: req.Name, Labels: req.Labels,
+		State: StateActive, Timeout: timeout, Deadline: now.Add(timeout),
+		CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID,
+	}
+	var err error
+	if tx, err = c.addLinks(tx, req.Participants, now, true); err != nil {
+		return nil, err
+	}
+	if err := c.store.Create(ctx, tx, false); err != nil {
+		return nil, storeError(err)
+	}
+	c.armTimer(tx.ID, timeout)
+	return tx, nil
+}
+
+// Enlist adds a participant link to an active transaction. Enlisting a URI
+// already enlisted changes nothing and reports added=false.
+func (c *Coordinator) Enlist(ctx context.Context, id string, link Link) (tx *Transaction, added bool, err error) {
+	if err := c.enter(); err != nil {
+		return nil, false, err
+	}
+	defer c.wg.Done()
+	for {
+		tx, err := c.store.Get(ctx, id)
+		if err != nil {
+			return nil, false, storeError(err)
+		}
+		if tx.State != StateActive {
+			if tx.Participant(link.URI) >= 0 {
+				return tx, false, nil
+			}
+			return nil, false, conflict(tx, "cannot enlist: the transaction is %s", tx.State)
+		}
+		if tx.Participant(link.URI) >= 0 {
+			return tx, false, nil
+		}
+		next, err := c.addLinks(tx, []Link{link}, c.clock.Now(), true)
+		if err != nil {
+			return nil, false, err
+		}
+		if err := c.store.Update(ctx, next, false); err != nil {
+			if ErrorCode(err) == EConflict {
+				continue
+			}
+			return nil, false, storeError(err)
+		}
+		return next, true, nil
+	}
+}
+
+// Get returns a transaction.
+func (c *Coordinator) Get(ctx context.Context, id string) (*Transaction, error) {
+	tx, err := c.store.Get(ctx, id)
+	return tx, storeError(err)
+}
+
+// List returns transactions newest first; see Store.List.
+func (c *Coordinator) List(ctx context.Context, f Filter) ([]*Transaction, string, error) {
+	txs, next, err := c.store.List(ctx, f)
+	return txs, next, storeError(err)
+}
+
+// Confirm decides to confirm an active transaction, after adding the given
+// links, and waits up to ConfirmWait for the outcome. It returns the
+// transaction and nil when it confirmed or is still confirming; ETimedOut
+// (with the transaction) when it was cancelled instead; EHeuristic when the
+// participants did not all confirm; EConflict when the transaction had
+// been cancelled by request, or new links come after the decision.
+func (c *Coordinator) Confirm(ctx context.Context, id string, links []Link) (*Transaction, error) {
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.wg.Done()
+	for {
+		tx, err := c.store.Get(ctx, id)
+		if err != nil {
+			return nil, storeError(err)
+		}
+		if tx.State != StateActive {
+			for _, l := range links {
+				if tx.Participant(l.URI) < 0 {
+					return nil, conflict(tx, "cannot add participants: the transaction is %s", tx.State)
+				}
+			}
+			if tx.State == StateCancelling || tx.State == StateCancelled {
+				if tx.Reason == ReasonRequested {
+					return nil, conflict(tx, "the transaction was cancelled")
+				}
+			}
+			return c.confirmOutcome(ctx, tx)
+		}
+		now := c.clock.Now()
+		next, err := c.addLinks(tx, links, now, false)
+		if err != nil {
+			return nil, err
+		}
+		to, reason := StateConfirming, ReasonRequested
+		if c.tooSoon(next, now) {
+			to, reason = StateCancelling, ReasonExpiryMargin
+		}
+		next.Reason = reason
+		if err := c.transition(ctx, next, to, to == StateConfirming); err != nil {
+			if ErrorCode(err) == EConflict {
+				continue
+			}
+			return nil, err
+		}
+		c.stopTimer(id)
+		return c.confirmOutcome(ctx, next)
+	}
+}
+
+// confirmOutcome joins (or starts) the driver of a decided transaction and
+// turns its state into the answer to a confirm request.
+func (c *Coordinator) confirmOutcome(ctx context.Context, tx *Transaction) (*Transaction, error) {
+	if !tx.State.Final() {
+		tx = c.await(ctx, tx)
+	}
+	switch tx.State {
+	case StateConfirmed, StateConfirming:
+		return tx, nil
+	case StateHeuristic:
+		return nil, &Error{Code: EHeuristic, Message: "partial confirmation: some participants did not confirm", Tx: tx}
+	default:
+		return nil, &Error{Code: ETimedOut, Message: "the transaction has timed out and was cancelled", Tx: tx}
+	}
+}
+
+// Cancel decides to cancel an active transaction and waits up to
+// ConfirmWait for the participants. Cancelling a cancelled transaction
+// returns it; a confirming, confirmed or heuristic one is EConflict.
+func (c *Coordinator) Cancel(ctx context.Context, id string) (*Transaction, error) {
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.wg.Done()
+	for {
+		tx, err := c.store.Get(ctx, id)
+		if err != nil {
+			return nil, storeError(err)
+		}
+		switch tx.State {
+		case StateActive:
+			next := tx.Clone()
+			next.Reason = ReasonRequested
+			if err := c.transition(ctx, next, StateCancelling, false); err != nil {
+				if ErrorCode(err) == EConflict {
+					continue
+				}
+				return nil, err
+			}
+			c.stopTimer(id)
+			return c.await(ctx, next), nil
+		case StateCancelling:
+			return c.await(ctx, tx), nil
+		case StateCancelled:
+			return tx, nil
+		default:
+			return nil, conflict(tx, "cannot cancel: the transaction is %s", tx.State)
+		}
+	}
+}
+
+// ConfirmLinks is the one-shot confirm of the Atomikos protocol: the set of
+// links identifies the transaction, so repeating the request joins or
+// reports the same transaction. Errors as for Confirm; an expired link or
+// one too close to expiry cancels them all (ETimedOut). An empty set
+// returns (nil, nil).
+func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transaction, error) {
+	if len(links) == 0 {
+		return nil, nil
+	}
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.wg.Done()
+	id, err := c.oneShotID(links)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		tx, err := c.store.Get(ctx, id)
+		if err == nil {
+			return c.confirmOutcome(ctx, tx)
+		}
+		if ErrorCode(err) != ENotFound {
+			return nil, storeError(err)
+		}
+		now := c.clock.Now()
+		tx, err = c.oneShot(id, links, now)
+		if err != nil {
+			return nil, err
+		}
+		tx.State, tx.Reason, tx.DecidedAt = StateConfirming, ReasonRequested, now
+		durable := true
+		if c.tooSoon(tx, now) {
+			tx.State, tx.Reason, durable = StateCancelling, ReasonExpiryMargin, false
+		}
+		if err := c.store.Create(ctx, tx, durable); err != nil {
+			if ErrorCode(err) == EConflict {
+				continue // the same request, concurrently
+			}
+			return nil, storeError(err)
+		}
+		return c.confirmOutcome(ctx, tx)
+	}
+}
+
+// CancelLinks is the one-shot cancel of the Atomikos protocol. It never
+// undoes a confirm: a set already confirming or confirmed is returned as
+// it is. An empty set returns (nil, nil).
+func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transaction, error) {
+	if len(links) == 0 {
+		return nil, nil
+	}
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.wg.Done()
+	id, err := c.oneShotID(links)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		tx, err := c.store.Get(ctx, id)
+		if err == nil {
+			if tx.State == StateCancelling {
+				tx = c.await(ctx, tx)
+			}
+			return tx, nil
+		}
+		if ErrorCode(err) != ENotFound {
+			return nil, storeError(err)
+		}
+		now := c.clock.Now()
+		tx, err = c.oneShot(id, links, now)
+		if err != nil {
+			return nil, err
+		}
+		tx.State, tx.Reason, tx.DecidedAt = StateCancelling, ReasonRequested, now
+		if err := c.store.Create(ctx, tx, false); err != nil {
+			if ErrorCode(err) == EConflict {
+				continue
+			}
+			return nil, storeError(err)
+		}
+		return c.await(ctx, tx), nil
+	}
+}
+
+// oneShotID derives the id of an Atomikos transaction from its link set.
+func (c *Coordinator) oneShotID(links []Link) (string, error) {
+	if len(links) > c.cfg.MaxLinks {
+		return "", Errorf(EInvalid, "too many participant links: %d, at most %d", len(links), c.cfg.MaxLinks)
+	}
+	uris := make([]string, len(links))
+	for i, l := range links {
+		uris[i] = l.URI
+	}
+	sort.Strings(uris)
+	for i := 1; i < len(uris); i++ {
+		if uris[i] == uris[i-1] {
+			return "", FieldError("uri", "duplicate participant link %s", uris[i])
+		}
+	}
+	sum := sha256.Sum256([]byte(strings.Join(uris, "\n")))
+	return "a-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16])), nil
+}
+
+// oneShot builds the record of an Atomikos transaction. Expired links are
+// accepted here: they make the confirm time out.
+func (c *Coordinator) oneShot(id string, links []Link, now time.Time) (*Transaction, error) {
+	tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID}
+	return c.addLinks(tx, links, now, false)
+}
+
+// addLinks returns a copy of tx with links appended as pending
+// participants; links already enlisted are skipped. With requireFuture an
+// expired link is an error.
+func (c *Coordinator) addLinks(tx *Transaction, links []Link, now time.Time, requireFuture bool) (*Transaction, error) {
+	next := tx.Clone()
+	seen := make(map[string]bool, len(links))
+	for _, l := range links {
+		if err := ValidateURI(l.URI); err != nil {
+			return nil, err
+		}
+		if l.Expires.IsZero() {
+			return nil, FieldError("expires", "each participant link must have an 'expires'")
+		}
+		if seen[l.URI] {
+			return nil, FieldError("uri", "duplicate participant link %s", l.URI)
+		}
+		seen[l.URI] = true
+		if next.Participant(l.URI) >= 0 {
+			continue
+		}
+		if requireFuture && !l.Expires.After(now) {
+			return nil, FieldError("expires", "participant link %s expired at %s", l.URI, l.Expires.UTC().Format(time.RFC3339Nano))
+		}
+		next.Participants = append(next.Participants, Participant{URI: l.URI, Expires: l.Expires, State: ParticipantPending})
+	}
+	if len(next.Participants) > c.cfg.MaxLinks {
+		return nil, Errorf(EInvalid, "too many participant links: %d, at most %d", len(next.Participants), c.cfg.MaxLinks)
+	}
+	return next, nil
+}
+
+// Margin returns the expiry safety margin for a participant host.
+func (c *Coordinator) Margin(host string) time.Duration {
+	m := time.Duration(c.cfg.MarginRTTs * float64(c.rtt.get(host)))
+	if m < c.cfg.MarginFloor {
+		m = c.cfg.MarginFloor
+	}
+	return m
+}
+
+// tooSoon reports whether a pending link of tx expires within its margin.
+func (c *Coordinator) tooSoon(tx *Transaction, now time.Time) bool {
+	for _, p := range tx.Participants {
+		if p.State == ParticipantPending && p.Expires.Sub(now) < c.Margin(HostOf(p.URI)) {
+			return true
+		}
+	}
+	return false
+}
+
+// transition moves tx (in place) to state `to` with a compare-and-set
+// write; the new state is synced when durable is set.
+func (c *Coordinator) transition(ctx context.Context, tx *Transaction, to State, durable bool) error {
+	if !CanTransition(tx.State, to) {
+		return conflict(tx, "cannot move a %s transaction to %s", tx.State, to)
+	}
+	prev := tx.State
+	now := c.clock.Now()
+	tx.State, tx.UpdatedAt = to, now
+	if prev == StateActive && to != StateActive {
+		tx.DecidedAt = now
+	}
+	if to.Final() {
+		tx.FinishedAt = now
+	}
+	if err := c.store.Update(ctx, tx, durable); err != nil {
+		tx.State = prev
+		return storeError(err)
+	}
+	return nil
+}
+
+// await starts or joins the driver of a decided transaction and waits up
+// to ConfirmWait for its end. It returns the final transaction, or tx as
+// it was if the wait ran out or the coordinator is closing.
+func (c *Coordinator) await(ctx context.Context, tx *Transaction) *Transaction {
+	d := c.startDriver(tx)
+	if d == nil {
+		return tx
+	}
+	t := time.NewTimer(c.cfg.ConfirmWait)
+	defer t.Stop()
+	select {
+	case <-d.done:
+		if d.final != nil {
+			return d.final
+		}
+	case <-t.C:
+	case <-ctx.Done():
+	case <-c.ctx.Done():
+	}
+	if cur, err := c.store.Get(context.WithoutCancel(ctx), tx.ID); err == nil {
+		return cur
+	}
+	return tx
+}
+
+// armTimer cancels an active transaction when its timeout passes.
+func (c *Coordinator) armTimer(id string, after time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	if old := c.timers[id]; old != nil {
+		old.Stop()
+	}
+	c.timers[id] = time.AfterFunc(max(after, 0), func() {
+		c.mu.Lock()
+		delete(c.timers, id)
+		c.mu.Unlock()
+		c.goTracked(func() { c.expire(id) })
+	})
+}
+
+func (c *Coordinator) stopTimer(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t := c.timers[id]; t != nil {
+		t.Stop()
+		delete(c.timers, id)
+	}
+}
+
+// expire cancels a transaction whose timeout passed while it was active.
+func (c *Coordinator) expire(id string) {
+	for {
+		tx, err := c.store.Get(c.ctx, id)
+		if err != nil {
+			if ErrorCode(err) != ENotFound && c.ctx.Err() == nil {
+				c.log.Error("timeout: cannot load transaction", "id", id, "err", err)
+			}
+			return
+		}
+		if tx.State != StateActive {
+			return
+		}
+		if wait := tx.Deadline.Sub(c.clock.Now()); wait > 0 {
+			c.armTimer(id, wait)
+			return
+		}
+		tx.Reason = ReasonTimeout
+		if err := c.transition(c.ctx, tx, StateCancelling, false); err != nil {
+			if ErrorCode(err) == EConflict {
+				continue
+			}
+			c.log.Error("timeout: cannot cancel transaction", "id", id, "err", err)
+			return
+		}
+		c.log.Info("transaction timed out", "id", id)
+		c.startDriver(tx)
+		return
+	}
+}
+
+// purgeLoop deletes finished transactions older than the retention.
+func (c *Coordinator) purgeLoop() {
+	t := time.NewTicker(c.cfg.PurgeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.Purge(c.ctx)
+	}
+}
+
+// Purge deletes the finished transactions past the retention now, and
+// returns how many it deleted.
+func (c *Coordinator) Purge(ctx context.Context) int {
+	const batch = 1000
+	total := 0
+	cutoff := c.clock.Now().Add(-c.cfg.Retention)
+	for ctx.Err() == nil {
+		n, err := c.store.Purge(ctx, cutoff, batch)
+		total += n
+		if err != nil {
+			c.log.Error("purge failed", "err", err)
+			break
+		}
+		if n < batch {
+			break
+		}
+	}
+	if total > 0 {
+		c.log.Info("purged finished transactions", "count", total)
+	}
+	return total
+}
+
+func conflict(tx *Transaction, format string, args ...any) *Error {
+	e := Errorf(EConflict, format, args...)
+	e.Tx = tx
+	return e
+}
+
+// storeError passes domain errors through and wraps store failures.
+func storeError(err error) error {
+	if err == nil {
+		return nil
+	}
+	var e *Error
+	if errors.As(err, &e) {
+		return err
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return &Error{Code: EUnavailable, Message: "the request was cancelled", Err: err}
+	}
+	return &Error{Code: EUnavailable, Message: "the transaction log is not available", Err: err}
+}

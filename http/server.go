@@ -1,0 +1,448 @@
+// Package http is tccd's HTTP face: the REST server (native API under
+// /api/v1 and the Atomikos TCC endpoints under /coordinator), the
+// problem+json error mapping, and the outbound calls to participants.
+package http
+
+import (
+	"context"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"time"
+
+	"github.com/tccd/tccd"
+)
+
+//go:embed openapi.json
+var openAPI []byte
+
+// OpenAPI returns the OpenAPI 3 document of the API.
+func OpenAPI() []byte { return openAPI }
+
+// Defaults for ServerConfig.
+const (
+	DefaultMaxBody           = 1 << 20
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 15 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultListLimit         = 50
+	MaxListLimit             = 1000
+)
+
+// ServerConfig tunes the HTTP server.
+type ServerConfig struct {
+	MaxBody           int64
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+}
+
+// WithDefaults fills zero fields.
+func (c ServerConfig) WithDefaults() ServerConfig {
+	if c.MaxBody == 0 {
+		c.MaxBody = DefaultMaxBody
+	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = DefaultReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.MaxHeaderBytes == 0 {
+		c.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	return c
+}
+
+// Server serves the coordinator's API.
+type Server struct {
+	coord *tccd.Coordinator
+	cfg   ServerConfig
+	log   *slog.Logger
+	mux   *http.ServeMux
+	srv   *http.Server
+	ln    net.Listener
+	errc  chan error
+}
+
+// NewServer returns a server over coord. Start it with Serve or use it as
+// an http.Handler.
+func NewServer(coord *tccd.Coordinator, cfg ServerConfig, log *slog.Logger) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{coord: coord, cfg: cfg.WithDefaults(), log: log, mux: http.NewServeMux()}
+	s.routes()
+	return s
+}
+
+func (s *Server) routes() {
+	s.mux.HandleFunc("GET /healthz", s.healthz)
+	s.mux.HandleFunc("GET /readyz", s.readyz)
+	s.mux.HandleFunc("GET /api/v1/openapi.json", s.openapi)
+	s.mux.Handle("PUT /coordinator/confirm", s.atomikos(s.atomikosConfirm))
+	s.mux.Handle("PUT /coordinator/cancel", s.atomikos(s.atomikosCancel))
+	s.mux.Handle("POST /api/v1/transactions", s.native(s.begin))
+	s.mux.Handle("GET /api/v1/transactions", s.native(s.list))
+	s.mux.Handle("GET /api/v1/transactions/{id}", s.native(s.get))
+	s.mux.Handle("POST /api/v1/transactions/{id}/participants", s.native(s.enlist))
+	s.mux.Handle("PUT /api/v1/transactions/{id}/confirm", s.native(s.confirm))
+	s.mux.Handle("PUT /api/v1/transactions/{id}/cancel", s.native(s.cancel))
+}
+
+// ServeHTTP routes a request; unknown paths and methods get problem documents.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := s.mux.Handler(r)
+	if pattern != "" {
+		h.ServeHTTP(w, r)
+		return
+	}
+	// Let the mux decide between 404 and 405 (with Allow), then answer
+	// in the API's error format.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, r)
+	var err error
+	switch rec.Code {
+	case http.StatusMethodNotAllowed:
+		w.Header().Set("Allow", rec.Header().Get("Allow"))
+		err = &tccd.Error{Code: "method_not_allowed", Message: fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, rec.Header().Get("Allow"))}
+		p := ProblemFor(err, r.URL.Path)
+		p.Status, p.Title = http.StatusMethodNotAllowed, http.StatusText(http.StatusMethodNotAllowed)
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(p.Status)
+		_ = json.NewEncoder(w).Encode(p)
+		return
+	default:
+		err = tccd.Errorf(tccd.ENotFound, "no such resource: %s", r.URL.Path)
+	}
+	writeProblem(w, r, s.log, err)
+}
+
+// Serve starts serving on ln in the background; Addr tells the address.
+func (s *Server) Serve(ln net.Listener) {
+	s.ln = ln
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		ReadTimeout:       s.cfg.ReadTimeout,
+		WriteTimeout:      s.cfg.WriteTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    s.cfg.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.errc = make(chan error, 1)
+	go func() {
+		err := s.srv.Serve(ln)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		s.errc <- err
+	}()
+}
+
+// Addr returns the address the server listens on.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Shutdown stops accepting connections and waits, up to ctx, for requests
+// in progress.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.srv == nil {
+		return nil
+	}
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+	}
+	if serr := <-s.errc; err == nil {
+		err = serr
+	}
+	return err
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"status":"ok"}`+"\n")
+}
+
+func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	if !s.coord.Ready() {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = io.WriteString(w, `{"status":"not ready"}`+"\n")
+		return
+	}
+	_, _ = io.WriteString(w, `{"status":"ready"}`+"\n")
+}
+
+func (s *Server) openapi(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPI)
+}
+
+// native adapts a handler that returns an error: errors become problem
+// documents, in this one place.
+func (s *Server) native(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := s.checkReady()
+		if err == nil {
+			err = fn(w, r)
+		}
+		if err != nil {
+			writeProblem(w, r, s.log, err)
+		}
+	})
+}
+
+// atomikos adapts a handler for the Atomikos endpoints, whose errors are
+// plain text.
+func (s *Server) atomikos(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := s.checkReady()
+		if err == nil {
+			err = fn(w, r)
+		}
+		if err == nil {
+			return
+		}
+		code := tccd.ErrorCode(err)
+		status := atomikosStatus(code)
+		if status == http.StatusInternalServerError {
+			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		} else if status >= 500 {
+			s.log.Warn("request not served", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		if status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "1")
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(status)
+		_, _ = io.WriteString(w, atomikosText(err)+"\n")
+	})
+}
+
+// checkReady refuses API requests until recovery has finished.
+func (s *Server) checkReady() error {
+	if !s.coord.Ready() {
+		return tccd.Errorf(tccd.EUnavailable, "the coordinator is not ready (recovering or shutting down)")
+	}
+	return nil
+}
+
+// readBody reads a request body of one of the accepted media types, up to
+// the configured limit. An absent body reads as empty.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, types ...string) ([]byte, error) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tccd.Errorf(tccd.ETooLarge, "request body is larger than %d bytes", s.cfg.MaxBody)
+		}
+		return nil, tccd.Errorf(tccd.EInvalid, "cannot read request body: %v", err)
+	}
+	ct := r.Header.Get("Content-Type")
+	if len(body) == 0 && ct == "" {
+		return body, nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil {
+		for _, t := range types {
+			if mt == t {
+				return body, nil
+			}
+		}
+	}
+	if ct == "" {
+		ct = "none"
+	}
+	return nil, tccd.Errorf(tccd.EUnsupportedMedia, "content type %s is not supported; send %v", ct, types)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func txLocation(id string) string { return "/api/v1/transactions/" + id }
+
+func (s *Server) begin(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.readBody(w, r, "application/json")
+	if err != nil {
+		return err
+	}
+	req, err := DecodeBegin(body)
+	if err != nil {
+		return err
+	}
+	tx, err := s.coord.Begin(r.Context(), req)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", txLocation(tx.ID))
+	writeJSON(w, http.StatusCreated, FromTx(tx))
+	return nil
+}
+
+func (s *Server) get(w http.ResponseWriter, r *http.Request) error {
+	tx, err := s.coord.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, FromTx(tx))
+	return nil
+}
+
+func (s *Server) list(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := tccd.Filter{Cursor: q.Get("cursor"), Limit: DefaultListLimit}
+	if v := q.Get("state"); v != "" {
+		st, err := tccd.ParseState(v)
+		if err != nil {
+			return tccd.FieldError("state", "state must be one of %v, not %q", tccd.States, v)
+		}
+		f.State = st
+	}
+	if v := q.Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > MaxListLimit {
+			return tccd.FieldError("limit", "limit must be an integer from 1 to %d, not %q", MaxListLimit, v)
+		}
+		f.Limit = n
+	}
+	txs, next, err := s.coord.List(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := TransactionList{Transactions: make([]Transaction, len(txs)), NextCursor: next}
+	for i, tx := range txs {
+		out.Transactions[i] = FromTx(tx)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) enlist(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.readBody(w, r, "application/json")
+	if err != nil {
+		return err
+	}
+	link, err := DecodeLink(body)
+	if err != nil {
+		return err
+	}
+	tx, added, err := s.coord.Enlist(r.Context(), r.PathValue("id"), link)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if added {
+		status = http.StatusCreated
+	}
+	w.Header().Set("Location", txLocation(tx.ID))
+	writeJSON(w, status, FromTx(tx))
+	return nil
+}
+
+// confirm answers 200 with the confirmed transaction, 202 while it is
+// still confirming, and a 409 problem when it ended otherwise.
+func (s *Server) confirm(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.readBody(w, r, "application/json")
+	if err != nil {
+		return err
+	}
+	links, err := DecodeConfirm(body)
+	if err != nil {
+		return err
+	}
+	tx, err := s.coord.Confirm(r.Context(), r.PathValue("id"), links)
+	if err != nil {
+		return err
+	}
+	s.writeOutcome(w, tx, tccd.StateConfirmed)
+	return nil
+}
+
+func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
+	if _, err := s.readBody(w, r, "application/json"); err != nil {
+		return err
+	}
+	tx, err := s.coord.Cancel(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	s.writeOutcome(w, tx, tccd.StateCancelled)
+	return nil
+}
+
+// writeOutcome answers 200 when tx reached the wanted end, 202 (with
+// Location and Retry-After) while it is still on its way.
+func (s *Server) writeOutcome(w http.ResponseWriter, tx *tccd.Transaction, want tccd.State) {
+	status := http.StatusOK
+	if tx.State != want {
+		status = http.StatusAccepted
+		w.Header().Set("Location", txLocation(tx.ID))
+		w.Header().Set("Retry-After", "1")
+	}
+	writeJSON(w, status, FromTx(tx))
+}
+
+var atomikosTypes = []string{"application/tcc+json", "application/json"}
+
+func (s *Server) atomikosLinks(w http.ResponseWriter, r *http.Request) ([]tccd.Link, error) {
+	body, err := s.readBody(w, r, atomikosTypes...)
+	if err != nil {
+		return nil, err
+	}
+	return DecodeAtomikos(body)
+}
+
+// atomikosConfirm: 204 confirmed, 404 timed out and cancelled, 409
+// heuristic, 503 with Retry-After while the outcome is not known yet
+// (repeating the request is safe and joins it).
+func (s *Server) atomikosConfirm(w http.ResponseWriter, r *http.Request) error {
+	links, err := s.atomikosLinks(w, r)
+	if err != nil {
+		return err
+	}
+	tx, err := s.coord.ConfirmLinks(r.Context(), links)
+	if err != nil {
+		return err
+	}
+	if tx != nil && tx.State != tccd.StateConfirmed {
+		return tccd.Errorf(tccd.EUnavailable, "confirmation in progress - repeat the request for the outcome")
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// atomikosCancel answers 204; it never undoes a confirmation.
+func (s *Server) atomikosCancel(w http.ResponseWriter, r *http.Request) error {
+	links, err := s.atomikosLinks(w, r)
+	if err != nil {
+		return err
+	}
+	if _, err := s.coord.CancelLinks(r.Context(), links); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}

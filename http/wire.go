@@ -1,0 +1,299 @@
+package http
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/tccd/tccd"
+)
+
+// The JSON wire forms of the native API. They are separate from the domain
+// types and from the stored records on purpose.
+
+// Transaction is a transaction as the native API shows it.
+type Transaction struct {
+	ID           string            `json:"id"`
+	Protocol     string            `json:"protocol"`
+	Name         string            `json:"name,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	State        string            `json:"state"`
+	Reason       string            `json:"reason,omitempty"`
+	Timeout      string            `json:"timeout,omitempty"`
+	Deadline     *time.Time        `json:"deadline,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+	UpdatedAt    time.Time         `json:"updated_at"`
+	DecidedAt    *time.Time        `json:"decided_at,omitempty"`
+	FinishedAt   *time.Time        `json:"finished_at,omitempty"`
+	Participants []Participant     `json:"participants"`
+}
+
+// Participant is one participant of a Transaction on the wire.
+type Participant struct {
+	URI            string     `json:"uri"`
+	Expires        time.Time  `json:"expires"`
+	State          string     `json:"state"`
+	Attempts       int        `json:"attempts"`
+	LastStatus     int        `json:"last_status,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	LastAttemptAt  *time.Time `json:"last_attempt_at,omitempty"`
+	LastDurationMS *float64   `json:"last_duration_ms,omitempty"`
+}
+
+// TransactionList is a page of transactions.
+type TransactionList struct {
+	Transactions []Transaction `json:"transactions"`
+	NextCursor   string        `json:"next_cursor,omitempty"`
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+// FromTx converts a domain transaction to its wire form.
+func FromTx(tx *tccd.Transaction) Transaction {
+	out := Transaction{
+		ID: tx.ID, Protocol: string(tx.Protocol), Name: tx.Name, Labels: tx.Labels,
+		State: string(tx.State), Reason: string(tx.Reason),
+		Deadline: optTime(tx.Deadline), CreatedAt: tx.CreatedAt.UTC(), UpdatedAt: tx.UpdatedAt.UTC(),
+		DecidedAt: optTime(tx.DecidedAt), FinishedAt: optTime(tx.FinishedAt),
+		Participants: make([]Participant, len(tx.Participants)),
+	}
+	if tx.Timeout > 0 {
+		out.Timeout = tx.Timeout.String()
+	}
+	for i, p := range tx.Participants {
+		wp := Participant{
+			URI: p.URI, Expires: p.Expires.UTC(), State: string(p.State), Attempts: p.Attempts,
+			LastStatus: p.LastStatus, LastError: p.LastError, LastAttemptAt: optTime(p.LastAttemptAt),
+		}
+		if p.Attempts > 0 {
+			ms := float64(p.LastDuration.Microseconds()) / 1000
+			wp.LastDurationMS = &ms
+		}
+		out.Participants[i] = wp
+	}
+	return out
+}
+
+// Link is a participant link as requests carry it. Rel is accepted and ignored.
+type Link struct {
+	URI     *string `json:"uri"`
+	Expires *string `json:"expires"`
+	Rel     string  `json:"rel,omitempty"`
+}
+
+// BeginRequest is the body of POST /api/v1/transactions.
+type BeginRequest struct {
+	Timeout      *string           `json:"timeout"`
+	Name         string            `json:"name"`
+	Labels       map[string]string `json:"labels"`
+	Participants []Link            `json:"participants"`
+}
+
+// ConfirmRequest is the optional body of PUT /api/v1/transactions/{id}/confirm.
+type ConfirmRequest struct {
+	Participants []Link `json:"participants"`
+}
+
+// AtomikosRequest is the body of PUT /coordinator/confirm and /coordinator/cancel.
+type AtomikosRequest struct {
+	ParticipantLinks []Link `json:"participantLinks"`
+}
+
+// Limits on the contents of requests (beyond the body size).
+const (
+	maxNameLen    = 256
+	maxLabels     = 32
+	maxLabelKey   = 64
+	maxLabelValue = 256
+)
+
+// strictDecode decodes exactly one JSON value from body into v. Unknown
+// fields are an error when strict is set.
+func strictDecode(body []byte, v any, strict bool) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return tccd.Errorf(tccd.EInvalid, "malformed JSON: unexpected data after the JSON value")
+	}
+	return nil
+}
+
+var unknownField = regexp.MustCompile(`^json: unknown field "(.*)"$`)
+
+func jsonError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return tccd.Errorf(tccd.EInvalid, "request body must not be empty")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return tccd.Errorf(tccd.EInvalid, "malformed JSON: unexpected end of input")
+	case errors.As(err, &syn):
+		return tccd.Errorf(tccd.EInvalid, "malformed JSON at byte %d: %s", syn.Offset, syn.Error())
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return tccd.Errorf(tccd.EInvalid, "request body must be a JSON object, not %s", typ.Value)
+		}
+		return tccd.FieldError(field, "field %q must be %s, not %s", field, jsonType(typ.Type.String()), typ.Value)
+	}
+	if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
+		return tccd.FieldError(m[1], "unknown field %q", m[1])
+	}
+	return tccd.Errorf(tccd.EInvalid, "malformed JSON: %s", err.Error())
+}
+
+func jsonType(goType string) string {
+	switch {
+	case goType == "string" || goType == "*string":
+		return "a string"
+	case strings.HasPrefix(goType, "map["):
+		return "an object of strings"
+	case strings.HasPrefix(goType, "[]"):
+		return "an array"
+	case strings.HasPrefix(goType, "http."):
+		return "an object"
+	default:
+		return "of type " + goType
+	}
+}
+
+var basicOffset = regexp.MustCompile(`([+-]\d{2})(\d{2})$`)
+
+// ParseExpires parses an expiry: an RFC 3339 / ISO-8601 date-time with an
+// offset (Z, +01:00 or +0100) and optional fractional seconds.
+func ParseExpires(s string) (time.Time, error) {
+	norm := strings.ToUpper(strings.TrimSpace(s))
+	if len(norm) > 10 && norm[10] == ' ' {
+		norm = norm[:10] + "T" + norm[11:]
+	}
+	if !strings.HasSuffix(norm, "Z") && !strings.Contains(norm[min(len(norm), 19):], ":") {
+		norm = basicOffset.ReplaceAllString(norm, "$1:$2")
+	}
+	t, err := time.Parse(time.RFC3339Nano, norm)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("invalid date format: %q", s)
+	}
+	return t, nil
+}
+
+// toLinks checks and converts request links. Messages follow the Atomikos
+// reference coordinator's wording.
+func toLinks(in []Link, field string) ([]tccd.Link, error) {
+	out := make([]tccd.Link, 0, len(in))
+	for i, l := range in {
+		if l.URI == nil || *l.URI == "" {
+			return nil, tccd.FieldError(fmt.Sprintf("%s[%d].uri", field, i), "each participantLink must have a value for 'uri'")
+		}
+		if l.Expires == nil || *l.Expires == "" {
+			return nil, tccd.FieldError(fmt.Sprintf("%s[%d].expires", field, i), "each participantLink must have an 'expires'")
+		}
+		exp, err := ParseExpires(*l.Expires)
+		if err != nil {
+			return nil, tccd.FieldError(fmt.Sprintf("%s[%d].expires", field, i), "invalid date format for participantLink 'expires': %s", *l.Expires)
+		}
+		if err := tccd.ValidateURI(*l.URI); err != nil {
+			var e *tccd.Error
+			if errors.As(err, &e) {
+				e.Field = fmt.Sprintf("%s[%d].uri", field, i)
+			}
+			return nil, err
+		}
+		out = append(out, tccd.Link{URI: *l.URI, Expires: exp})
+	}
+	return out, nil
+}
+
+// DecodeBegin parses the body of POST /api/v1/transactions. An empty body
+// begins a transaction with the defaults.
+func DecodeBegin(body []byte) (tccd.BeginRequest, error) {
+	var req BeginRequest
+	if len(bytes.TrimSpace(body)) > 0 {
+		if err := strictDecode(body, &req, true); err != nil {
+			return tccd.BeginRequest{}, err
+		}
+	}
+	out := tccd.BeginRequest{Name: req.Name, Labels: req.Labels}
+	if req.Timeout != nil {
+		d, err := time.ParseDuration(*req.Timeout)
+		if err != nil || d <= 0 {
+			return tccd.BeginRequest{}, tccd.FieldError("timeout", "timeout must be a positive duration such as \"30s\" or \"2m\", not %q", *req.Timeout)
+		}
+		out.Timeout = d
+	}
+	if len(req.Name) > maxNameLen {
+		return tccd.BeginRequest{}, tccd.FieldError("name", "name is longer than %d bytes", maxNameLen)
+	}
+	if len(req.Labels) > maxLabels {
+		return tccd.BeginRequest{}, tccd.FieldError("labels", "at most %d labels", maxLabels)
+	}
+	for k, v := range req.Labels {
+		if k == "" || len(k) > maxLabelKey || len(v) > maxLabelValue {
+			return tccd.BeginRequest{}, tccd.FieldError("labels", "label keys must be 1 to %d bytes and values at most %d", maxLabelKey, maxLabelValue)
+		}
+	}
+	links, err := toLinks(req.Participants, "participants")
+	if err != nil {
+		return tccd.BeginRequest{}, err
+	}
+	out.Participants = links
+	return out, nil
+}
+
+// DecodeLink parses the body of POST /api/v1/transactions/{id}/participants.
+func DecodeLink(body []byte) (tccd.Link, error) {
+	var l Link
+	if err := strictDecode(body, &l, true); err != nil {
+		return tccd.Link{}, err
+	}
+	links, err := toLinks([]Link{l}, "participant")
+	if err != nil {
+		var e *tccd.Error
+		if errors.As(err, &e) {
+			e.Field = strings.TrimPrefix(e.Field, "participant[0].")
+		}
+		return tccd.Link{}, err
+	}
+	return links[0], nil
+}
+
+// DecodeConfirm parses the optional body of PUT …/confirm.
+func DecodeConfirm(body []byte) ([]tccd.Link, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, nil
+	}
+	var req ConfirmRequest
+	if err := strictDecode(body, &req, true); err != nil {
+		return nil, err
+	}
+	return toLinks(req.Participants, "participants")
+}
+
+// DecodeAtomikos parses the body of the Atomikos coordinator endpoints.
+// Unknown fields are ignored, as the protocol's clients may send more.
+func DecodeAtomikos(body []byte) ([]tccd.Link, error) {
+	if len(bytes.TrimSpace(body)) == 0 || string(bytes.TrimSpace(body)) == "null" {
+		return nil, tccd.Errorf(tccd.EInvalid, "transaction must not be null")
+	}
+	var req AtomikosRequest
+	if err := strictDecode(body, &req, false); err != nil {
+		return nil, err
+	}
+	return toLinks(req.ParticipantLinks, "participantLinks")
+}

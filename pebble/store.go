@@ -1,0 +1,376 @@
+// Package pebble is the embedded transaction log of tccd, on the Pebble
+// LSM engine. Synced writes go through Pebble's write-ahead log, whose
+// commit pipeline lets concurrent synced batches share one fsync (group
+// commit). See docs/ARCHITECTURE.md for why Pebble.
+package pebble
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"sync"
+	"time"
+
+	pdb "github.com/cockroachdb/pebble/v2"
+
+	"github.com/tccd/tccd"
+)
+
+// Key layout:
+//
+//	t/<id>                         → the transaction (header + JSON)
+//	c/<created be64><id>           → (empty) all transactions by creation
+//	s/<state><created be64><id>    → (empty) transactions by state, then creation
+//	f/<finished be64><id>          → (empty) finished transactions by end time
+const (
+	pfxTx       = "t/"
+	pfxCreated  = "c/"
+	pfxState    = "s/"
+	pfxFinished = "f/"
+)
+
+// DefaultCacheSize is the block cache size when Options.CacheSize is 0.
+const DefaultCacheSize = 64 << 20
+
+// Options configure the store.
+type Options struct {
+	// CacheSize is Pebble's block cache in bytes.
+	CacheSize int64
+	// Logger receives Pebble's own messages; nil discards them.
+	Logger *slog.Logger
+}
+
+// Store is a tccd.Store in a directory on local disk.
+type Store struct {
+	db    *pdb.DB
+	cache *pdb.Cache
+	seed  maphash.Seed
+	locks [256]sync.Mutex // striped by id: serialises read-check-write of one id
+}
+
+var _ tccd.Store = (*Store)(nil)
+
+// Open opens (creating if needed) the store in dir. Only one process may
+// have a directory open at a time.
+func Open(dir string, opts Options) (*Store, error) {
+	if opts.CacheSize == 0 {
+		opts.CacheSize = DefaultCacheSize
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	cache := pdb.NewCache(opts.CacheSize)
+	db, err := pdb.Open(dir, &pdb.Options{
+		Cache:              cache,
+		FormatMajorVersion: pdb.FormatNewest,
+		Logger:             pebbleLogger{log},
+	})
+	if err != nil {
+		cache.Unref()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
+	return &Store{db: db, cache: cache, seed: maphash.MakeSeed()}, nil
+}
+
+// Close flushes and closes the store.
+func (s *Store) Close() error {
+	err := s.db.Flush()
+	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	s.cache.Unref()
+	return err
+}
+
+func (s *Store) lock(id string) *sync.Mutex {
+	return &s.locks[maphash.String(s.seed, id)%uint64(len(s.locks))]
+}
+
+func txKey(id string) []byte { return append([]byte(pfxTx), id...) }
+
+func be64(b []byte, v int64) []byte { return binary.BigEndian.AppendUint64(b, uint64(v)) }
+
+func createdKey(created int64, id string) []byte {
+	return append(be64([]byte(pfxCreated), created), id...)
+}
+
+func stateKey(state byte, created int64, id string) []byte {
+	return append(be64(append([]byte(pfxState), state), created), id...)
+}
+
+func finishedKey(finished int64, id string) []byte {
+	return append(be64([]byte(pfxFinished), finished), id...)
+}
+
+func writeOpts(durable bool) *pdb.WriteOptions {
+	if durable {
+		return pdb.Sync
+	}
+	return pdb.NoSync
+}
+
+func (s *Store) get(id string) ([]byte, error) {
+	v, closer, err := s.db.Get(txKey(id))
+	if errors.Is(err, pdb.ErrNotFound) {
+		return nil, tccd.Errorf(tccd.ENotFound, "transaction %s not found", id)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", id, err)
+	}
+	out := bytes.Clone(v)
+	closer.Close()
+	return out, nil
+}
+
+// Create stores a new transaction.
+func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !tx.State.Valid() {
+		return tccd.Errorf(tccd.EInvalid, "invalid state %q", tx.State)
+	}
+	mu := s.lock(tx.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	if _, err := s.get(tx.ID); err == nil {
+		return tccd.Errorf(tccd.EConflict, "transaction %s already exists", tx.ID)
+	} else if tccd.ErrorCode(err) != tccd.ENotFound {
+		return err
+	}
+	v, err := encode(tx, 1)
+	if err != nil {
+		return err
+	}
+	created := nanos(tx.CreatedAt)
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Set(txKey(tx.ID), v, nil)
+	_ = b.Set(createdKey(created, tx.ID), nil, nil)
+	_ = b.Set(stateKey(stateCode(tx.State), created, tx.ID), nil, nil)
+	if tx.State.Final() {
+		_ = b.Set(finishedKey(nanos(tx.FinishedAt), tx.ID), nil, nil)
+	}
+	if err := b.Commit(writeOpts(durable)); err != nil {
+		return fmt.Errorf("create %s: %w", tx.ID, err)
+	}
+	tx.Version = 1
+	return nil
+}
+
+// Get returns a transaction.
+func (s *Store) Get(ctx context.Context, id string) (*tccd.Transaction, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	v, err := s.get(id)
+	if err != nil {
+		return nil, err
+	}
+	return decode(v)
+}
+
+// Update replaces a transaction if its stored version is tx.Version.
+func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	mu := s.lock(tx.ID)
+	mu.Lock()
+	defer mu.Unlock()
+	old, err := s.get(tx.ID)
+	if err != nil {
+		return err
+	}
+	h, err := decodeHeader(old)
+	if err != nil {
+		return err
+	}
+	if h.version != tx.Version {
+		return tccd.Errorf(tccd.EConflict, "transaction %s was changed concurrently (version %d, not %d)", tx.ID, h.version, tx.Version)
+	}
+	if h.state < 'a' || int(h.state-'a') >= len(tccd.States) {
+		return fmt.Errorf("corrupt record %s: state code %d", tx.ID, h.state)
+	}
+	from := tccd.States[h.state-'a']
+	if !tccd.CanTransition(from, tx.State) {
+		return tccd.Errorf(tccd.EConflict, "transaction %s cannot move from %s to %s", tx.ID, from, tx.State)
+	}
+	v, err := encode(tx, tx.Version+1)
+	if err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Set(txKey(tx.ID), v, nil)
+	if code := stateCode(tx.State); code != h.state {
+		_ = b.Delete(stateKey(h.state, h.created, tx.ID), nil)
+		_ = b.Set(stateKey(code, h.created, tx.ID), nil, nil)
+		if tx.State.Final() {
+			_ = b.Set(finishedKey(nanos(tx.FinishedAt), tx.ID), nil, nil)
+		}
+	}
+	if err := b.Commit(writeOpts(durable)); err != nil {
+		return fmt.Errorf("update %s: %w", tx.ID, err)
+	}
+	tx.Version++
+	return nil
+}
+
+// List returns transactions newest first.
+func (s *Store) List(ctx context.Context, f tccd.Filter) ([]*tccd.Transaction, string, error) {
+	if f.Limit <= 0 {
+		return nil, "", tccd.FieldError("limit", "limit must be positive")
+	}
+	prefix := []byte(pfxCreated)
+	if f.State != "" {
+		code := stateCode(f.State)
+		if code == 0 {
+			return nil, "", tccd.FieldError("state", "unknown state %q", f.State)
+		}
+		prefix = append([]byte(pfxState), code)
+	}
+	upper := append(bytes.Clone(prefix), 0xff)
+	if f.Cursor != "" {
+		c, err := base64.RawURLEncoding.DecodeString(f.Cursor)
+		if err != nil || len(c) < 9 {
+			return nil, "", tccd.FieldError("cursor", "invalid cursor")
+		}
+		upper = append(bytes.Clone(prefix), c...)
+	}
+	it, err := s.db.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: prefix, UpperBound: upper})
+	if err != nil {
+		return nil, "", fmt.Errorf("list: %w", err)
+	}
+	defer it.Close()
+	var out []*tccd.Transaction
+	var last []byte
+	ok := it.Last()
+	for ; ok && len(out) < f.Limit; ok = it.Prev() {
+		k := it.Key()
+		id := string(k[len(prefix)+8:])
+		tx, err := s.Get(ctx, id)
+		if tccd.ErrorCode(err) == tccd.ENotFound {
+			continue // purged between the index read and now
+		}
+		if err != nil {
+			return nil, "", err
+		}
+		out = append(out, tx)
+		last = bytes.Clone(k[len(prefix):])
+	}
+	if err := it.Error(); err != nil {
+		return nil, "", fmt.Errorf("list: %w", err)
+	}
+	next := ""
+	if len(out) == f.Limit && ok {
+		next = base64.RawURLEncoding.EncodeToString(last)
+	}
+	return out, next, nil
+}
+
+// Unfinished calls fn for every active, confirming or cancelling transaction.
+func (s *Store) Unfinished(ctx context.Context, fn func(*tccd.Transaction) error) error {
+	for _, st := range []tccd.State{tccd.StateActive, tccd.StateConfirming, tccd.StateCancelling} {
+		prefix := append([]byte(pfxState), stateCode(st))
+		it, err := s.db.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: prefix, UpperBound: append(bytes.Clone(prefix), 0xff)})
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", st, err)
+		}
+		for ok := it.First(); ok; ok = it.Next() {
+			id := string(it.Key()[len(prefix)+8:])
+			tx, err := s.Get(ctx, id)
+			if err == nil {
+				err = fn(tx)
+			}
+			if err != nil && tccd.ErrorCode(err) != tccd.ENotFound {
+				it.Close()
+				return err
+			}
+		}
+		err = it.Error()
+		it.Close()
+		if err != nil {
+			return fmt.Errorf("scan %s: %w", st, err)
+		}
+	}
+	return nil
+}
+
+// Purge deletes finished transactions that ended before the given time.
+func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
+	upper := be64([]byte(pfxFinished), nanos(before))
+	it, err := s.db.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: []byte(pfxFinished), UpperBound: upper})
+	if err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	var ids []string
+	for ok := it.First(); ok && len(ids) < limit; ok = it.Next() {
+		ids = append(ids, string(it.Key()[len(pfxFinished)+8:]))
+	}
+	err = it.Error()
+	it.Close()
+	if err != nil {
+		return 0, fmt.Errorf("purge: %w", err)
+	}
+	n := 0
+	for _, id := range ids {
+		if err := s.purgeOne(id, before); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}
+
+func (s *Store) purgeOne(id string, before time.Time) error {
+	mu := s.lock(id)
+	mu.Lock()
+	defer mu.Unlock()
+	v, err := s.get(id)
+	if tccd.ErrorCode(err) == tccd.ENotFound {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	tx, err := decode(v)
+	if err != nil {
+		return err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	_ = b.Delete(finishedKey(nanos(tx.FinishedAt), id), nil)
+	if tx.State.Final() && tx.FinishedAt.Before(before) {
+		created := nanos(tx.CreatedAt)
+		_ = b.Delete(txKey(id), nil)
+		_ = b.Delete(createdKey(created, id), nil)
+		_ = b.Delete(stateKey(stateCode(tx.State), created, id), nil)
+	}
+	if err := b.Commit(pdb.NoSync); err != nil {
+		return fmt.Errorf("purge %s: %w", id, err)
+	}
+	return nil
+}
+
+// pebbleLogger routes Pebble's messages to slog.
+type pebbleLogger struct{ log *slog.Logger }
+
+func (l pebbleLogger) Infof(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Errorf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	l.log.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}

@@ -1,0 +1,467 @@
+// Package storetest is the conformance suite of tccd.Store: every store
+// implementation runs Run from its own tests.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"reflect"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tccd/tccd"
+)
+
+// Opener opens a store over one backing location. Calling it again after
+// the previous store was closed must reopen the same data.
+type Opener func() (tccd.Store, error)
+
+// Run runs the conformance suite. newOpener returns an Opener over a fresh,
+// empty backing location for one subtest.
+func Run(t *testing.T, newOpener func(t *testing.T) Opener) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, Opener)
+	}{
+		{"CreateGetRoundTrip", testRoundTrip},
+		{"CreateDuplicate", testCreateDuplicate},
+		{"GetMissing", testGetMissing},
+		{"UpdateCompareAndSet", testUpdateCAS},
+		{"UpdateIllegalTransition", testIllegalTransition},
+		{"UpdateMissing", testUpdateMissing},
+		{"ConcurrentUpdatesOneWins", testConcurrentUpdates},
+		{"ConcurrentCreatesOneWins", testConcurrentCreates},
+		{"ListNewestFirstPaged", testListPaged},
+		{"ListByState", testListByState},
+		{"ListBadInput", testListBadInput},
+		{"Unfinished", testUnfinished},
+		{"Purge", testPurge},
+		{"Reopen", testReopen},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tt.fn(t, newOpener(t))
+		})
+	}
+}
+
+func open(t *testing.T, o Opener) tccd.Store {
+	t.Helper()
+	s, err := o()
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+var base = time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC)
+
+// sample returns a transaction with every field set.
+func sample(id string, created time.Time, state tccd.State) *tccd.Transaction {
+	tx := &tccd.Transaction{
+		ID: id, Protocol: tccd.ProtocolNative, Name: "trip", Labels: map[string]string{"team": "travel"},
+		State: state, Reason: tccd.ReasonRequested, Timeout: 30 * time.Second,
+		Deadline: created.Add(30 * time.Second), CreatedAt: created, UpdatedAt: created,
+		Owner: "node-1", LeaseUntil: created.Add(time.Minute),
+		Participants: []tccd.Participant{
+			{URI: "http://127.0.0.1:1/a/" + id, Expires: created.Add(time.Hour), State: tccd.ParticipantPending},
+			{
+				URI: "https://127.0.0.1:2/b/" + id, Expires: created.Add(2 * time.Hour), State: tccd.ParticipantConfirmed,
+				Attempts: 3, LastStatus: 503, LastError: "HTTP 503", LastAttemptAt: created.Add(time.Second),
+				LastDuration: 1500 * time.Microsecond,
+			},
+		},
+	}
+	if state.Decided() {
+		tx.DecidedAt = created.Add(time.Second)
+	}
+	if state.Final() {
+		tx.FinishedAt = created.Add(2 * time.Second)
+	}
+	return tx
+}
+
+func mustCreate(t *testing.T, s tccd.Store, tx *tccd.Transaction) {
+	t.Helper()
+	if err := s.Create(context.Background(), tx, false); err != nil {
+		t.Fatalf("Create(%s): %v", tx.ID, err)
+	}
+}
+
+func wantCode(t *testing.T, err error, code tccd.Code) {
+	t.Helper()
+	if got := tccd.ErrorCode(err); got != code {
+		t.Fatalf("error code = %q (%v), want %q", got, err, code)
+	}
+}
+
+// equal compares transactions, ignoring time zones.
+func equal(t *testing.T, got, want *tccd.Transaction) {
+	t.Helper()
+	norm := func(tx *tccd.Transaction) *tccd.Transaction {
+		c := tx.Clone()
+		utc := func(tm *time.Time) {
+			if !tm.IsZero() {
+				*tm = tm.UTC()
+			}
+		}
+		for _, tm := range []*time.Time{&c.Deadline, &c.CreatedAt, &c.UpdatedAt, &c.DecidedAt, &c.FinishedAt, &c.LeaseUntil} {
+			utc(tm)
+		}
+		for i := range c.Participants {
+			utc(&c.Participants[i].Expires)
+			utc(&c.Participants[i].LastAttemptAt)
+		}
+		return c
+	}
+	if g, w := norm(got), norm(want); !reflect.DeepEqual(g, w) {
+		t.Fatalf("transaction differs:\n got  %+v\n want %+v", g, w)
+	}
+}
+
+func testRoundTrip(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	for _, st := range tccd.States {
+		tx := sample("rt-"+string(st), base, st)
+		if err := s.Create(ctx, tx, true); err != nil {
+			t.Fatal(err)
+		}
+		if tx.Version != 1 {
+			t.Fatalf("Version after Create = %d, want 1", tx.Version)
+		}
+		got, err := s.Get(ctx, tx.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, got, tx)
+		got.Participants[0].URI = "changed"
+		again, _ := s.Get(ctx, tx.ID)
+		if again.Participants[0].URI == "changed" {
+			t.Fatal("Get returned shared memory")
+		}
+	}
+}
+
+func testCreateDuplicate(t *testing.T, o Opener) {
+	s := open(t, o)
+	tx := sample("dup", base, tccd.StateActive)
+	mustCreate(t, s, tx)
+	other := sample("dup", base.Add(time.Second), tccd.StateConfirming)
+	wantCode(t, s.Create(context.Background(), other, true), tccd.EConflict)
+	got, _ := s.Get(context.Background(), "dup")
+	equal(t, got, tx)
+}
+
+func testGetMissing(t *testing.T, o Opener) {
+	s := open(t, o)
+	_, err := s.Get(context.Background(), "nope")
+	wantCode(t, err, tccd.ENotFound)
+}
+
+func testUpdateCAS(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	tx := sample("cas", base, tccd.StateActive)
+	mustCreate(t, s, tx)
+	stale := tx.Clone()
+
+	tx.State = tccd.StateConfirming
+	tx.DecidedAt = base.Add(time.Second)
+	if err := s.Update(ctx, tx, true); err != nil {
+		t.Fatal(err)
+	}
+	if tx.Version != 2 {
+		t.Fatalf("Version after Update = %d, want 2", tx.Version)
+	}
+	stale.State = tccd.StateCancelling
+	wantCode(t, s.Update(ctx, stale, false), tccd.EConflict)
+	if stale.Version != 1 {
+		t.Fatalf("failed Update changed Version to %d", stale.Version)
+	}
+	got, _ := s.Get(ctx, "cas")
+	equal(t, got, tx)
+
+	// A self-transition records progress.
+	tx.Participants[0].Attempts = 7
+	if err := s.Update(ctx, tx, false); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = s.Get(ctx, "cas")
+	equal(t, got, tx)
+}
+
+func testIllegalTransition(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	for _, from := range tccd.States {
+		for _, to := range tccd.States {
+			if tccd.CanTransition(from, to) {
+				continue
+			}
+			id := fmt.Sprintf("ill-%s-%s", from, to)
+			tx := sample(id, base, from)
+			mustCreate(t, s, tx)
+			next := tx.Clone()
+			next.State = to
+			wantCode(t, s.Update(ctx, next, false), tccd.EConflict)
+			got, _ := s.Get(ctx, id)
+			equal(t, got, tx)
+		}
+	}
+}
+
+func testUpdateMissing(t *testing.T, o Opener) {
+	s := open(t, o)
+	tx := sample("ghost", base, tccd.StateActive)
+	tx.Version = 1
+	wantCode(t, s.Update(context.Background(), tx, false), tccd.ENotFound)
+}
+
+func testConcurrentUpdates(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	tx := sample("race", base, tccd.StateActive)
+	mustCreate(t, s, tx)
+	const n = 16
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	winners := 0
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			next := tx.Clone()
+			next.State = tccd.StateConfirming
+			if i%2 == 1 {
+				next.State = tccd.StateCancelling
+			}
+			err := s.Update(ctx, next, true)
+			if err == nil {
+				mu.Lock()
+				winners++
+				mu.Unlock()
+				return
+			}
+			if tccd.ErrorCode(err) != tccd.EConflict {
+				t.Errorf("Update: %v", err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	if winners != 1 {
+		t.Fatalf("%d concurrent updates won, want exactly 1", winners)
+	}
+	got, _ := s.Get(ctx, "race")
+	if got.Version != 2 || got.State == tccd.StateActive {
+		t.Fatalf("after race: version %d state %s", got.Version, got.State)
+	}
+}
+
+func testConcurrentCreates(t *testing.T, o Opener) {
+	s := open(t, o)
+	const n = 16
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	winners := 0
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := s.Create(context.Background(), sample("once", base, tccd.StateConfirming), true)
+			if err == nil {
+				mu.Lock()
+				winners++
+				mu.Unlock()
+			} else if tccd.ErrorCode(err) != tccd.EConflict {
+				t.Errorf("Create: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	if winners != 1 {
+		t.Fatalf("%d concurrent creates won, want exactly 1", winners)
+	}
+}
+
+func ids(txs []*tccd.Transaction) []string {
+	out := make([]string, len(txs))
+	for i, tx := range txs {
+		out[i] = tx.ID
+	}
+	return out
+}
+
+func testListPaged(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	var want []string
+	for i := 0; i < 7; i++ {
+		id := fmt.Sprintf("l%02d", i)
+		mustCreate(t, s, sample(id, base.Add(time.Duration(i)*time.Millisecond), tccd.StateActive))
+		want = append([]string{id}, want...)
+	}
+	// Same creation instant: ordered by id, descending.
+	mustCreate(t, s, sample("l06b", base.Add(6*time.Millisecond), tccd.StateActive))
+	want = append([]string{"l06b"}, want...)
+
+	var got []string
+	cursor := ""
+	pages := 0
+	for {
+		txs, next, err := s.List(ctx, tccd.Filter{Limit: 3, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		got = append(got, ids(txs)...)
+		if next == "" {
+			break
+		}
+		if pages > 10 {
+			t.Fatal("pagination does not end")
+		}
+		cursor = next
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("List order = %v, want %v", got, want)
+	}
+	if pages != 3 {
+		t.Fatalf("pages = %d, want 3", pages)
+	}
+	// A limit equal to the count ends with no cursor.
+	txs, next, err := s.List(ctx, tccd.Filter{Limit: len(want)})
+	if err != nil || len(txs) != len(want) || next != "" {
+		t.Fatalf("List(limit=%d) = %d items, next %q, err %v", len(want), len(txs), next, err)
+	}
+}
+
+func testListByState(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	for i, st := range tccd.States {
+		mustCreate(t, s, sample("st-"+string(st), base.Add(time.Duration(i)*time.Second), st))
+	}
+	tx := sample("moves", base.Add(time.Minute), tccd.StateActive)
+	mustCreate(t, s, tx)
+	tx.State = tccd.StateCancelling
+	if err := s.Update(ctx, tx, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range tccd.States {
+		txs, _, err := s.List(ctx, tccd.Filter{State: st, Limit: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"st-" + string(st)}
+		if st == tccd.StateCancelling {
+			want = []string{"moves", "st-cancelling"}
+		}
+		if got := ids(txs); !reflect.DeepEqual(got, want) {
+			t.Errorf("List(state=%s) = %v, want %v", st, got, want)
+		}
+	}
+}
+
+func testListBadInput(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	mustCreate(t, s, sample("x", base, tccd.StateActive))
+	for _, f := range []tccd.Filter{
+		{Limit: 0},
+		{Limit: 5, State: "bogus"},
+		{Limit: 5, Cursor: "!!!not base64"},
+		{Limit: 5, Cursor: "AA"},
+	} {
+		_, _, err := s.List(ctx, f)
+		wantCode(t, err, tccd.EInvalid)
+	}
+}
+
+func testUnfinished(t *testing.T, o Opener) {
+	s := open(t, o)
+	for i, st := range tccd.States {
+		mustCreate(t, s, sample("u-"+string(st), base.Add(time.Duration(i)*time.Second), st))
+	}
+	got := map[string]bool{}
+	err := s.Unfinished(context.Background(), func(tx *tccd.Transaction) error {
+		got[tx.ID] = true
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{"u-active": true, "u-confirming": true, "u-cancelling": true}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("Unfinished = %v, want %v", got, want)
+	}
+	stop := fmt.Errorf("stop")
+	calls := 0
+	err = s.Unfinished(context.Background(), func(*tccd.Transaction) error { calls++; return stop })
+	if err != stop || calls != 1 {
+		t.Fatalf("Unfinished did not stop on error: calls %d err %v", calls, err)
+	}
+}
+
+func testPurge(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	// Finished at base+2s+i·1s for i in 0..4; one unfinished, old.
+	for i := 0; i < 5; i++ {
+		mustCreate(t, s, sample(fmt.Sprintf("p%d", i), base.Add(time.Duration(i)*time.Second), tccd.StateConfirmed))
+	}
+	mustCreate(t, s, sample("old-active", base.Add(-time.Hour), tccd.StateActive))
+	cutoff := base.Add(4500 * time.Millisecond) // p0, p1, p2 finished before it
+	n, err := s.Purge(ctx, cutoff, 2)
+	if err != nil || n != 2 {
+		t.Fatalf("Purge(limit 2) = %d, %v; want 2", n, err)
+	}
+	n, err = s.Purge(ctx, cutoff, 10)
+	if err != nil || n != 1 {
+		t.Fatalf("second Purge = %d, %v; want 1", n, err)
+	}
+	for _, id := range []string{"p0", "p1", "p2"} {
+		_, err := s.Get(ctx, id)
+		wantCode(t, err, tccd.ENotFound)
+	}
+	txs, _, _ := s.List(ctx, tccd.Filter{Limit: 10})
+	if got, want := ids(txs), []string{"p4", "p3", "old-active"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("List after purge = %v, want %v", got, want)
+	}
+	txs, _, _ = s.List(ctx, tccd.Filter{Limit: 10, State: tccd.StateConfirmed})
+	if got, want := ids(txs), []string{"p4", "p3"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("List(confirmed) after purge = %v, want %v", got, want)
+	}
+}
+
+func testReopen(t *testing.T, o Opener) {
+	s, err := o()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	tx := sample("durable", base, tccd.StateActive)
+	if err := s.Create(ctx, tx, false); err != nil {
+		t.Fatal(err)
+	}
+	tx.State = tccd.StateConfirming
+	if err := s.Update(ctx, tx, true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, o)
+	got, err := s.Get(ctx, "durable")
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, got, tx)
+	found := false
+	_ = s.Unfinished(ctx, func(u *tccd.Transaction) error { found = found || u.ID == "durable"; return nil })
+	if !found {
+		t.Fatal("reopened store lost the unfinished index")
+	}
+}

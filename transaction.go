@@ -1,0 +1,173 @@
+package tccd
+
+import (
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Protocol says through which API a transaction was created.
+type Protocol string
+
+// Protocols.
+const (
+	// ProtocolNative: registered through /api/v1.
+	ProtocolNative Protocol = "native"
+	// ProtocolAtomikos: one-shot through /coordinator/confirm or /coordinator/cancel.
+	ProtocolAtomikos Protocol = "atomikos"
+)
+
+// Reason says why a transaction ended as it did.
+type Reason string
+
+// Reasons.
+const (
+	ReasonRequested     Reason = "requested"      // the client asked to confirm or cancel
+	ReasonTimeout       Reason = "timeout"        // an active transaction's timeout passed
+	ReasonExpiryMargin  Reason = "expiry_margin"  // a link expired, or expired too soon to confirm safely
+	ReasonParticipant   Reason = "participant"    // a participant refused or had cancelled on its own
+	ReasonMixedOutcome  Reason = "mixed_outcome"  // some participants confirmed and some did not
+	ReasonConfirmFailed Reason = "confirm_failed" // (heuristic) a participant failed permanently after others confirmed
+)
+
+// Link is a participant link: the URI of a reservation and when it expires.
+type Link struct {
+	URI     string
+	Expires time.Time
+}
+
+// Participant is one enlisted link with what the coordinator knows of it.
+type Participant struct {
+	URI     string
+	Expires time.Time
+	State   ParticipantState
+	// Attempts counts the calls sent to the participant for the current decision.
+	Attempts int
+	// LastStatus is the HTTP status of the last answer, 0 if none came.
+	LastStatus int
+	// LastError describes the last failed call (transport error or status).
+	LastError string
+	// LastAttemptAt is when the last call started; LastDuration how long it took.
+	LastAttemptAt time.Time
+	LastDuration  time.Duration
+}
+
+// Transaction is a TCC transaction as the coordinator stores it.
+type Transaction struct {
+	ID       string
+	Protocol Protocol
+	Name     string
+	Labels   map[string]string
+	State    State
+	Reason   Reason
+	// Timeout is how long the transaction may stay active; Deadline is
+	// CreatedAt+Timeout, after which an active transaction is cancelled.
+	Timeout  time.Duration
+	Deadline time.Time
+
+	CreatedAt  time.Time
+	UpdatedAt  time.Time
+	DecidedAt  time.Time // when it left active
+	FinishedAt time.Time // when it reached a final state
+
+	// Owner is the coordinator node that drives the transaction, and
+	// LeaseUntil how long its claim holds. A single node owns everything
+	// it creates; a cluster store renews and takes over leases.
+	Owner      string
+	LeaseUntil time.Time
+
+	// Version is incremented by the store on every write; Update compares it.
+	Version uint64
+
+	Participants []Participant
+}
+
+// Clone returns a deep copy of tx, safe to change without touching the original.
+func (tx *Transaction) Clone() *Transaction {
+	if tx == nil {
+		return nil
+	}
+	c := *tx
+	if tx.Labels != nil {
+		c.Labels = make(map[string]string, len(tx.Labels))
+		for k, v := range tx.Labels {
+			c.Labels[k] = v
+		}
+	}
+	c.Participants = append([]Participant(nil), tx.Participants...)
+	return &c
+}
+
+// Participant returns the index of the participant with the given URI, or -1.
+func (tx *Transaction) Participant(uri string) int {
+	for i := range tx.Participants {
+		if tx.Participants[i].URI == uri {
+			return i
+		}
+	}
+	return -1
+}
+
+// Count returns how many participants are in state s.
+func (tx *Transaction) Count(s ParticipantState) int {
+	n := 0
+	for i := range tx.Participants {
+		if tx.Participants[i].State == s {
+			n++
+		}
+	}
+	return n
+}
+
+// MaxURILength bounds the length of a participant URI.
+const MaxURILength = 2048
+
+// ValidateURI checks that a participant URI is one the coordinator may call:
+// absolute http or https, with a host, without user credentials or fragment.
+func ValidateURI(raw string) error {
+	if raw == "" {
+		return FieldError("uri", "each participant link must have a value for 'uri'")
+	}
+	if len(raw) > MaxURILength {
+		return FieldError("uri", "uri is longer than %d bytes", MaxURILength)
+	}
+	if strings.ContainsAny(raw, " \t\r\n\x00") {
+		return FieldError("uri", "uri must not contain white space or control characters")
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return FieldError("uri", "uri is not a valid URL")
+	}
+	if !u.IsAbs() {
+		return FieldError("uri", "uri must be absolute (http:// or https://)")
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return FieldError("uri", "uri scheme must be http or https, not %q", u.Scheme)
+	}
+	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+		return FieldError("uri", "uri must name a host")
+	}
+	if u.User != nil {
+		return FieldError("uri", "uri must not carry user credentials")
+	}
+	if u.Fragment != "" || strings.Contains(raw, "#") {
+		return FieldError("uri", "uri must not have a fragment")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
+			return FieldError("uri", "uri has an invalid port")
+		}
+	}
+	return nil
+}
+
+// HostOf returns the host:port a participant URI points at, for grouping
+// round-trip statistics.
+func HostOf(uri string) string {
+	u, err := url.Parse(uri)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
