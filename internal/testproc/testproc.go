@@ -1,0 +1,188 @@
+// Package testproc builds tccd's binaries and runs them as real processes
+// on loopback for integration, crash and benchmark tests.
+package testproc
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Build compiles the package pkg (an import path) into dir and returns the
+// binary's path.
+func Build(dir, pkg string) (string, error) {
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build %s: %w", pkg, err)
+	}
+	return out, nil
+}
+
+// Proc is a running child process.
+type Proc struct {
+	Name string
+	Addr string // host:port it listens on
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	done chan struct{}
+	err  error
+}
+
+// URL returns the base URL of the process's HTTP server.
+func (p *Proc) URL() string { return "http://" + p.Addr }
+
+// Log returns what the process wrote to stderr (and stdout) so far.
+func (p *Proc) Log() string { return p.log.String() }
+
+// Kill sends SIGKILL and waits for the process to die.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM and waits for a clean exit; it returns the exit error.
+func (p *Proc) Stop() error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	<-p.done
+	return p.err
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// start runs bin with args; addrOf extracts the listening address from
+// one output line ("" if the line does not tell it).
+func start(t testing.TB, name, bin string, args []string, addrOf func(string) string) *Proc {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout, cmd.Stderr = pw, pw
+	p := &Proc{Name: name, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	addrc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		found := false
+		for sc.Scan() {
+			line := sc.Text()
+			p.log.WriteString(line + "\n")
+			if !found {
+				if a := addrOf(line); a != "" {
+					found = true
+					addrc <- a
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+	go func() {
+		p.err = cmd.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		if !p.Exited() {
+			p.Kill()
+		}
+		if t.Failed() {
+			t.Logf("--- %s output ---\n%s", name, p.Log())
+		}
+	})
+	select {
+	case p.Addr = <-addrc:
+	case <-p.done:
+		t.Fatalf("%s exited before listening: %v\n%s", name, p.err, p.Log())
+	case <-time.After(60 * time.Second):
+		t.Fatalf("%s did not start listening\n%s", name, p.Log())
+	}
+	return p
+}
+
+// StartTccd runs `tccd serve` on a random loopback port with JSON logs and
+// waits until /readyz answers 200.
+func StartTccd(t testing.TB, bin string, args ...string) *Proc {
+	t.Helper()
+	all := append([]string{"serve", "--listen", "127.0.0.1:0", "--log-format", "json"}, args...)
+	p := start(t, "tccd", bin, all, func(line string) string {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "listening" {
+			return rec.Addr
+		}
+		return ""
+	})
+	WaitReady(t, p.URL())
+	return p
+}
+
+// StartParticipant runs the test participant service (cmd/testpart).
+func StartParticipant(t testing.TB, bin string, args ...string) *Proc {
+	t.Helper()
+	return start(t, "testpart", bin, args, func(line string) string {
+		if a, ok := strings.CutPrefix(line, "listening "); ok {
+			return a
+		}
+		return ""
+	})
+}
+
+// WaitReady polls base+"/readyz" until it answers 200.
+func WaitReady(t testing.TB, base string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not ready: %v", base, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) WriteString(s string) {
+	b.mu.Lock()
+	b.buf.WriteString(s)
+	b.mu.Unlock()
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
