@@ -195,7 +195,8 @@ type BeginRequest struct {
 
 // Begin creates an active transaction. Begin is not synced: if the
 // coordinator crashes before the decision, the transaction is cancelled
-// by presumption (its participants expire).
+// by presumption (its participants expire). Every decision, to confirm or
+// to cancel, is synced before any participant hears of it.
 func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction, error) {
 	if err := c.enter(); err != nil {
 		return nil, err
@@ -311,7 +312,7 @@ func (c *Coordinator) Confirm(ctx context.Context, id string, links []Link) (*Tr
 			to, reason = StateCancelling, ReasonExpiryMargin
 		}
 		next.Reason = reason
-		if err := c.transition(ctx, next, to, to == StateConfirming); err != nil {
+		if err := c.transition(ctx, next, to, true); err != nil {
 			if ErrorCode(err) == EConflict {
 				continue
 			}
@@ -355,7 +356,7 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) (*Transaction, erro
 		case StateActive:
 			next := tx.Clone()
 			next.Reason = ReasonRequested
-			if err := c.transition(ctx, next, StateCancelling, false); err != nil {
+			if err := c.transition(ctx, next, StateCancelling, true); err != nil {
 				if ErrorCode(err) == EConflict {
 					continue
 				}
@@ -404,11 +405,10 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transact
 			return nil, err
 		}
 		tx.State, tx.Reason, tx.DecidedAt = StateConfirming, ReasonRequested, now
-		durable := true
 		if c.tooSoon(tx, now) {
-			tx.State, tx.Reason, durable = StateCancelling, ReasonExpiryMargin, false
+			tx.State, tx.Reason = StateCancelling, ReasonExpiryMargin
 		}
-		if err := c.store.Create(ctx, tx, durable); err != nil {
+		if err := c.store.Create(ctx, tx, true); err != nil {
 			if ErrorCode(err) == EConflict {
 				continue // the same request, concurrently
 			}
@@ -450,7 +450,7 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transacti
 			return nil, err
 		}
 		tx.State, tx.Reason, tx.DecidedAt = StateCancelling, ReasonRequested, now
-		if err := c.store.Create(ctx, tx, false); err != nil {
+		if err := c.store.Create(ctx, tx, true); err != nil {
 			if ErrorCode(err) == EConflict {
 				continue
 			}
@@ -628,7 +628,7 @@ func (c *Coordinator) expire(id string) {
 			return
 		}
 		tx.Reason = ReasonTimeout
-		if err := c.transition(c.ctx, tx, StateCancelling, false); err != nil {
+		if err := c.transition(c.ctx, tx, StateCancelling, true); err != nil {
 			if ErrorCode(err) == EConflict {
 				continue
 			}

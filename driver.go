@@ -58,7 +58,7 @@ func (c *Coordinator) drive(id string) (*Transaction, error) {
 		}
 		// Nothing was confirmed: cancel what is left.
 		tx.Reason = ReasonParticipant
-		if err := c.transition(c.ctx, tx, StateCancelling, false); err != nil {
+		if err := c.transition(c.ctx, tx, StateCancelling, true); err != nil {
 			c.log.Error("cannot record cancel", "id", id, "err", err)
 			return nil, err
 		}
