@@ -206,8 +206,8 @@ func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction
 	if timeout == 0 {
 		timeout = c.cfg.DefaultTimeout
 	}
-	if timeout < 0 || timeout > c.cfg.MaxTimeout {
-		return nil, FieldError("timeout", "timeout must be between 0 and %v", c.cfg.MaxTimeout)
+	if timeout <= 0 || timeout > c.cfg.MaxTimeout {
+		return nil, FieldError("timeout", "timeout must be positive and at most %v", c.cfg.MaxTimeout)
 	}
 	now := c.clock.Now()
 	tx := &Transaction{

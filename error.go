@@ -17,8 +17,10 @@ const (
 	ETooLarge Code = "too_large"
 	// EUnsupportedMedia: the request has a content type we do not read (415).
 	EUnsupportedMedia Code = "unsupported_media_type"
-	// ENotFound: no transaction has that id (404).
+	// ENotFound: no transaction has that id, or no such resource (404).
 	ENotFound Code = "not_found"
+	// EMethodNotAllowed: the resource exists but not with that method (405).
+	EMethodNotAllowed Code = "method_not_allowed"
 	// EConflict: the transaction's state does not allow the request, or a
 	// concurrent request changed it first (409).
 	EConflict Code = "conflict"

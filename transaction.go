@@ -23,12 +23,11 @@ type Reason string
 
 // Reasons.
 const (
-	ReasonRequested     Reason = "requested"      // the client asked to confirm or cancel
-	ReasonTimeout       Reason = "timeout"        // an active transaction's timeout passed
-	ReasonExpiryMargin  Reason = "expiry_margin"  // a link expired, or expired too soon to confirm safely
-	ReasonParticipant   Reason = "participant"    // a participant refused or had cancelled on its own
-	ReasonMixedOutcome  Reason = "mixed_outcome"  // some participants confirmed and some did not
-	ReasonConfirmFailed Reason = "confirm_failed" // (heuristic) a participant failed permanently after others confirmed
+	ReasonRequested    Reason = "requested"     // the client asked to confirm or cancel
+	ReasonTimeout      Reason = "timeout"       // an active transaction's timeout passed
+	ReasonExpiryMargin Reason = "expiry_margin" // a link expired, or expired too soon to confirm safely
+	ReasonParticipant  Reason = "participant"   // a participant refused or had cancelled on its own
+	ReasonMixedOutcome Reason = "mixed_outcome" // some participants confirmed and some did not
 )
 
 // Link is a participant link: the URI of a reservation and when it expires.

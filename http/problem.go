@@ -22,6 +22,7 @@ var codeStatus = map[tccd.Code]int{
 	tccd.ETooLarge:         http.StatusRequestEntityTooLarge,
 	tccd.EUnsupportedMedia: http.StatusUnsupportedMediaType,
 	tccd.ENotFound:         http.StatusNotFound,
+	tccd.EMethodNotAllowed: http.StatusMethodNotAllowed,
 	tccd.EConflict:         http.StatusConflict,
 	tccd.ETimedOut:         http.StatusConflict,
 	tccd.EHeuristic:        http.StatusConflict,

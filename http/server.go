@@ -8,7 +8,6 @@ import (
 	_ "embed"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"mime"
@@ -94,44 +93,56 @@ func NewServer(coord *tccd.Coordinator, cfg ServerConfig, log *slog.Logger) *Ser
 	return s
 }
 
+// route is one entry of the routing table: a method, a path pattern (with
+// {id} wildcards, as in the OpenAPI document) and its handler.
+type route struct {
+	method  string
+	path    string
+	handler http.Handler
+}
+
+// routeTable lists every route the server serves. The OpenAPI test checks
+// the document's operations against it.
+func (s *Server) routeTable() []route {
+	return []route{
+		{http.MethodGet, "/healthz", http.HandlerFunc(s.healthz)},
+		{http.MethodGet, "/readyz", http.HandlerFunc(s.readyz)},
+		{http.MethodGet, "/api/v1/openapi.json", http.HandlerFunc(s.openapi)},
+		{http.MethodPut, "/coordinator/confirm", s.atomikos(s.atomikosConfirm)},
+		{http.MethodPut, "/coordinator/cancel", s.atomikos(s.atomikosCancel)},
+		{http.MethodPost, "/api/v1/transactions", s.native(s.begin)},
+		{http.MethodGet, "/api/v1/transactions", s.native(s.list)},
+		{http.MethodGet, "/api/v1/transactions/{id}", s.native(s.get)},
+		{http.MethodPost, "/api/v1/transactions/{id}/participants", s.native(s.enlist)},
+		{http.MethodPut, "/api/v1/transactions/{id}/confirm", s.native(s.confirm)},
+		{http.MethodPut, "/api/v1/transactions/{id}/cancel", s.native(s.cancel)},
+	}
+}
+
 func (s *Server) routes() {
-	s.mux.HandleFunc("GET /healthz", s.healthz)
-	s.mux.HandleFunc("GET /readyz", s.readyz)
-	s.mux.HandleFunc("GET /api/v1/openapi.json", s.openapi)
-	s.mux.Handle("PUT /coordinator/confirm", s.atomikos(s.atomikosConfirm))
-	s.mux.Handle("PUT /coordinator/cancel", s.atomikos(s.atomikosCancel))
-	s.mux.Handle("POST /api/v1/transactions", s.native(s.begin))
-	s.mux.Handle("GET /api/v1/transactions", s.native(s.list))
-	s.mux.Handle("GET /api/v1/transactions/{id}", s.native(s.get))
-	s.mux.Handle("POST /api/v1/transactions/{id}/participants", s.native(s.enlist))
-	s.mux.Handle("PUT /api/v1/transactions/{id}/confirm", s.native(s.confirm))
-	s.mux.Handle("PUT /api/v1/transactions/{id}/cancel", s.native(s.cancel))
+	for _, rt := range s.routeTable() {
+		s.mux.Handle(rt.method+" "+rt.path, rt.handler)
+	}
 }
 
 // ServeHTTP routes a request; unknown paths and methods get problem documents.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, pattern := s.mux.Handler(r)
 	if pattern != "" {
-		h.ServeHTTP(w, r)
+		// mux.ServeHTTP, not h.ServeHTTP: only the former sets the
+		// request's path values ({id}); Handler does not.
+		s.mux.ServeHTTP(w, r)
 		return
 	}
 	// Let the mux decide between 404 and 405 (with Allow), then answer
 	// in the API's error format.
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, r)
-	var err error
-	switch rec.Code {
-	case http.StatusMethodNotAllowed:
-		w.Header().Set("Allow", rec.Header().Get("Allow"))
-		err = &tccd.Error{Code: "method_not_allowed", Message: fmt.Sprintf("method %s is not allowed here; allowed: %s", r.Method, rec.Header().Get("Allow"))}
-		p := ProblemFor(err, r.URL.Path)
-		p.Status, p.Title = http.StatusMethodNotAllowed, http.StatusText(http.StatusMethodNotAllowed)
-		w.Header().Set("Content-Type", "application/problem+json")
-		w.WriteHeader(p.Status)
-		_ = json.NewEncoder(w).Encode(p)
-		return
-	default:
-		err = tccd.Errorf(tccd.ENotFound, "no such resource: %s", r.URL.Path)
+	err := tccd.Errorf(tccd.ENotFound, "no such resource: %s", r.URL.Path)
+	if rec.Code == http.StatusMethodNotAllowed {
+		allow := rec.Header().Get("Allow")
+		w.Header().Set("Allow", allow)
+		err = tccd.Errorf(tccd.EMethodNotAllowed, "method %s is not allowed here; allowed: %s", r.Method, allow)
 	}
 	writeProblem(w, r, s.log, err)
 }
@@ -185,6 +196,7 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	if !s.coord.Ready() {
+		w.Header().Set("Retry-After", "1")
 		w.WriteHeader(http.StatusServiceUnavailable)
 		_, _ = io.WriteString(w, `{"status":"not ready"}`+"\n")
 		return
@@ -382,7 +394,11 @@ func (s *Server) confirm(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
-	if _, err := s.readBody(w, r, "application/json"); err != nil {
+	body, err := s.readBody(w, r, "application/json")
+	if err != nil {
+		return err
+	}
+	if err := DecodeCancel(body); err != nil {
 		return err
 	}
 	tx, err := s.coord.Cancel(r.Context(), r.PathValue("id"))

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -176,8 +177,18 @@ func jsonType(goType string) string {
 
 var basicOffset = regexp.MustCompile(`([+-]\d{2})(\d{2})$`)
 
+// The range of expiries accepted. The transaction log keeps times as Unix
+// nanoseconds in an int64, with 0 for "none": a later expiry would wrap
+// around (2300 would be stored as 1715) and the Unix epoch itself would
+// read back as no expiry at all.
+var (
+	minExpires = time.Unix(0, 0)
+	maxExpires = time.Unix(0, math.MaxInt64)
+)
+
 // ParseExpires parses an expiry: an RFC 3339 / ISO-8601 date-time with an
-// offset (Z, +01:00 or +0100) and optional fractional seconds.
+// offset (Z, +01:00 or +0100) and optional fractional seconds, after the
+// Unix epoch and not after 2262-04-11T23:47:16.854775807Z.
 func ParseExpires(s string) (time.Time, error) {
 	norm := strings.ToUpper(strings.TrimSpace(s))
 	if len(norm) > 10 && norm[10] == ' ' {
@@ -189,6 +200,9 @@ func ParseExpires(s string) (time.Time, error) {
 	t, err := time.Parse(time.RFC3339Nano, norm)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("invalid date format: %q", s)
+	}
+	if !t.After(minExpires) || t.After(maxExpires) {
+		return time.Time{}, fmt.Errorf("date out of range: %q", s)
 	}
 	return t, nil
 }
@@ -283,6 +297,15 @@ func DecodeConfirm(body []byte) ([]tccd.Link, error) {
 		return nil, err
 	}
 	return toLinks(req.Participants, "participants")
+}
+
+// DecodeCancel checks the body of PUT …/cancel: empty, or an empty JSON object.
+func DecodeCancel(body []byte) error {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	var req struct{}
+	return strictDecode(body, &req, true)
 }
 
 // DecodeAtomikos parses the body of the Atomikos coordinator endpoints.
