@@ -36,6 +36,12 @@ const (
 	EInternal Code = "internal"
 )
 
+// Codes lists every error code.
+var Codes = []Code{
+	EInvalid, ETooLarge, EUnsupportedMedia, ENotFound, EMethodNotAllowed,
+	EConflict, ETimedOut, EHeuristic, EUnavailable, EInternal,
+}
+
 // Error is the one error type of the domain. Its Message is safe to show to
 // clients; internal causes are wrapped in Err and never shown.
 type Error struct {

@@ -20,6 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/tccd/tccd"
+	"github.com/tccd/tccd/api"
 	"github.com/tccd/tccd/pebble"
 )
 
@@ -85,10 +86,7 @@ func TestOpenAPIValid(t *testing.T) {
 		string(tccd.ReasonRequested), string(tccd.ReasonTimeout), string(tccd.ReasonExpiryMargin),
 		string(tccd.ReasonParticipant), string(tccd.ReasonMixedOutcome),
 	})
-	var codes []string
-	for c := range codeStatus {
-		codes = append(codes, string(c))
-	}
+	codes := api.Codes()
 	enum("Problem", "code", codes)
 
 	// Error answers: problem documents on the native API, plain text on

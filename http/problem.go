@@ -9,48 +9,17 @@ import (
 	"net/http"
 
 	"github.com/tccd/tccd"
+	"github.com/tccd/tccd/api"
 )
 
-// ProblemTypePrefix starts the `type` of every problem document. The
-// documents are identifiers, not links: nothing is fetched from them.
-const ProblemTypePrefix = "urn:tccd:problem:"
+// ProblemTypePrefix starts the `type` of every problem document.
+const ProblemTypePrefix = api.ProblemTypePrefix
 
-// codeStatus is the one table from error codes to HTTP status codes for
-// the native API. client/ uses it in reverse.
-var codeStatus = map[tccd.Code]int{
-	tccd.EInvalid:          http.StatusBadRequest,
-	tccd.ETooLarge:         http.StatusRequestEntityTooLarge,
-	tccd.EUnsupportedMedia: http.StatusUnsupportedMediaType,
-	tccd.ENotFound:         http.StatusNotFound,
-	tccd.EMethodNotAllowed: http.StatusMethodNotAllowed,
-	tccd.EConflict:         http.StatusConflict,
-	tccd.ETimedOut:         http.StatusConflict,
-	tccd.EHeuristic:        http.StatusConflict,
-	tccd.EUnavailable:      http.StatusServiceUnavailable,
-	tccd.EInternal:         http.StatusInternalServerError,
-}
+// Problem is an RFC 9457 problem document (see package api).
+type Problem = api.Problem
 
 // StatusOf returns the HTTP status of an error code on the native API.
-func StatusOf(code tccd.Code) int {
-	if s, ok := codeStatus[code]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
-}
-
-// Problem is an RFC 9457 problem document with tccd's extension members.
-type Problem struct {
-	Type        string       `json:"type"`
-	Title       string       `json:"title"`
-	Status      int          `json:"status"`
-	Detail      string       `json:"detail,omitempty"`
-	Instance    string       `json:"instance,omitempty"`
-	Code        string       `json:"code"`
-	Field       string       `json:"field,omitempty"`
-	State       string       `json:"state,omitempty"`
-	Transaction *Transaction `json:"transaction,omitempty"`
-	ErrorID     string       `json:"error_id,omitempty"`
-}
+func StatusOf(code tccd.Code) int { return api.StatusOf(string(code)) }
 
 // ProblemFor renders err as a problem document; internal details stay out.
 func ProblemFor(err error, instance string) Problem {

@@ -1,0 +1,71 @@
+// Package api holds the wire form of tccd's native API: the JSON types,
+// the problem document, the table from error codes to HTTP status codes,
+// and the header and media type names. The server (package http) and the
+// client SDK (package client) both use it; it depends on the standard
+// library only, so the SDK stays light.
+package api
+
+import "time"
+
+// The JSON wire forms of the native API. They are separate from the domain
+// types and from the stored records on purpose.
+
+// Transaction is a transaction as the native API shows it.
+type Transaction struct {
+	ID           string            `json:"id"`
+	Protocol     string            `json:"protocol"`
+	Name         string            `json:"name,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	State        string            `json:"state"`
+	Reason       string            `json:"reason,omitempty"`
+	Timeout      string            `json:"timeout,omitempty"`
+	Deadline     *time.Time        `json:"deadline,omitempty"`
+	CreatedAt    time.Time         `json:"created_at"`
+	UpdatedAt    time.Time         `json:"updated_at"`
+	DecidedAt    *time.Time        `json:"decided_at,omitempty"`
+	FinishedAt   *time.Time        `json:"finished_at,omitempty"`
+	Participants []Participant     `json:"participants"`
+}
+
+// Participant is one participant of a Transaction on the wire.
+type Participant struct {
+	URI            string     `json:"uri"`
+	Expires        time.Time  `json:"expires"`
+	State          string     `json:"state"`
+	Attempts       int        `json:"attempts"`
+	LastStatus     int        `json:"last_status,omitempty"`
+	LastError      string     `json:"last_error,omitempty"`
+	LastAttemptAt  *time.Time `json:"last_attempt_at,omitempty"`
+	LastDurationMS *float64   `json:"last_duration_ms,omitempty"`
+}
+
+// TransactionList is a page of transactions.
+type TransactionList struct {
+	Transactions []Transaction `json:"transactions"`
+	NextCursor   string        `json:"next_cursor,omitempty"`
+}
+
+// Link is a participant link as requests carry it. Rel is accepted and ignored.
+type Link struct {
+	URI     *string `json:"uri"`
+	Expires *string `json:"expires"`
+	Rel     string  `json:"rel,omitempty"`
+}
+
+// BeginRequest is the body of POST /api/v1/transactions.
+type BeginRequest struct {
+	Timeout      *string           `json:"timeout"`
+	Name         string            `json:"name"`
+	Labels       map[string]string `json:"labels"`
+	Participants []Link            `json:"participants"`
+}
+
+// ConfirmRequest is the optional body of PUT /api/v1/transactions/{id}/confirm.
+type ConfirmRequest struct {
+	Participants []Link `json:"participants"`
+}
+
+// AtomikosRequest is the body of PUT /coordinator/confirm and /coordinator/cancel.
+type AtomikosRequest struct {
+	ParticipantLinks []Link `json:"participantLinks"`
+}
