@@ -1,0 +1,36 @@
+package api
+
+// Media types.
+const (
+	MediaJSON    = "application/json"
+	MediaTCCJSON = "application/tcc+json" // Atomikos coordinator requests
+	MediaTCC     = "application/tcc"      // Accept/Content-Type of confirm and cancel calls
+	MediaProblem = "application/problem+json"
+)
+
+// Context propagation. A request made on behalf of a transaction carries
+//
+//	Link: <http://coordinator/api/v1/transactions/{id}>; rel="tcc-transaction"
+//	Tcc-Transaction-Id: {id}
+//
+// and a participant's answer carries one Link per reservation, its own and
+// those of the participants it called in turn:
+//
+//	Link: <http://svc/booking/42>; rel="tcc"; expires="2026-11-21T10:15:54Z"
+//
+// Also understood on input: the MicroTx relations below (with a timeLimit
+// parameter for the expiry), a JSON body {"participantLink":{uri,expires}},
+// and 201 Created with Location and a Tcc-Expires header.
+const (
+	HeaderTransactionID = "Tcc-Transaction-Id"
+	HeaderExpires       = "Tcc-Expires"
+	RelTransaction      = "tcc-transaction"
+	RelParticipant      = "tcc"
+	// MicroTxRelTransaction and MicroTxRelParticipant are Oracle MicroTx's
+	// relations, accepted on input.
+	MicroTxRelTransaction = "https://otmm.oracle.com/tcc-transaction"
+	MicroTxRelParticipant = "https://otmm.oracle.com/tcc-participant"
+	// ParamExpires is the Link parameter of the expiry; MicroTx uses timeLimit.
+	ParamExpires          = "expires"
+	MicroTxParamTimeLimit = "timeLimit"
+)
