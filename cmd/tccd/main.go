@@ -46,6 +46,7 @@ const usage = `tccd — a Try-Confirm/Cancel transaction coordinator
 
 Usage:
   tccd serve [flags]        run the coordinator (tccd serve -h lists the flags)
+  tccd bench [flags]        measure tccd against a null coordinator (tccd bench -h)
   tccd version              print the version
 `
 
@@ -73,6 +74,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		<-ctx.Done()
 		m.Log.Info("shutting down")
 		return m.Close()
+	case "bench":
+		return runBench(ctx, args[1:], stdout, stderr)
+	case "bench-participant", "bench-null":
+		return runBenchServer(ctx, args[0], args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tccd", Version)
 		return nil

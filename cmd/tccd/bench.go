@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/tccd/tccd/internal/bench"
+)
+
+// runBench is `tccd bench`.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cfg bench.Config
+	var parts, serveArgs string
+	fs := flag.NewFlagSet("tccd bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.Coordinator, "coordinator", "", "URL of a running coordinator to measure (default: start one)")
+	fs.StringVar(&cfg.Workload, "workload", bench.WorkloadOneShot, "one of "+strings.Join(bench.Workloads, ", "))
+	fs.StringVar(&parts, "participants", "2", "links per transaction; a list (1,2,4,8,16) also draws the cost curve")
+	fs.IntVar(&cfg.ParticipantProcs, "participant-procs", 2, "participant processes sharing the links")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "concurrent initiators")
+	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each measured phase")
+	fs.IntVar(&cfg.Count, "count", 0, "transactions per measured phase, instead of --duration")
+	fs.DurationVar(&cfg.Warmup, "warmup", time.Second, "unmeasured load before each phase")
+	fs.IntVar(&cfg.Rounds, "rounds", 3, "phases per system, alternating tccd and the null coordinator")
+	fs.DurationVar(&cfg.ParticipantLatency, "participant-latency", 0, "latency each participant adds to confirm and cancel")
+	fs.Float64Var(&cfg.CancelRatio, "cancel-ratio", 0.5, "share of cancels in the cancel-mix workload")
+	fs.StringVar(&cfg.DataDir, "data", "", "data directory of the started coordinator (default: a temporary one)")
+	fs.StringVar(&serveArgs, "serve-args", "", "extra flags for the started coordinator, space-separated")
+	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object on stdout instead of the table")
+	fs.StringVar(&cfg.Chart, "chart", "bench-latency.svg", "SVG file for the latency chart (\"\" for none)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected arguments %q", errUsage, fs.Args())
+	}
+	if cfg.Count > 0 {
+		cfg.Duration = 0
+	}
+	for _, p := range strings.Split(parts, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(p))
+		if err != nil {
+			return fmt.Errorf("--participants: %q is not a number", p)
+		}
+		cfg.Participants = append(cfg.Participants, k)
+	}
+	if serveArgs != "" {
+		cfg.ServeArgs = strings.Fields(serveArgs)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cfg.Self, cfg.Out, cfg.Err = self, stdout, stderr
+	if f, ok := stderr.(*os.File); ok {
+		st, err := f.Stat()
+		cfg.ErrIsTTY = err == nil && st.Mode()&os.ModeCharDevice != 0
+	}
+	return bench.Run(ctx, cfg)
+}
+
+// runBenchServer is the hidden `tccd bench-participant` and `tccd bench-null`.
+func runBenchServer(ctx context.Context, name string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("tccd "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	latency := fs.Duration("latency", 0, "(bench-participant) latency added to confirm and cancel")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if name == "bench-null" {
+		return bench.Serve(ctx, *listen, bench.NewNullCoordinator(), stdout)
+	}
+	return bench.Serve(ctx, *listen, bench.NewParticipant(*latency), stdout)
+}

@@ -1,0 +1,350 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// Config is what `tccd bench` is told.
+type Config struct {
+	// Self is the tccd binary: the benchmark starts `Self serve`,
+	// `Self bench-participant` and `Self bench-null`.
+	Self string
+	// Coordinator, when set, is the URL of a running coordinator to
+	// measure instead of starting one (CPU and memory are then not known).
+	Coordinator string
+	Workload    string
+	// Participants lists the links per transaction to measure; the first
+	// is the headline, all of them make the cost curve.
+	Participants []int
+	// ParticipantProcs is how many participant processes share the links.
+	ParticipantProcs   int
+	Concurrency        int
+	Duration           time.Duration // per measured phase
+	Count              int           // transactions per measured phase, instead of Duration
+	Warmup             time.Duration
+	Rounds             int // phases per system, alternating tccd and the baseline
+	ParticipantLatency time.Duration
+	CancelRatio        float64
+	DataDir            string // "" for a temporary directory
+	ServeArgs          []string
+	JSON               bool
+	Chart              string // SVG file for the latency chart; "" for none
+	Out, Err           io.Writer
+	ErrIsTTY           bool
+}
+
+// Defaults fills zero fields.
+func (c *Config) Defaults() {
+	if c.Workload == "" {
+		c.Workload = WorkloadOneShot
+	}
+	if len(c.Participants) == 0 {
+		c.Participants = []int{2}
+	}
+	if c.ParticipantProcs == 0 {
+		c.ParticipantProcs = 2
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = 64
+	}
+	if c.Duration == 0 && c.Count == 0 {
+		c.Duration = 5 * time.Second
+	}
+	if c.Rounds == 0 {
+		c.Rounds = 3
+	}
+	if c.CancelRatio == 0 {
+		c.CancelRatio = 0.5
+	}
+}
+
+// Validate reports settings that make no sense.
+func (c *Config) Validate() error {
+	var errs []error
+	if !slices.Contains(Workloads, c.Workload) {
+		errs = append(errs, fmt.Errorf("workload must be one of %v, not %q", Workloads, c.Workload))
+	}
+	for _, k := range c.Participants {
+		if k < 1 || k > 100 {
+			errs = append(errs, fmt.Errorf("participants must be from 1 to 100, not %d", k))
+		}
+	}
+	if c.ParticipantProcs < 1 || c.ParticipantProcs > 16 {
+		errs = append(errs, fmt.Errorf("participant-procs must be from 1 to 16"))
+	}
+	if c.Concurrency < 1 || c.Concurrency > 4096 {
+		errs = append(errs, fmt.Errorf("concurrency must be from 1 to 4096"))
+	}
+	if c.Rounds < 1 {
+		errs = append(errs, fmt.Errorf("rounds must be at least 1"))
+	}
+	if c.CancelRatio < 0 || c.CancelRatio > 1 {
+		errs = append(errs, fmt.Errorf("cancel-ratio must be from 0 to 1"))
+	}
+	if c.Duration < 0 || c.Count < 0 || c.Warmup < 0 || c.ParticipantLatency < 0 {
+		errs = append(errs, fmt.Errorf("durations and counts must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// system is one coordinator under measurement.
+type system struct {
+	name string
+	url  string
+	proc *proc // nil when not started by us
+}
+
+// Run starts the processes, measures, and prints the report.
+func Run(ctx context.Context, cfg Config) error {
+	cfg.Defaults()
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	var procs []*proc
+	defer func() {
+		for _, p := range procs {
+			p.stop()
+		}
+	}()
+	dataDir := cfg.DataDir
+	if dataDir == "" {
+		d, err := os.MkdirTemp("", "tccd-bench")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(d)
+		dataDir = d
+	}
+
+	var partURLs []string
+	nparts := min(cfg.ParticipantProcs, slices.Max(cfg.Participants))
+	for i := 0; i < nparts; i++ {
+		p, err := startProc(ctx, "participant", cfg.Self, []string{"bench-participant", "--listen", "127.0.0.1:0", "--latency", cfg.ParticipantLatency.String()}, listeningLine)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		partURLs = append(partURLs, p.url())
+	}
+	nullProc, err := startProc(ctx, "null coordinator", cfg.Self, []string{"bench-null", "--listen", "127.0.0.1:0"}, listeningLine)
+	if err != nil {
+		return err
+	}
+	procs = append(procs, nullProc)
+	tccd := system{name: "tccd", url: cfg.Coordinator}
+	if tccd.url == "" {
+		args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data", dataDir, "--log-format", "json", "--log-level", "info"}, cfg.ServeArgs...)
+		p, err := startProc(ctx, "tccd", cfg.Self, args, tccdListening)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		tccd.url, tccd.proc = p.url(), p
+	}
+	if err := waitReady(ctx, tccd.url); err != nil {
+		return err
+	}
+	null := system{name: "null", url: nullProc.url(), proc: nullProc}
+
+	fsync, err := fsyncRate(dataDir, time.Second)
+	if err != nil {
+		return fmt.Errorf("fsync probe: %w", err)
+	}
+	r := &runner{cfg: cfg, client: newHTTPClient(cfg.Concurrency), parts: partURLs, seq: new(atomic.Int64)}
+	rep := Report{
+		Workload: cfg.Workload, Participants: cfg.Participants[0], Concurrency: cfg.Concurrency,
+		Rounds: cfg.Rounds, ParticipantLatencyMS: ms(cfg.ParticipantLatency), FsyncPerS: fsync,
+		Coordinator: cfg.Coordinator,
+	}
+	if cfg.Duration > 0 {
+		rep.PhaseSeconds = cfg.Duration.Seconds()
+	}
+	var headT, headB *aggregate
+	for i, k := range cfg.Participants {
+		t, b, err := r.compare(ctx, tccd, null, k)
+		if err != nil {
+			return err
+		}
+		if i == 0 {
+			headT, headB = t, b
+			rep.Figures, rep.Baseline = t.figures(), b.figures()
+			rep.Ratio = ratio(rep.TxPerS, rep.Baseline.TxPerS)
+			rep.P99Ratio = ratio(rep.P99MS, rep.Baseline.P99MS)
+			rep.P50DeltaMS = rep.P50MS - rep.Baseline.P50MS
+		}
+		if len(cfg.Participants) > 1 {
+			tf, bf := t.figures(), b.figures()
+			rep.Curve = append(rep.Curve, CurvePoint{
+				Participants: k, TxPerS: tf.TxPerS, BaselineTxPerS: bf.TxPerS, Ratio: ratio(tf.TxPerS, bf.TxPerS),
+				P50MS: tf.P50MS, BaselineP50MS: bf.P50MS, CPUPerTxUS: tf.CPUPerTxUS,
+			})
+		}
+	}
+	if cfg.Chart != "" {
+		if err := os.WriteFile(cfg.Chart, latencyChart(rep, headT.lat, headB.lat), 0o644); err != nil {
+			return err
+		}
+	}
+	if cfg.JSON {
+		return rep.writeJSON(cfg.Out)
+	}
+	rep.writeTable(cfg.Out, cfg.Chart)
+	return nil
+}
+
+type runner struct {
+	cfg    Config
+	client *http.Client
+	parts  []string
+	seq    *atomic.Int64
+}
+
+// aggregate sums the rounds of one system.
+type aggregate struct {
+	rates  []float64
+	lat    []time.Duration
+	errors map[string]int
+	tx     int
+	cpu    time.Duration
+	cpuOK  bool
+	rss    int64
+}
+
+// compare runs the rounds for k links per transaction, alternating the
+// systems (and which goes first) so that drift on a shared machine hits
+// both alike.
+func (r *runner) compare(ctx context.Context, tccd, null system, k int) (*aggregate, *aggregate, error) {
+	at, ab := &aggregate{errors: map[string]int{}, cpuOK: true}, &aggregate{errors: map[string]int{}, cpuOK: true}
+	for round := 0; round < r.cfg.Rounds; round++ {
+		order := []struct {
+			s system
+			a *aggregate
+		}{{tccd, at}, {null, ab}}
+		if round%2 == 1 {
+			order[0], order[1] = order[1], order[0]
+		}
+		for _, o := range order {
+			if err := r.phase(ctx, o.s, k, round, o.a); err != nil {
+				return nil, nil, err
+			}
+		}
+	}
+	slices.Sort(at.lat)
+	slices.Sort(ab.lat)
+	return at, ab, nil
+}
+
+func (r *runner) phase(ctx context.Context, s system, k, round int, a *aggregate) error {
+	l := &load{client: r.client, target: s.url, participants: r.parts, workload: r.cfg.Workload, k: k, cancelRatio: r.cfg.CancelRatio, seq: r.seq}
+	if r.cfg.Warmup > 0 {
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.Warmup)
+		l.run(wctx, r.cfg.Concurrency, 0, nil)
+		cancel()
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	var cpu0 time.Duration
+	var cpuErr error
+	if s.proc != nil {
+		s.proc.resetPeak()
+		cpu0, cpuErr = s.proc.cpu()
+	}
+	pctx, cancel := ctx, context.CancelFunc(func() {})
+	if r.cfg.Duration > 0 {
+		pctx, cancel = context.WithTimeout(ctx, r.cfg.Duration)
+	}
+	label := fmt.Sprintf("%s k=%d round %d/%d", s.name, k, round+1, r.cfg.Rounds)
+	start := time.Now()
+	p := l.run(pctx, r.cfg.Concurrency, r.cfg.Count, func(done, errs int64) {
+		r.progress(label, done, errs, time.Since(start))
+	})
+	cancel()
+	if r.cfg.ErrIsTTY {
+		fmt.Fprint(r.cfg.Err, "\r\033[K")
+	}
+	fmt.Fprintf(r.cfg.Err, "%s: %d tx in %.1fs, %.0f tx/s, p50 %.2fms, p99 %.2fms, %d errors\n",
+		label, p.tx, p.elapsed.Seconds(), float64(p.tx)/p.elapsed.Seconds(), ms(percentile(p.lat, .5)), ms(percentile(p.lat, .99)), sum(p.errors))
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	a.rates = append(a.rates, float64(p.tx)/p.elapsed.Seconds())
+	a.lat = append(a.lat, p.lat...)
+	a.tx += p.tx
+	for k, v := range p.errors {
+		a.errors[k] += v
+	}
+	if s.proc == nil || cpuErr != nil {
+		a.cpuOK = false
+		return nil
+	}
+	cpu1, err := s.proc.cpu()
+	if err != nil {
+		a.cpuOK = false
+		return nil
+	}
+	a.cpu += cpu1 - cpu0
+	if rss, err := s.proc.peakRSS(); err == nil && rss > a.rss {
+		a.rss = rss
+	}
+	return nil
+}
+
+func (r *runner) progress(label string, done, errs int64, el time.Duration) {
+	line := fmt.Sprintf("%s: %5.1fs %8d tx %8.0f tx/s %d errors", label, el.Seconds(), done, float64(done)/el.Seconds(), errs)
+	if r.cfg.ErrIsTTY {
+		fmt.Fprint(r.cfg.Err, "\r\033[K"+line)
+		return
+	}
+	fmt.Fprintln(r.cfg.Err, line)
+}
+
+func (a *aggregate) figures() Figures {
+	f := Figures{
+		Transactions: a.tx, TxPerS: median(a.rates),
+		P50MS: ms(percentile(a.lat, .50)), P90MS: ms(percentile(a.lat, .90)),
+		P99MS: ms(percentile(a.lat, .99)), MaxMS: ms(percentile(a.lat, 1)),
+		Errors: sum(a.errors), ErrorsByKind: a.errors,
+	}
+	if a.cpuOK && a.tx > 0 {
+		f.CPUPerTxUS = float64(a.cpu.Microseconds()) / float64(a.tx)
+		f.PeakRSSBytes = a.rss
+	}
+	return f
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+func sum(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(a/b, 'f', 3, 64), 64)
+	return v
+}

@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Figures are one system's results.
+type Figures struct {
+	Transactions int            `json:"transactions"`
+	TxPerS       float64        `json:"tx_per_s"`
+	P50MS        float64        `json:"p50_ms"`
+	P90MS        float64        `json:"p90_ms"`
+	P99MS        float64        `json:"p99_ms"`
+	MaxMS        float64        `json:"max_ms"`
+	Errors       int            `json:"errors"`
+	ErrorsByKind map[string]int `json:"errors_by_kind"`
+	// CPUPerTxUS is the coordinator process's CPU time per transaction,
+	// PeakRSSBytes its peak resident memory during the phases; both 0 when
+	// the process was not started by the benchmark.
+	CPUPerTxUS   float64 `json:"cpu_us_per_tx,omitempty"`
+	PeakRSSBytes int64   `json:"peak_rss_bytes,omitempty"`
+}
+
+// CurvePoint is the cost at one number of participants per transaction.
+type CurvePoint struct {
+	Participants   int     `json:"participants"`
+	TxPerS         float64 `json:"tx_per_s"`
+	BaselineTxPerS float64 `json:"baseline_tx_per_s"`
+	Ratio          float64 `json:"ratio"`
+	P50MS          float64 `json:"p50_ms"`
+	BaselineP50MS  float64 `json:"baseline_p50_ms"`
+	CPUPerTxUS     float64 `json:"cpu_us_per_tx,omitempty"`
+}
+
+// Report is the result of a run; --json prints it.
+type Report struct {
+	Workload             string  `json:"workload"`
+	Participants         int     `json:"participants"`
+	Concurrency          int     `json:"concurrency"`
+	Rounds               int     `json:"rounds"`
+	PhaseSeconds         float64 `json:"phase_seconds,omitempty"`
+	ParticipantLatencyMS float64 `json:"participant_latency_ms"`
+	Coordinator          string  `json:"coordinator,omitempty"`
+	Figures
+	Baseline Figures `json:"baseline"`
+	// Ratio is tccd's throughput divided by the baseline's.
+	Ratio float64 `json:"ratio"`
+	// P99Ratio is tccd's p99 latency divided by the baseline's.
+	P99Ratio float64 `json:"p99_ratio"`
+	// P50DeltaMS is tccd's p50 latency minus the baseline's.
+	P50DeltaMS float64      `json:"p50_delta_ms"`
+	FsyncPerS  float64      `json:"fsync_per_s"`
+	Curve      []CurvePoint `json:"curve,omitempty"`
+}
+
+func (r Report) writeJSON(w io.Writer) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(r)
+}
+
+func (r Report) writeTable(w io.Writer, chart string) {
+	fmt.Fprintf(w, "\nworkload %s, %d participants per transaction, %d concurrent initiators, %d rounds",
+		r.Workload, r.Participants, r.Concurrency, r.Rounds)
+	if r.ParticipantLatencyMS > 0 {
+		fmt.Fprintf(w, ", participant latency %.1fms", r.ParticipantLatencyMS)
+	}
+	fmt.Fprintf(w, "\nraw fsync rate of the data dir: %.0f/s\n\n", r.FsyncPerS)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\ttx/s\tp50 ms\tp90 ms\tp99 ms\tmax ms\terrors\tCPU µs/tx\tpeak RSS MiB\t")
+	row := func(name string, f Figures) {
+		cpu, rss := "n/a", "n/a"
+		if f.CPUPerTxUS > 0 {
+			cpu = fmt.Sprintf("%.0f", f.CPUPerTxUS)
+			rss = fmt.Sprintf("%.1f", float64(f.PeakRSSBytes)/(1<<20))
+		}
+		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t\n", name, f.TxPerS, f.P50MS, f.P90MS, f.P99MS, f.MaxMS, f.Errors, cpu, rss)
+	}
+	row("tccd", r.Figures)
+	row("null coordinator", r.Baseline)
+	tw.Flush()
+	fmt.Fprintf(w, "\nthroughput ratio (tccd / null): %.3f   p99 ratio: %.2f   p50 difference: %+.2fms\n", r.Ratio, r.P99Ratio, r.P50DeltaMS)
+	for _, f := range []Figures{r.Figures, r.Baseline} {
+		if f.Errors > 0 {
+			kinds := make([]string, 0, len(f.ErrorsByKind))
+			for k, v := range f.ErrorsByKind {
+				kinds = append(kinds, fmt.Sprintf("%s=%d", k, v))
+			}
+			sort.Strings(kinds)
+			fmt.Fprintf(w, "errors: %s\n", strings.Join(kinds, " "))
+		}
+	}
+	if len(r.Curve) > 0 {
+		fmt.Fprintln(w, "\ncost by participants per transaction:")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "participants\ttccd tx/s\tnull tx/s\tratio\ttccd p50 ms\tnull p50 ms\tCPU µs/tx\t")
+		for _, c := range r.Curve {
+			fmt.Fprintf(tw, "%d\t%.0f\t%.0f\t%.3f\t%.2f\t%.2f\t%.0f\t\n", c.Participants, c.TxPerS, c.BaselineTxPerS, c.Ratio, c.P50MS, c.BaselineP50MS, c.CPUPerTxUS)
+		}
+		tw.Flush()
+	}
+	if chart != "" {
+		fmt.Fprintf(w, "\nlatency chart: %s\n", chart)
+	}
+}
+
+// latencyChart draws the latency distributions of both systems as an SVG:
+// latency (ms) against percentile, on a scale that spreads the tail.
+func latencyChart(r Report, tccd, null []time.Duration) []byte {
+	const W, H, left, right, top, bottom = 760.0, 420.0, 70.0, 20.0, 40.0, 60.0
+	pw, ph := W-left-right, H-top-bottom
+	// x: percentile on a "nines" scale: 0 → 0, 90 → 1, 99 → 2, 99.9 → 3.
+	qs := []float64{0, .25, .5, .75, .9, .95, .99, .995, .999}
+	nines := func(q float64) float64 {
+		if q >= .999 {
+			return 3
+		}
+		return -log10(1 - q)
+	}
+	maxMS := 0.0
+	for _, q := range qs {
+		maxMS = max(maxMS, ms(percentile(tccd, q)), ms(percentile(null, q)))
+	}
+	if maxMS == 0 {
+		maxMS = 1
+	}
+	x := func(q float64) float64 { return left + nines(q)/3*pw }
+	y := func(v float64) float64 { return top + ph - v/maxMS*ph }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", W, H)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%.0f" y="22" font-size="15">Latency by percentile: %s, %d participants, %d concurrent</text>`+"\n", left, r.Workload, r.Participants, r.Concurrency)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", left, top+ph, left+pw, top+ph)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", left, top, left, top+ph)
+	for _, q := range qs {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.0f" text-anchor="middle">p%s</text>`+"\n", x(q), top+ph+18, strings.TrimSuffix(strings.TrimSuffix(fmt.Sprintf("%.1f", q*100), "0"), "."))
+	}
+	for i := 0; i <= 4; i++ {
+		v := maxMS * float64(i) / 4
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.1f" text-anchor="end">%.2f</text>`+"\n", left-6, y(v)+4, v)
+		fmt.Fprintf(&b, `<line x1="%.0f" y1="%.1f" x2="%.0f" y2="%.1f" stroke="#ddd"/>`+"\n", left, y(v), left+pw, y(v))
+	}
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">percentile</text>`+"\n", left+pw/2, H-15)
+	fmt.Fprintf(&b, `<text x="16" y="%.0f" transform="rotate(-90 16 %.0f)" text-anchor="middle">latency (ms)</text>`+"\n", top+ph/2, top+ph/2)
+	series := []struct {
+		name, color string
+		lat         []time.Duration
+	}{{"tccd", "#d62728", tccd}, {"null coordinator", "#1f77b4", null}}
+	for i, s := range series {
+		var pts []string
+		for j := 0; j <= 300; j++ {
+			q := 1 - pow10(-3*float64(j)/300)
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(q), y(ms(percentile(s.lat, q)))))
+		}
+		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", s.color, strings.Join(pts, " "))
+		fmt.Fprintf(&b, `<rect x="%.0f" y="%.0f" width="14" height="4" fill="%s"/><text x="%.0f" y="%.0f">%s</text>`+"\n", left+20, top+12+float64(i)*18, s.color, left+40, top+17+float64(i)*18, s.name)
+	}
+	b.WriteString("</svg>\n")
+	return []byte(b.String())
+}
+
+func log10(v float64) float64 { return math.Log10(v) }
+func pow10(v float64) float64 { return math.Pow(10, v) }

@@ -1,0 +1,239 @@
+// Package bench is `tccd bench`: it runs a coordinator and participant
+// processes on loopback, drives a TCC workload against them, and compares
+// every figure with a null coordinator measured in the same run.
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// NewParticipant returns the benchmark participant: every PUT or DELETE of
+// /r/{id} succeeds with 204 after the given latency. It keeps no state: the
+// benchmark measures the coordinator, not the participant.
+func NewParticipant(latency time.Duration) http.Handler {
+	mux := http.NewServeMux()
+	ok := func(w http.ResponseWriter, r *http.Request) {
+		if latency > 0 {
+			time.Sleep(latency)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+	mux.HandleFunc("PUT /r/{id}", ok)
+	mux.HandleFunc("DELETE /r/{id}", ok)
+	return mux
+}
+
+// NullCoordinator does the same HTTP work as tccd — it accepts the same
+// requests and fans the same calls out to the participants in parallel —
+// with no log and no bookkeeping beyond remembering the links of a
+// registered transaction until it ends. It is the baseline.
+type NullCoordinator struct {
+	client *http.Client
+	mux    *http.ServeMux
+	next   atomic.Int64
+	mu     sync.Mutex
+	txs    map[string][]string
+}
+
+// NewNullCoordinator returns the baseline server.
+func NewNullCoordinator() *NullCoordinator {
+	n := &NullCoordinator{client: newHTTPClient(1024), mux: http.NewServeMux(), txs: make(map[string][]string)}
+	n.mux.HandleFunc("PUT /coordinator/confirm", n.oneShot(http.MethodPut))
+	n.mux.HandleFunc("PUT /coordinator/cancel", n.oneShot(http.MethodDelete))
+	n.mux.HandleFunc("POST /api/v1/transactions", n.begin)
+	n.mux.HandleFunc("POST /api/v1/transactions/{id}/participants", n.enlist)
+	n.mux.HandleFunc("PUT /api/v1/transactions/{id}/confirm", n.end(http.MethodPut))
+	n.mux.HandleFunc("PUT /api/v1/transactions/{id}/cancel", n.end(http.MethodDelete))
+	n.mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {})
+	return n
+}
+
+func (n *NullCoordinator) ServeHTTP(w http.ResponseWriter, r *http.Request) { n.mux.ServeHTTP(w, r) }
+
+type wireLink struct {
+	URI     string `json:"uri"`
+	Expires string `json:"expires"`
+}
+
+// fanOut calls every uri in parallel and reports whether all answered 2xx.
+func (n *NullCoordinator) fanOut(ctx context.Context, method string, uris []string) bool {
+	var wg sync.WaitGroup
+	var failed atomic.Bool
+	for _, u := range uris {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequestWithContext(ctx, method, u, nil)
+			req.Header.Set("Accept", "application/tcc")
+			resp, err := n.client.Do(req)
+			if err != nil {
+				failed.Store(true)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode/100 != 2 {
+				failed.Store(true)
+			}
+		}()
+	}
+	wg.Wait()
+	return !failed.Load()
+}
+
+func (n *NullCoordinator) oneShot(method string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			ParticipantLinks []wireLink `json:"participantLinks"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		uris := make([]string, len(req.ParticipantLinks))
+		for i, l := range req.ParticipantLinks {
+			uris[i] = l.URI
+		}
+		if !n.fanOut(r.Context(), method, uris) {
+			w.WriteHeader(http.StatusConflict)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+func (n *NullCoordinator) begin(w http.ResponseWriter, r *http.Request) {
+	io.Copy(io.Discard, r.Body)
+	id := strconv.FormatInt(n.next.Add(1), 10)
+	n.mu.Lock()
+	n.txs[id] = nil
+	n.mu.Unlock()
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	fmt.Fprintf(w, `{"id":%q,"state":"active"}`, id)
+}
+
+func (n *NullCoordinator) enlist(w http.ResponseWriter, r *http.Request) {
+	var l wireLink
+	if err := json.NewDecoder(r.Body).Decode(&l); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	id := r.PathValue("id")
+	n.mu.Lock()
+	links, ok := n.txs[id]
+	if ok {
+		n.txs[id] = append(links, l.URI)
+	}
+	n.mu.Unlock()
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusCreated)
+	fmt.Fprintf(w, `{"id":%q,"state":"active"}`, id)
+}
+
+func (n *NullCoordinator) end(method string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		id := r.PathValue("id")
+		n.mu.Lock()
+		uris, ok := n.txs[id]
+		delete(n.txs, id)
+		n.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		if !n.fanOut(r.Context(), method, uris) {
+			w.WriteHeader(http.StatusConflict)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"id":%q,"state":"done"}`, id)
+	}
+}
+
+// newHTTPClient returns a client with enough idle keep-alive connections
+// per host for the given concurrency.
+func newHTTPClient(conns int) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        conns * 4,
+		MaxIdleConnsPerHost: conns,
+		IdleConnTimeout:     90 * time.Second,
+	}, Timeout: 60 * time.Second}
+}
+
+// Serve runs handler on addr until ctx ends, printing "listening <addr>"
+// to out once it accepts connections. It is the body of the hidden
+// `tccd bench-participant` and `tccd bench-null` commands.
+func Serve(ctx context.Context, addr string, handler http.Handler, out io.Writer) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	fmt.Fprintf(out, "listening %s\n", ln.Addr())
+	select {
+	case <-ctx.Done():
+	case err := <-errc:
+		return err
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// linkBody renders an Atomikos request body for the given URIs.
+func linkBody(buf *bytes.Buffer, uris []string, expires string) {
+	buf.WriteString(`{"participantLinks":[`)
+	for i, u := range uris {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(`{"uri":"`)
+		buf.WriteString(u)
+		buf.WriteString(`","expires":"`)
+		buf.WriteString(expires)
+		buf.WriteString(`"}`)
+	}
+	buf.WriteString(`]}`)
+}
+
+func linkJSON(buf *bytes.Buffer, uri, expires string) {
+	buf.WriteString(`{"uri":"`)
+	buf.WriteString(uri)
+	buf.WriteString(`","expires":"`)
+	buf.WriteString(expires)
+	buf.WriteString(`"}`)
+}
+
+// idFrom extracts "id" from a small JSON object without a full decode.
+func idFrom(body []byte) string {
+	i := bytes.Index(body, []byte(`"id":"`))
+	if i < 0 {
+		return ""
+	}
+	rest := body[i+6:]
+	j := bytes.IndexByte(rest, '"')
+	if j < 0 {
+		return ""
+	}
+	return strings.Clone(string(rest[:j]))
+}
