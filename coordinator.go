@@ -119,7 +119,7 @@ func (c *Coordinator) resume(ids []string) {
 			}
 			continue
 		}
-		d := c.startDriver(tx)
+		d := c.startDriver(tx, false)
 		if d == nil {
 			<-slots
 			continue
@@ -300,7 +300,7 @@ func (c *Coordinator) Confirm(ctx context.Context, id string, links []Link) (*Tr
 					return nil, conflict(tx, "the transaction was cancelled")
 				}
 			}
-			return c.confirmOutcome(ctx, tx)
+			return c.confirmOutcome(ctx, tx, false)
 		}
 		now := c.clock.Now()
 		next, err := c.addLinks(tx, links, now, false)
@@ -319,15 +319,15 @@ func (c *Coordinator) Confirm(ctx context.Context, id string, links []Link) (*Tr
 			return nil, err
 		}
 		c.stopTimer(id)
-		return c.confirmOutcome(ctx, next)
+		return c.confirmOutcome(ctx, next, true)
 	}
 }
 
 // confirmOutcome joins (or starts) the driver of a decided transaction and
 // turns its state into the answer to a confirm request.
-func (c *Coordinator) confirmOutcome(ctx context.Context, tx *Transaction) (*Transaction, error) {
+func (c *Coordinator) confirmOutcome(ctx context.Context, tx *Transaction, fresh bool) (*Transaction, error) {
 	if !tx.State.Final() {
-		tx = c.await(ctx, tx)
+		tx = c.await(ctx, tx, fresh)
 	}
 	switch tx.State {
 	case StateConfirmed, StateConfirming:
@@ -363,9 +363,9 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) (*Transaction, erro
 				return nil, err
 			}
 			c.stopTimer(id)
-			return c.await(ctx, next), nil
+			return c.await(ctx, next, true), nil
 		case StateCancelling:
-			return c.await(ctx, tx), nil
+			return c.await(ctx, tx, false), nil
 		case StateCancelled:
 			return tx, nil
 		default:
@@ -392,15 +392,10 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transact
 		return nil, err
 	}
 	for {
-		tx, err := c.store.Get(ctx, id)
-		if err == nil {
-			return c.confirmOutcome(ctx, tx)
-		}
-		if ErrorCode(err) != ENotFound {
-			return nil, storeError(err)
-		}
+		// Optimistic: a new link set is the common case, so create first
+		// and read only when the set is known already.
 		now := c.clock.Now()
-		tx, err = c.oneShot(id, links, now)
+		tx, err := c.oneShot(id, links, now)
 		if err != nil {
 			return nil, err
 		}
@@ -408,13 +403,22 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transact
 		if c.tooSoon(tx, now) {
 			tx.State, tx.Reason = StateCancelling, ReasonExpiryMargin
 		}
-		if err := c.store.Create(ctx, tx, true); err != nil {
-			if ErrorCode(err) == EConflict {
-				continue // the same request, concurrently
-			}
+		err = c.store.Create(ctx, tx, true)
+		if err == nil {
+			return c.confirmOutcome(ctx, tx, true)
+		}
+		if ErrorCode(err) != EConflict {
 			return nil, storeError(err)
 		}
-		return c.confirmOutcome(ctx, tx)
+		// The same request, repeated or concurrent: report its outcome.
+		tx, err = c.store.Get(ctx, id)
+		if err == nil {
+			return c.confirmOutcome(ctx, tx, false)
+		}
+		if ErrorCode(err) != ENotFound {
+			return nil, storeError(err)
+		}
+		// Purged between the two calls: try again.
 	}
 }
 
@@ -437,7 +441,7 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transacti
 		tx, err := c.store.Get(ctx, id)
 		if err == nil {
 			if tx.State == StateCancelling {
-				tx = c.await(ctx, tx)
+				tx = c.await(ctx, tx, false)
 			}
 			return tx, nil
 		}
@@ -456,7 +460,7 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transacti
 			}
 			return nil, storeError(err)
 		}
-		return c.await(ctx, tx), nil
+		return c.await(ctx, tx, true), nil
 	}
 }
 
@@ -498,6 +502,9 @@ func (c *Coordinator) addLinks(tx *Transaction, links []Link, now time.Time, req
 		}
 		if l.Expires.IsZero() {
 			return nil, FieldError("expires", "each participant link must have an 'expires'")
+		}
+		if !ExpiresInRange(l.Expires) {
+			return nil, FieldError("expires", "expires %s is out of range (1970 to 2262)", l.Expires.UTC().Format(time.RFC3339))
 		}
 		if seen[l.URI] {
 			return nil, FieldError("uri", "duplicate participant link %s", l.URI)
@@ -560,9 +567,10 @@ func (c *Coordinator) transition(ctx context.Context, tx *Transaction, to State,
 
 // await starts or joins the driver of a decided transaction and waits up
 // to ConfirmWait for its end. It returns the final transaction, or tx as
-// it was if the wait ran out or the coordinator is closing.
-func (c *Coordinator) await(ctx context.Context, tx *Transaction) *Transaction {
-	d := c.startDriver(tx)
+// it was if the wait ran out or the coordinator is closing. fresh says tx
+// was just written by the caller (see startDriver).
+func (c *Coordinator) await(ctx context.Context, tx *Transaction, fresh bool) *Transaction {
+	d := c.startDriver(tx, fresh)
 	if d == nil {
 		return tx
 	}
@@ -636,7 +644,7 @@ func (c *Coordinator) expire(id string) {
 			return
 		}
 		c.log.Info("transaction timed out", "id", id)
-		c.startDriver(tx)
+		c.startDriver(tx, true)
 		return
 	}
 }

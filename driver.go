@@ -8,8 +8,11 @@ import (
 )
 
 // startDriver returns the driver settling tx, starting one if none runs.
-// It returns nil once Close has begun.
-func (c *Coordinator) startDriver(tx *Transaction) *driver {
+// It returns nil once Close has begun. fresh says tx is what the caller
+// has just written; otherwise the driver reloads it first, because a copy
+// read earlier may describe a transaction another driver has finished
+// since.
+func (c *Coordinator) startDriver(tx *Transaction, fresh bool) *driver {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if d := c.drivers[tx.ID]; d != nil {
@@ -20,10 +23,14 @@ func (c *Coordinator) startDriver(tx *Transaction) *driver {
 	}
 	d := &driver{done: make(chan struct{})}
 	c.drivers[tx.ID] = d
+	var own *Transaction // the driver's own copy: the caller keeps reading tx
+	if fresh {
+		own = tx.Clone()
+	}
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()
-		final, err := c.drive(tx.ID)
+		final, err := c.drive(tx.ID, own)
 		c.mu.Lock()
 		delete(c.drivers, tx.ID)
 		c.mu.Unlock()
@@ -34,15 +41,17 @@ func (c *Coordinator) startDriver(tx *Transaction) *driver {
 }
 
 // drive settles one decided transaction: confirm, and cancel instead if a
-// participant had already cancelled before anything was confirmed. It
-// reloads the transaction first, so a driver started for a transaction
-// that another finished meanwhile does nothing. It returns the final
-// transaction, or nil if it stopped early (shutdown, store failure): the
-// transaction is then resumed at the next start.
-func (c *Coordinator) drive(id string) (*Transaction, error) {
-	tx, err := c.store.Get(c.ctx, id)
-	if err != nil {
-		return nil, err
+// participant had already cancelled before anything was confirmed. Given
+// no fresh copy, it loads the transaction first, so a driver started for a
+// transaction that another finished meanwhile does nothing. It returns
+// the final transaction, or nil if it stopped early (shutdown, store
+// failure): the transaction is then resumed at the next start.
+func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
+	if tx == nil {
+		var err error
+		if tx, err = c.store.Get(c.ctx, id); err != nil {
+			return nil, err
+		}
 	}
 	if tx.State == StateConfirming {
 		if !c.runPhase(tx, OpConfirm) {

@@ -1,6 +1,7 @@
 package tccd
 
 import (
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -118,6 +119,17 @@ func (tx *Transaction) Count(s ParticipantState) int {
 	}
 	return n
 }
+
+// The range of expiries accepted: after the Unix epoch, and not after
+// 2262-04-11T23:47:16.854775807Z, so that every expiry has a Unix
+// nanosecond form (stores keep times so, with 0 for "none").
+var (
+	minExpires = time.Unix(0, 0)
+	maxExpires = time.Unix(0, math.MaxInt64)
+)
+
+// ExpiresInRange reports whether t is an expiry the coordinator can keep.
+func ExpiresInRange(t time.Time) bool { return t.After(minExpires) && !t.After(maxExpires) }
 
 // MaxURILength bounds the length of a participant URI.
 const MaxURILength = 2048

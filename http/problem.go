@@ -44,7 +44,7 @@ func ProblemFor(err error, instance string) Problem {
 // writeProblem writes err as application/problem+json. Internal errors and
 // store failures are logged with an id that the answer carries.
 func writeProblem(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
-	p := ProblemFor(err, r.URL.Path)
+	p := ProblemFor(err, r.URL.EscapedPath())
 	if p.Status >= 500 {
 		p.ErrorID = newErrorID()
 		level := slog.LevelError

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -71,6 +70,9 @@ const (
 // strictDecode decodes exactly one JSON value from body into v. Unknown
 // fields are an error when strict is set.
 func strictDecode(body []byte, v any, strict bool) error {
+	if trimmed := bytes.TrimSpace(body); len(trimmed) > 0 && trimmed[0] != '{' {
+		return tccd.Errorf(tccd.EInvalid, "request body must be a JSON object")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	if strict {
 		dec.DisallowUnknownFields()
@@ -126,15 +128,6 @@ func jsonType(goType string) string {
 
 var basicOffset = regexp.MustCompile(`([+-]\d{2})(\d{2})$`)
 
-// The range of expiries accepted. The transaction log keeps times as Unix
-// nanoseconds in an int64, with 0 for "none": a later expiry would wrap
-// around (2300 would be stored as 1715) and the Unix epoch itself would
-// read back as no expiry at all.
-var (
-	minExpires = time.Unix(0, 0)
-	maxExpires = time.Unix(0, math.MaxInt64)
-)
-
 // ParseExpires parses an expiry: an RFC 3339 / ISO-8601 date-time with an
 // offset (Z, +01:00 or +0100) and optional fractional seconds, after the
 // Unix epoch and not after 2262-04-11T23:47:16.854775807Z.
@@ -150,7 +143,7 @@ func ParseExpires(s string) (time.Time, error) {
 	if err != nil {
 		return time.Time{}, fmt.Errorf("invalid date format: %q", s)
 	}
-	if !t.After(minExpires) || t.After(maxExpires) {
+	if !tccd.ExpiresInRange(t) {
 		return time.Time{}, fmt.Errorf("date out of range: %q", s)
 	}
 	return t, nil

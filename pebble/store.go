@@ -17,6 +17,7 @@ import (
 	"time"
 
 	pdb "github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/tccd/tccd"
 )
@@ -66,11 +67,15 @@ func Open(dir string, opts Options) (*Store, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	cache := pdb.NewCache(opts.CacheSize)
-	db, err := pdb.Open(dir, &pdb.Options{
+	popts := &pdb.Options{
 		Cache:              cache,
 		FormatMajorVersion: pdb.FormatNewest,
 		Logger:             pebbleLogger{log},
-	})
+	}
+	// Bloom filters make the point lookups of ids that do not exist (every
+	// new transaction is looked up once) cheap; later levels inherit L0's.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	db, err := pdb.Open(dir, popts)
 	if err != nil {
 		cache.Unref()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)

@@ -26,6 +26,9 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 	CacheSize int64
+	// DebugListen, when set, serves Go's pprof profiles on a separate
+	// address, never on the API's. Keep it on loopback.
+	DebugListen string
 
 	Coordinator tccd.Config
 	Server      tccdhttp.ServerConfig
@@ -62,6 +65,7 @@ func (c *Config) options() []option {
 		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log-format", "text or json", (*stringValue)(&c.LogFormat)},
 		{"cache-size", "block cache of the embedded store, bytes", (*int64Value)(&c.CacheSize)},
+		{"debug-listen", "address serving /debug/pprof/ (off when empty; keep it on loopback)", (*stringValue)(&c.DebugListen)},
 		{"node-id", "name of this coordinator as owner of its transactions", (*stringValue)(&cc.NodeID)},
 		{"call-timeout", "timeout of one call to a participant", (*durationValue)(&cc.CallTimeout)},
 		{"retry-min", "smallest back-off between retries of a participant call", (*durationValue)(&cc.RetryMin)},
@@ -113,6 +117,14 @@ func (c *Config) Load(path string, getenv func(string) string) error {
 			o, ok := byName[k]
 			if !ok {
 				return fmt.Errorf("config file %s: unknown key %q", path, k)
+			}
+			// Every option is one scalar: fmt.Sprint would turn a list
+			// or table into a plausible string (data = ["/a"] → "[/a]").
+			switch raw[k].(type) {
+			case []any, []map[string]any:
+				return fmt.Errorf("config file %s: %s: must be a single value, not a list", path, k)
+			case map[string]any:
+				return fmt.Errorf("config file %s: %s: must be a single value, not a table", path, k)
 			}
 			if err := o.value.Set(fmt.Sprint(raw[k])); err != nil {
 				return fmt.Errorf("config file %s: %s: %w", path, k, err)

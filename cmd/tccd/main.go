@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
@@ -105,6 +107,7 @@ type Main struct {
 	caller *tccdhttp.Caller
 	coord  *tccd.Coordinator
 	server *tccdhttp.Server
+	debug  *http.Server
 }
 
 // NewMain returns a Main with the default configuration.
@@ -163,6 +166,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.initServer(); err != nil {
 		return fmt.Errorf("server: %w", err)
 	}
+	if err := m.initDebug(); err != nil {
+		return fmt.Errorf("debug server: %w", err)
+	}
 	start := time.Now()
 	if err := m.coord.Open(ctx); err != nil {
 		return fmt.Errorf("recovery: %w", err)
@@ -213,6 +219,27 @@ func (m *Main) initServer() error {
 	return nil
 }
 
+// initDebug serves pprof on its own listener when --debug-listen is set.
+func (m *Main) initDebug() error {
+	if m.Config.DebugListen == "" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", m.Config.DebugListen)
+	if err != nil {
+		return err
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go m.debug.Serve(ln)
+	m.Log.Info("debug server listening", "addr", ln.Addr().String())
+	return nil
+}
+
 // Addr returns the address the API listens on, once Run has started it.
 func (m *Main) Addr() string { return m.server.Addr() }
 
@@ -236,6 +263,9 @@ func (m *Main) Close() error {
 		errs = append(errs, m.coord.Close())
 	}
 	errs = append(errs, <-srvDone)
+	if m.debug != nil {
+		m.debug.Close()
+	}
 	if m.caller != nil {
 		m.caller.Close()
 	}
