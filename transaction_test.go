@@ -99,3 +99,19 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestHostOf(t *testing.T) {
+	tests := map[string]string{
+		"http://127.0.0.1:8080/booking/42": "127.0.0.1:8080",
+		"https://api.example/x?y=1":        "api.example",
+		"http://[::1]:9/r":                 "[::1]:9",
+		"http://host":                      "host",
+		"http://host?q":                    "host",
+		"no-scheme":                        "",
+	}
+	for uri, want := range tests {
+		if got := HostOf(uri); got != want {
+			t.Errorf("HostOf(%q) = %q, want %q", uri, got, want)
+		}
+	}
+}

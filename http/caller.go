@@ -24,6 +24,14 @@ type Caller struct {
 	client *http.Client
 }
 
+// Header values shared by every call. Each call gets its own header map
+// (a wrapper may add headers to it), but the value slices are read-only
+// and shared: Header.Set replaces a slice, it never writes into one.
+var (
+	hdrTCC   = []string{"application/tcc"}
+	hdrAgent = []string{"tccd"}
+)
+
 var _ tccd.Caller = (*Caller)(nil)
 
 // NewCaller returns a Caller over a transport tuned for many short calls
@@ -61,9 +69,7 @@ func (c *Caller) Call(ctx context.Context, op tccd.Op, uri string) tccd.CallResu
 	if err != nil {
 		return tccd.CallResult{Err: err}
 	}
-	req.Header.Set("Accept", "application/tcc")
-	req.Header.Set("Content-Type", "application/tcc")
-	req.Header.Set("User-Agent", "tccd")
+	req.Header = http.Header{"Accept": hdrTCC, "Content-Type": hdrTCC, "User-Agent": hdrAgent}
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return tccd.CallResult{Err: err, Duration: time.Since(start)}

@@ -35,13 +35,21 @@ const (
 	pfxFinished = "f/"
 )
 
-// DefaultCacheSize is the block cache size when Options.CacheSize is 0.
-const DefaultCacheSize = 64 << 20
+// Defaults for Options.
+const (
+	DefaultCacheSize    = 64 << 20
+	DefaultMemTableSize = 32 << 20
+)
 
 // Options configure the store.
 type Options struct {
 	// CacheSize is Pebble's block cache in bytes.
 	CacheSize int64
+	// WALMinSyncInterval, when positive, is the least time between two
+	// syncs of the write-ahead log.
+	WALMinSyncInterval time.Duration
+	// MemTableSize is the size of Pebble's memtable in bytes.
+	MemTableSize int64
 	// Logger receives Pebble's own messages; nil discards them.
 	Logger *slog.Logger
 }
@@ -62,6 +70,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = DefaultCacheSize
 	}
+	if opts.MemTableSize == 0 {
+		opts.MemTableSize = DefaultMemTableSize
+	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -75,6 +86,15 @@ func Open(dir string, opts Options) (*Store, error) {
 	// Bloom filters make the point lookups of ids that do not exist (every
 	// new transaction is looked up once) cheap; later levels inherit L0's.
 	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
+	// A larger memtable keeps the records of recent (mostly in-flight)
+	// transactions in memory, where lookups are cheap, and flushes less
+	// often. It counts against memory like the block cache.
+	popts.MemTableSize = uint64(opts.MemTableSize)
+	if opts.WALMinSyncInterval > 0 {
+		// Lets more concurrent synced commits share one fdatasync, at the
+		// cost of up to this much latency.
+		popts.WALMinSyncInterval = func() time.Duration { return opts.WALMinSyncInterval }
+	}
 	db, err := pdb.Open(dir, popts)
 	if err != nil {
 		cache.Unref()

@@ -26,6 +26,9 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 	CacheSize int64
+	// WALSyncInterval is the least time between two syncs of the store's
+	// write-ahead log (0: sync as soon as a commit asks).
+	WALSyncInterval time.Duration
 	// DebugListen, when set, serves Go's pprof profiles on a separate
 	// address, never on the API's. Keep it on loopback.
 	DebugListen string
@@ -65,6 +68,7 @@ func (c *Config) options() []option {
 		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log-format", "text or json", (*stringValue)(&c.LogFormat)},
 		{"cache-size", "block cache of the embedded store, bytes", (*int64Value)(&c.CacheSize)},
+		{"wal-sync-interval", "least time between two syncs of the log (0: at once); more decisions share a sync", (*durationValue)(&c.WALSyncInterval)},
 		{"debug-listen", "address serving /debug/pprof/ (off when empty; keep it on loopback)", (*stringValue)(&c.DebugListen)},
 		{"node-id", "name of this coordinator as owner of its transactions", (*stringValue)(&cc.NodeID)},
 		{"call-timeout", "timeout of one call to a participant", (*durationValue)(&cc.CallTimeout)},
@@ -164,6 +168,9 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("log-format must be text or json, not %q", c.LogFormat))
+	}
+	if c.WALSyncInterval < 0 || c.WALSyncInterval > 10*time.Millisecond {
+		errs = append(errs, fmt.Errorf("wal-sync-interval must be from 0 to 10ms, got %v", c.WALSyncInterval))
 	}
 	if c.CacheSize < 1<<20 {
 		errs = append(errs, fmt.Errorf("cache-size must be at least 1 MiB, got %d", c.CacheSize))

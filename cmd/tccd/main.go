@@ -195,7 +195,7 @@ func (m *Main) initStore() error {
 	if err := os.MkdirAll(m.Config.Data, 0o700); err != nil {
 		return err
 	}
-	s, err := pebble.Open(m.Config.Data, pebble.Options{CacheSize: m.Config.CacheSize, Logger: m.Log})
+	s, err := pebble.Open(m.Config.Data, pebble.Options{CacheSize: m.Config.CacheSize, WALMinSyncInterval: m.Config.WALSyncInterval, Logger: m.Log})
 	if err != nil {
 		return err
 	}
