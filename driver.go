@@ -2,6 +2,7 @@ package tccd
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/tccd/tccd/internal/backoff"
@@ -119,7 +120,7 @@ func (c *Coordinator) runPhase(tx *Transaction, op Op) bool {
 		return true
 	}
 	events := make(chan event, len(pending))
-	abort := make(chan struct{})
+	ps := &phaseState{op: op, abort: make(chan struct{})}
 	jobs := make(chan int, len(pending))
 	for _, i := range pending {
 		jobs <- i
@@ -131,12 +132,10 @@ func (c *Coordinator) runPhase(tx *Transaction, op Op) bool {
 		go func() {
 			defer c.wg.Done()
 			for i := range jobs {
-				c.settle(op, i, tx.Participants[i], abort, events)
+				c.settle(op, i, tx.Participants[i], ps, events)
 			}
 		}()
 	}
-	aborted := false
-	confirmed := 0
 	for left := len(pending); left > 0; {
 		ev := <-events
 		tx.Participants[ev.idx] = ev.p
@@ -147,17 +146,36 @@ func (c *Coordinator) runPhase(tx *Transaction, op Op) bool {
 			continue
 		}
 		left--
-		switch ev.p.State {
-		case ParticipantConfirmed:
-			confirmed++
-		case ParticipantCancelled, ParticipantExpired, ParticipantFailed:
-			if op == OpConfirm && confirmed == 0 && !aborted {
-				aborted = true
-				close(abort)
-			}
-		}
 	}
 	return c.ctx.Err() == nil
+}
+
+// phaseState is shared by the workers of one phase. The decision to stop
+// confirming — a participant turned out cancelled, expired or failed
+// before any confirmed — is taken under its lock by the worker that
+// settled that participant, before it reports and before it takes its next
+// job, so that no worker starts a confirm after the decision. (A call
+// already in flight on another worker is answered as it comes.)
+type phaseState struct {
+	op        Op
+	mu        sync.Mutex
+	confirmed int
+	aborted   bool
+	abort     chan struct{}
+}
+
+func (ps *phaseState) settled(s ParticipantState) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	switch s {
+	case ParticipantConfirmed:
+		ps.confirmed++
+	case ParticipantCancelled, ParticipantExpired, ParticipantFailed:
+		if ps.op == OpConfirm && ps.confirmed == 0 && !ps.aborted {
+			ps.aborted = true
+			close(ps.abort)
+		}
+	}
 }
 
 // saveProgress writes participant progress without syncing; it is for
@@ -172,12 +190,12 @@ func (c *Coordinator) saveProgress(tx *Transaction) {
 // expires, the phase is aborted, or the coordinator closes. It reports
 // every failed attempt and then exactly one final event: settled, or
 // unsettled (still pending) when it stopped early.
-func (c *Coordinator) settle(op Op, idx int, p Participant, abort <-chan struct{}, events chan<- event) {
+func (c *Coordinator) settle(op Op, idx int, p Participant, ps *phaseState, events chan<- event) {
 	policy := backoff.Policy{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
 	host := HostOf(p.URI)
 	for retry := 0; ; retry++ {
 		select {
-		case <-abort:
+		case <-ps.abort:
 			events <- event{idx: idx, p: p, final: true}
 			return
 		default:
@@ -225,13 +243,14 @@ func (c *Coordinator) settle(op Op, idx int, p Participant, abort <-chan struct{
 			select {
 			case <-t.C:
 				continue
-			case <-abort:
+			case <-ps.abort:
 			case <-c.ctx.Done():
 			}
 			t.Stop()
 			events <- event{idx: idx, p: p, final: true}
 			return
 		}
+		ps.settled(p.State)
 		events <- event{idx: idx, p: p, final: true}
 		return
 	}

@@ -1,0 +1,391 @@
+package tccd_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"pgregory.net/rapid"
+
+	"github.com/tccd/tccd"
+	"github.com/tccd/tccd/pebble"
+)
+
+// TestModel drives the coordinator through random interleavings of begin,
+// enlist, confirm, cancel, timeouts and restarts, with participants whose
+// behaviour is drawn at random, and checks every answer against a small
+// reference model and every stored outcome against what the participants
+// really did.
+//
+// The participants are scripted (scriptCaller): this test is about the
+// state machine and its decisions, so it forces the participants' answers
+// instead of running them. Confirm calls go one at a time (MaxParallel 1),
+// which makes the expected outcome of a confirm exact.
+func TestModel(t *testing.T) {
+	rapid.Check(t, func(rt *rapid.T) {
+		m := newModel(rt)
+		defer m.close()
+		rt.Repeat(map[string]func(*rapid.T){
+			"begin":   m.begin,
+			"enlist":  m.enlist,
+			"confirm": m.confirm,
+			"cancel":  m.cancel,
+			"restart": m.restart,
+			"":        m.check,
+		})
+	})
+}
+
+// behaviour is how a scripted participant answers confirm.
+type behaviour int
+
+const (
+	confirms behaviour = iota // 204
+	flaky                     // 503 twice, then 204
+	gone                      // 404: it had cancelled on its own
+	refuses                   // 400: permanent failure
+)
+
+var behaviours = []behaviour{confirms, flaky, gone, refuses}
+
+// scriptedPart is one reservation at a scripted participant: its
+// behaviour, and what really happened to it.
+type scriptedPart struct {
+	b                  behaviour
+	failures           int
+	confirmed          bool
+	cancelled          bool
+	cancelAfterConfirm int
+}
+
+// scriptCaller answers participant calls from the script, keeping the
+// participant contract: idempotent confirm and cancel, 404 on confirm
+// once cancelled, never undoing a confirm.
+type scriptCaller struct {
+	mu    sync.Mutex
+	parts map[string]*scriptedPart
+}
+
+func (s *scriptCaller) Call(_ context.Context, op tccd.Op, uri string) tccd.CallResult {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p := s.parts[uri]
+	if op == tccd.OpCancel {
+		if p.confirmed {
+			p.cancelAfterConfirm++
+			return tccd.CallResult{Status: 409, Duration: time.Microsecond}
+		}
+		p.cancelled = true
+		return tccd.CallResult{Status: 204, Duration: time.Microsecond}
+	}
+	switch {
+	case p.cancelled:
+		return tccd.CallResult{Status: 404, Duration: time.Microsecond}
+	case p.b == gone:
+		p.cancelled = true
+		return tccd.CallResult{Status: 404, Duration: time.Microsecond}
+	case p.b == refuses:
+		return tccd.CallResult{Status: 400, Duration: time.Microsecond}
+	case p.b == flaky && p.failures > 0:
+		p.failures--
+		return tccd.CallResult{Status: 503, Duration: time.Microsecond}
+	}
+	p.confirmed = true
+	return tccd.CallResult{Status: 204, Duration: time.Microsecond}
+}
+
+// mtx is the model of one transaction.
+type mtx struct {
+	id    string
+	uris  []string
+	short bool // its timeout may pass during the test
+	// decided is "", "confirm" or "cancel": what a request decided.
+	decided string
+	// outcome is the final state the model expects once decided.
+	outcome tccd.State
+}
+
+type model struct {
+	t      *rapid.T
+	dir    string
+	caller *scriptCaller
+	store  *pebble.Store
+	coord  *tccd.Coordinator
+	txs    []*mtx
+	next   int
+}
+
+func newModel(t *rapid.T) *model {
+	dir, err := os.MkdirTemp("", "tccd-model")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := &model{t: t, dir: dir, caller: &scriptCaller{parts: map[string]*scriptedPart{}}}
+	m.open()
+	return m
+}
+
+func (m *model) open() {
+	s, err := pebble.Open(m.dir, pebble.Options{CacheSize: 1 << 20, MemTableSize: 1 << 20})
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.store = s
+	m.coord = tccd.NewCoordinator(tccd.Config{
+		MaxParallel: 1, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond,
+		ConfirmWait: 30 * time.Second, MarginFloor: time.Millisecond, ShutdownGrace: time.Second,
+	}, s, m.caller, nil, nil)
+	if err := m.coord.Open(context.Background()); err != nil {
+		m.t.Fatal(err)
+	}
+}
+
+func (m *model) shut() {
+	m.coord.Close()
+	m.store.Close()
+}
+
+func (m *model) close() {
+	m.shut()
+	os.RemoveAll(m.dir)
+}
+
+func (m *model) newPart(b behaviour) tccd.Link {
+	m.next++
+	uri := fmt.Sprintf("http://p%d.test/r/%d", m.next%3, m.next)
+	m.caller.mu.Lock()
+	m.caller.parts[uri] = &scriptedPart{b: b, failures: 2}
+	m.caller.mu.Unlock()
+	return tccd.Link{URI: uri, Expires: time.Now().Add(time.Hour)}
+}
+
+func (m *model) begin(t *rapid.T) {
+	n := rapid.IntRange(0, 3).Draw(t, "participants")
+	short := rapid.Bool().Draw(t, "short timeout")
+	var links []tccd.Link
+	var uris []string
+	for i := 0; i < n; i++ {
+		l := m.newPart(rapid.SampledFrom(behaviours).Draw(t, "behaviour"))
+		links = append(links, l)
+		uris = append(uris, l.URI)
+	}
+	timeout := time.Hour
+	if short {
+		timeout = time.Duration(rapid.IntRange(1, 30).Draw(t, "timeout ms")) * time.Millisecond
+	}
+	tx, err := m.coord.Begin(context.Background(), tccd.BeginRequest{Timeout: timeout, Participants: links})
+	if err != nil {
+		t.Fatalf("begin: %v", err)
+	}
+	if tx.State != tccd.StateActive || len(tx.Participants) != n {
+		t.Fatalf("begin: %+v", tx)
+	}
+	m.txs = append(m.txs, &mtx{id: tx.ID, uris: uris, short: short})
+}
+
+func (m *model) pick(t *rapid.T) *mtx {
+	if len(m.txs) == 0 {
+		t.Skip("no transaction yet")
+	}
+	return rapid.SampledFrom(m.txs).Draw(t, "tx")
+}
+
+// timedOut reports whether a short transaction's timer has cancelled it.
+func (m *model) timedOut(x *mtx) bool {
+	if !x.short || x.decided != "" {
+		return false
+	}
+	tx, err := m.coord.Get(context.Background(), x.id)
+	if err != nil {
+		m.t.Fatalf("get %s: %v", x.id, err)
+	}
+	return tx.State != tccd.StateActive && tx.Reason == tccd.ReasonTimeout
+}
+
+func (m *model) enlist(t *rapid.T) {
+	x := m.pick(t)
+	l := m.newPart(rapid.SampledFrom(behaviours).Draw(t, "behaviour"))
+	tx, added, err := m.coord.Enlist(context.Background(), x.id, l)
+	switch {
+	case err == nil:
+		if x.decided != "" || !added {
+			t.Fatalf("enlist into a %q transaction succeeded (added %v)", x.decided, added)
+		}
+		x.uris = append(x.uris, l.URI)
+		if len(tx.Participants) != len(x.uris) {
+			t.Fatalf("enlist: %d participants, model has %d", len(tx.Participants), len(x.uris))
+		}
+	case tccd.ErrorCode(err) == tccd.EConflict:
+		if x.decided == "" && !m.timedOut(x) {
+			t.Fatalf("enlist refused into an active transaction: %v", err)
+		}
+	default:
+		t.Fatalf("enlist: %v", err)
+	}
+}
+
+// expectConfirm computes the outcome of confirming x's participants one at
+// a time: everything confirms; or one had cancelled (or refuses) before any
+// confirmed, so all are cancelled; or one did after another confirmed:
+// heuristic.
+func (m *model) expectConfirm(x *mtx) tccd.State {
+	m.caller.mu.Lock()
+	defer m.caller.mu.Unlock()
+	confirmed, failed := 0, 0
+	for _, u := range x.uris {
+		switch m.caller.parts[u].b {
+		case confirms, flaky:
+			if failed > 0 && confirmed == 0 {
+				return tccd.StateCancelled
+			}
+			confirmed++
+		default:
+			if confirmed == 0 {
+				return tccd.StateCancelled
+			}
+			failed++
+		}
+	}
+	if failed > 0 {
+		return tccd.StateHeuristic
+	}
+	return tccd.StateConfirmed
+}
+
+func (m *model) confirm(t *rapid.T) {
+	x := m.pick(t)
+	tx, err := m.coord.Confirm(context.Background(), x.id, nil)
+	got := stateOf(tx, err)
+	switch x.decided {
+	case "cancel":
+		if tccd.ErrorCode(err) != tccd.EConflict {
+			t.Fatalf("confirm after cancel: %v", err)
+		}
+		return
+	case "confirm":
+		if got != x.outcome {
+			t.Fatalf("repeated confirm: %s, first time %s", got, x.outcome)
+		}
+		return
+	}
+	if m.wasTimedOut(x, err) {
+		return
+	}
+	want := m.expectConfirm(x)
+	if got != want {
+		t.Fatalf("confirm of %d participants: %s (err %v), model says %s", len(x.uris), got, err, want)
+	}
+	wantCode := map[tccd.State]tccd.Code{tccd.StateConfirmed: "", tccd.StateCancelled: tccd.ETimedOut, tccd.StateHeuristic: tccd.EHeuristic}[want]
+	if tccd.ErrorCode(err) != wantCode {
+		t.Fatalf("confirm ended %s with error %v, want code %q", got, err, wantCode)
+	}
+	x.decided, x.outcome = "confirm", want
+}
+
+// wasTimedOut accepts a timed-out answer for a transaction whose short
+// timeout may have passed, and records it in the model.
+func (m *model) wasTimedOut(x *mtx, err error) bool {
+	tx := tccd.ErrorTx(err)
+	if tx == nil || tx.Reason != tccd.ReasonTimeout {
+		return false
+	}
+	if !x.short {
+		m.t.Fatalf("transaction with a long timeout timed out: %v", err)
+	}
+	x.decided, x.outcome = "timeout", tccd.StateCancelled
+	return true
+}
+
+func (m *model) cancel(t *rapid.T) {
+	x := m.pick(t)
+	tx, err := m.coord.Cancel(context.Background(), x.id)
+	got := stateOf(tx, err)
+	switch x.decided {
+	case "", "cancel", "timeout":
+		if err != nil || got != tccd.StateCancelled {
+			t.Fatalf("cancel of a %q transaction: %s, %v", x.decided, got, err)
+		}
+		if x.decided == "" {
+			x.decided, x.outcome = "cancel", tccd.StateCancelled
+			if tx.Reason == tccd.ReasonTimeout {
+				x.decided = "timeout"
+			}
+		}
+	case "confirm":
+		if x.outcome == tccd.StateCancelled {
+			if err != nil || got != tccd.StateCancelled {
+				t.Fatalf("cancel after a timed-out confirm: %s, %v", got, err)
+			}
+			return
+		}
+		if tccd.ErrorCode(err) != tccd.EConflict {
+			t.Fatalf("cancel after confirm (%s): %v", x.outcome, err)
+		}
+	}
+}
+
+func (m *model) restart(t *rapid.T) {
+	m.shut()
+	m.open()
+}
+
+func stateOf(tx *tccd.Transaction, err error) tccd.State {
+	if err != nil {
+		if etx := tccd.ErrorTx(err); etx != nil {
+			return etx.State
+		}
+		return ""
+	}
+	return tx.State
+}
+
+// check holds after every step: each stored outcome agrees with the
+// model and with what the participants really did, and no participant was
+// asked to cancel a confirmed reservation.
+func (m *model) check(t *rapid.T) {
+	for _, x := range m.txs {
+		tx, err := m.coord.Get(context.Background(), x.id)
+		if err != nil {
+			t.Fatalf("get %s: %v", x.id, err)
+		}
+		if x.decided != "" && x.decided != "timeout" && tx.State != x.outcome {
+			t.Fatalf("transaction %s is %s, model says %s", x.id, tx.State, x.outcome)
+		}
+		if x.decided == "" && !x.short && tx.State != tccd.StateActive {
+			t.Fatalf("undecided transaction %s is %s", x.id, tx.State)
+		}
+		if !tx.State.Final() {
+			continue
+		}
+		confirmed := 0
+		m.caller.mu.Lock()
+		for _, u := range x.uris {
+			p := m.caller.parts[u]
+			if p.cancelAfterConfirm > 0 {
+				m.caller.mu.Unlock()
+				t.Fatalf("participant %s was asked to cancel after it confirmed", u)
+			}
+			if p.confirmed {
+				confirmed++
+			}
+		}
+		m.caller.mu.Unlock()
+		switch tx.State {
+		case tccd.StateConfirmed:
+			if confirmed != len(x.uris) {
+				t.Fatalf("confirmed transaction %s: %d of %d participants confirmed", x.id, confirmed, len(x.uris))
+			}
+		case tccd.StateCancelled:
+			if confirmed != 0 {
+				t.Fatalf("cancelled transaction %s: %d participants confirmed", x.id, confirmed)
+			}
+		case tccd.StateHeuristic:
+			if confirmed == 0 || confirmed == len(x.uris) {
+				t.Fatalf("heuristic transaction %s: %d of %d confirmed", x.id, confirmed, len(x.uris))
+			}
+		}
+	}
+}
