@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/tccd/tccd"
 )
 
 // Config is what `tccd bench` is told.
@@ -34,6 +36,12 @@ type Config struct {
 	Rounds             int // phases per system, alternating tccd and the baseline
 	ParticipantLatency time.Duration
 	CancelRatio        float64
+	// Fill is, for the recovery workload, how many unfinished
+	// transactions the data directory holds at the start.
+	Fill int
+	// FillFinished is how many finished transactions the started
+	// coordinator's data directory holds before the load (retention).
+	FillFinished int
 	DataDir            string // "" for a temporary directory
 	ServeArgs          []string
 	JSON               bool
@@ -90,7 +98,10 @@ func (c *Config) Validate() error {
 	if c.CancelRatio < 0 || c.CancelRatio > 1 {
 		errs = append(errs, fmt.Errorf("cancel-ratio must be from 0 to 1"))
 	}
-	if c.Duration < 0 || c.Count < 0 || c.Warmup < 0 || c.ParticipantLatency < 0 {
+	if c.Workload == WorkloadRecovery && (c.Fill < 1 || c.Coordinator != "") {
+		errs = append(errs, fmt.Errorf("the recovery workload needs --fill > 0 and a coordinator it starts itself"))
+	}
+	if c.Duration < 0 || c.Count < 0 || c.Warmup < 0 || c.ParticipantLatency < 0 || c.Fill < 0 || c.FillFinished < 0 {
 		errs = append(errs, fmt.Errorf("durations and counts must not be negative"))
 	}
 	return errors.Join(errs...)
@@ -134,6 +145,24 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		procs = append(procs, p)
 		partURLs = append(partURLs, p.url())
+	}
+	if cfg.Workload == WorkloadRecovery {
+		rep, err := runRecovery(ctx, cfg, dataDir, partURLs)
+		if err != nil {
+			return err
+		}
+		if cfg.JSON {
+			return writeJSON(cfg.Out, rep)
+		}
+		fmt.Fprintf(cfg.Out, "\nrecovery of %d unfinished transactions (%d participants each): ready after %.0f ms, all settled after %.0f ms, peak RSS %.1f MiB\n",
+			rep.Unfinished, rep.Participants, rep.ReadyMS, rep.SettledMS, float64(rep.PeakRSSBytes)/(1<<20))
+		return nil
+	}
+	if cfg.FillFinished > 0 && cfg.Coordinator == "" {
+		fmt.Fprintf(cfg.Err, "writing %d finished transactions into %s\n", cfg.FillFinished, dataDir)
+		if err := fill(ctx, dataDir, cfg.FillFinished, tccd.StateConfirmed, partURLs, cfg.Participants[0]); err != nil {
+			return fmt.Errorf("fill: %w", err)
+		}
 	}
 	nullProc, err := startProc(ctx, "null coordinator", cfg.Self, []string{"bench-null", "--listen", "127.0.0.1:0"}, listeningLine)
 	if err != nil {

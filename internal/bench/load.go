@@ -21,10 +21,11 @@ const (
 	WorkloadOneShot    = "oneshot"    // PUT /coordinator/confirm with K links
 	WorkloadRegistered = "registered" // begin, K enlists, confirm
 	WorkloadCancelMix  = "cancel-mix" // one-shot, a share of them cancelled
+	WorkloadRecovery   = "recovery"   // restart on a data dir holding --fill unfinished transactions
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{WorkloadOneShot, WorkloadRegistered, WorkloadCancelMix}
+var Workloads = []string{WorkloadOneShot, WorkloadRegistered, WorkloadCancelMix, WorkloadRecovery}
 
 // load is one measured phase against one system.
 type load struct {

@@ -60,10 +60,12 @@ type Report struct {
 	Curve      []CurvePoint `json:"curve,omitempty"`
 }
 
-func (r Report) writeJSON(w io.Writer) error {
+func (r Report) writeJSON(w io.Writer) error { return writeJSON(w, r) }
+
+func writeJSON(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
-	return enc.Encode(r)
+	return enc.Encode(v)
 }
 
 func (r Report) writeTable(w io.Writer, chart string) {

@@ -1,0 +1,105 @@
+// Package participant turns an application's reservation logic into the TCC
+// participant contract that tccd (and any Atomikos "TCC for REST"
+// coordinator) drives:
+//
+//	POST   <Path>        try     → 201, Location: <uri>, Link: <uri>; rel="tcc"; expires="…",
+//	                               Tcc-Expires: …, {"participantLink":{"uri","expires","rel":"tcc"},"data":…}
+//	PUT    <Path>/{id}   confirm → 204 (again 204 if repeated); 404 once cancelled, expired or unknown
+//	DELETE <Path>/{id}   cancel  → 204 (again 204 if repeated); 404 if never tried; 409 if confirmed
+//	GET    <Path>/{id}   the bookkeeping row as JSON, for diagnosis
+//
+// and cancels on its own, with an expiry sweeper (Participant.Run), every
+// reservation left tried past its expiry. Errors are problem+json.
+//
+// The application writes three functions over its own *sql.DB — Try,
+// Confirm and Cancel, each given a *sql.Tx — and the kit owns the
+// transaction: BEGIN, its bookkeeping, the application's function,
+// COMMIT, all one local transaction. The business change and the
+// bookkeeping commit or roll back together. Any database/sql driver works;
+// the kit imports none: say which SQL dialect it speaks (PostgreSQL —
+// through pgx, use github.com/jackc/pgx/v5/stdlib —, SQLite, MySQL or
+// MariaDB). Helpers cover the two usual reservation patterns: StateItem
+// (an item moves AVAILABLE → RESERVED → SOLD) and Quantity (an amount is
+// deducted and held).
+//
+// # The bookkeeping table
+//
+// One row per reservation id, in the application's database (Schema gives
+// the DDL per dialect, Migrate runs it; New refuses to start without the
+// table):
+//
+//	id PRIMARY KEY, state, expires_at, created_at, updated_at   (times: Unix ms)
+//
+// with states tried, confirmed, cancelled, expired (cancelled by the
+// sweeper) and void (cancelled before any try). The only changes are
+// insert-as-tried (try), insert-as-void (cancel of an unknown id) and
+// tried → confirmed | cancelled | expired, each a guarded UPDATE … WHERE
+// state = 'tried', so that of two racing requests exactly one changes the
+// row and runs business logic.
+//
+// # The three anomalies
+//
+// This is the sub-transaction barrier of DTM and the TCC fence of Seata,
+// reduced to one row per reservation. Every operation writes the row
+// first and runs the application's function second, in the same
+// transaction; the primary key serialises operations on one id, and no
+// operation reads a row that may not exist with SELECT … FOR UPDATE (which
+// takes gap locks under MySQL's repeatable read and deadlocks).
+//
+//   - Try inserts the row as tried, unless the id exists ("ON CONFLICT DO
+//     NOTHING", "INSERT IGNORE" on MySQL), then calls Try. If the id exists
+//     the try is not run: a live reservation under that id is answered
+//     again (200, a retried try); a cancelled, expired or void one refuses
+//     the try with 409 — the hanging try, whose cancel came first.
+//   - Confirm moves the row tried → confirmed where expires_at is still in
+//     the future, and only then calls Confirm. Moving nothing means a
+//     repeated confirm (the row is confirmed: 204, nothing run again) or a
+//     reservation cancelled, expired or unknown (404).
+//   - Cancel first inserts the row as void unless the id exists (on MySQL
+//     with ON DUPLICATE KEY UPDATE, which locks the existing row
+//     exclusively and so cannot deadlock with the update that follows),
+//     then moves tried → cancelled and only then calls Cancel. A void row
+//     is the empty cancel: nothing is run, the answer is 404 (which a
+//     coordinator takes as "cancelled"), and the row refuses a later try
+//     of that id until it expires (MaxTTL). A row already cancelled or
+//     expired answers 204 (repeated cancel); a confirmed one 409: a cancel
+//     never undoes a confirm.
+//   - The sweeper moves tried → expired where expires_at has passed and
+//     calls Cancel, one transaction per reservation.
+//
+// A failing Confirm or Cancel rolls back the move with it and answers 500:
+// the reservation is still tried and the coordinator's retry runs it
+// again. A deadlock or busy database is retried a few times, then answered
+// 503 with Retry-After.
+//
+// # Reservation ids
+//
+// By default the kit makes a random id at each try (NewID). An application
+// may choose it instead (Config.ReservationID), for instance derived from
+// the inbound transaction id and the resource (DeriveID): then a retried
+// try lands on the same reservation, and an initiator that lost a try's
+// answer can still cancel it — this is where the empty cancel and the
+// hanging try happen in practice; with random ids they cannot.
+//
+// # Expiry and time
+//
+// Expiry is decided by the kit's clock (Config.Now), stored as integers:
+// confirm succeeds while now < expires_at, and the sweeper cancels once
+// now >= expires_at; the link's expires is exactly expires_at. Run several
+// replicas if you like: the guarded updates make them safe together.
+//
+// # Cleanup
+//
+// Rows stay after they settle, so that repeated calls keep their answers.
+// Cleanup (or Run with Config.Retention) deletes rows settled for longer
+// than a horizon — but never a cancelled or void row whose expiry is still
+// ahead, since that row is what refuses a hanging try.
+//
+// # SQLite
+//
+// SQLite allows one writer at a time. Open it with a busy timeout and
+// immediate transactions so that concurrent requests wait instead of
+// failing, e.g. with modernc.org/sqlite:
+//
+//	file:app.db?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate
+package participant

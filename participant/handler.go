@@ -1,0 +1,143 @@
+package participant
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/tccd/tccd/api"
+)
+
+// tryAnswer is the body of the answer to a try.
+type tryAnswer struct {
+	ParticipantLink wireLink        `json:"participantLink"`
+	Data            json.RawMessage `json:"data,omitempty"`
+}
+
+// wireLink is a participant link as the Atomikos protocol suggests it.
+type wireLink struct {
+	URI     string `json:"uri"`
+	Expires string `json:"expires"`
+	Rel     string `json:"rel"`
+}
+
+// wireRecord is a reservation as GET shows it.
+type wireRecord struct {
+	ID        string `json:"id"`
+	URI       string `json:"uri"`
+	State     State  `json:"state"`
+	Expires   string `json:"expires"`
+	CreatedAt string `json:"created_at"`
+	UpdatedAt string `json:"updated_at"`
+}
+
+// handle turns a handler that returns an error into an http.Handler; the
+// error is rendered by the one problem writer.
+func (p *Participant) handle(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := fn(w, r); err != nil {
+			writeProblem(w, r, p.log, err)
+		}
+	})
+}
+
+// serveTry: POST Path. 201 with the new reservation's link; 200 with the
+// link of the existing reservation when the id chosen by ReservationID is
+// taken by a live reservation (a retried try); 409 when it was cancelled
+// or expired first (a hanging try); the TryFunc's Rejection; 500.
+func (p *Participant) serveTry(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, p.maxBody)
+	t, err := p.tryReserve(r.Context(), r)
+	if err != nil {
+		return err
+	}
+	uri := p.uri(r, t.id)
+	exp := formatTime(time.UnixMilli(t.expires))
+	h := w.Header()
+	h.Set("Location", uri)
+	h.Set("Link", fmt.Sprintf(`<%s>; rel="%s"; %s="%s"`, uri, api.RelParticipant, api.ParamExpires, exp))
+	h.Set(api.HeaderExpires, exp)
+	h.Set("Content-Type", api.MediaJSON)
+	status := http.StatusOK
+	if t.created {
+		status = http.StatusCreated
+	}
+	w.WriteHeader(status)
+	return writeJSONBody(w, tryAnswer{
+		ParticipantLink: wireLink{URI: uri, Expires: exp, Rel: api.RelParticipant},
+		Data:            t.data,
+	})
+}
+
+// serveConfirm: PUT Path/{id}. 204 confirmed (again 204 if repeated); 404
+// cancelled, expired or unknown; 503 busy; 500.
+func (p *Participant) serveConfirm(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if checkID(id) != nil {
+		return rejectState(http.StatusNotFound, "", "no reservation %q", id)
+	}
+	if err := p.confirm(r.Context(), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// serveCancel: DELETE Path/{id}. 204 cancelled or expired (again 204 if
+// repeated); 404 never tried (remembered: a later try is refused); 409
+// confirmed; 503 busy; 500.
+func (p *Participant) serveCancel(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if checkID(id) != nil {
+		return rejectState(http.StatusNotFound, "", "no reservation %q", id)
+	}
+	if err := p.cancel(r.Context(), id); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// serveGet: GET Path/{id}. 200 with the bookkeeping row; 404 if none.
+func (p *Participant) serveGet(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	rec, ok, err := p.Lookup(r.Context(), id)
+	if err != nil {
+		return p.dbErr(err)
+	}
+	if !ok {
+		return rejectState(http.StatusNotFound, "", "no reservation %q", id)
+	}
+	w.Header().Set("Content-Type", api.MediaJSON)
+	w.Header().Set("Cache-Control", "no-store")
+	return writeJSONBody(w, wireRecord{
+		ID: rec.ID, URI: p.baseOf(r) + strings.TrimSuffix(r.URL.EscapedPath(), "/"), State: rec.State,
+		Expires: formatTime(rec.Expires), CreatedAt: formatTime(rec.Created), UpdatedAt: formatTime(rec.Updated),
+	})
+}
+
+// uri is the reservation URI of id tried by r: the base, the try's path,
+// the id.
+func (p *Participant) uri(r *http.Request, id string) string {
+	return p.baseOf(r) + strings.TrimSuffix(r.URL.EscapedPath(), "/") + "/" + id
+}
+
+func (p *Participant) baseOf(r *http.Request) string {
+	if p.baseURL != "" {
+		return p.baseURL
+	}
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+// writeJSONBody writes v after the status line. An error can only be the
+// connection's; it is not worth a problem document (the status is sent).
+func writeJSONBody(w http.ResponseWriter, v any) error {
+	_ = json.NewEncoder(w).Encode(v)
+	return nil
+}

@@ -1,0 +1,368 @@
+package participant
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// This file holds the bookkeeping: every statement on the table, and the
+// three operations try, confirm and cancel, each one local transaction in
+// which the bookkeeping row is written first and the application's
+// function runs second. Writing the row first ("insert-first") means:
+//
+//   - the primary key serialises every operation on one id without a
+//     SELECT … FOR UPDATE on a row that may not exist (which, under
+//     MySQL's repeatable read, takes gap locks that deadlock);
+//   - the row is always locked before any business row, so the kit's own
+//     operations on one reservation take locks in one order;
+//   - a hanging try or a repeated call is recognised before any business
+//     logic runs.
+
+// queries are the statements, built once for a dialect and table.
+type queries struct {
+	probe, insertTried, insertVoid, setExpiry, get, due, cleanup string
+	move, moveLive, moveDue                                      string
+}
+
+var columns = []string{"id", "state", "expires_at", "created_at", "updated_at"}
+
+func newQueries(d Dialect, t string, batch int) queries {
+	move := "UPDATE " + t + " SET state = ?, updated_at = ? WHERE id = ? AND state = ?"
+	return queries{
+		probe:       "SELECT id, state, expires_at, created_at, updated_at FROM " + t + " WHERE 1 = 0",
+		insertTried: d.Rebind(d.insertIgnore(t, columns)),
+		insertVoid:  d.Rebind(d.insertOrLock(t, columns)),
+		setExpiry:   d.Rebind("UPDATE " + t + " SET expires_at = ? WHERE id = ?"),
+		get:         d.Rebind("SELECT state, expires_at, created_at, updated_at FROM " + t + " WHERE id = ?"),
+		move:        d.Rebind(move),
+		moveLive:    d.Rebind(move + " AND expires_at > ?"),
+		moveDue:     d.Rebind(move + " AND expires_at <= ?"),
+		// Keyset pagination, so that rows whose cancel keeps failing do
+		// not hide the rows after them.
+		due: d.Rebind("SELECT id, expires_at FROM " + t +
+			" WHERE state = ? AND expires_at <= ? AND (expires_at > ? OR (expires_at = ? AND id > ?))" +
+			" ORDER BY expires_at, id LIMIT " + strconv.Itoa(batch)),
+		cleanup: d.Rebind("DELETE FROM " + t + " WHERE updated_at < ? AND (state IN (?, ?) OR (state IN (?, ?) AND expires_at <= ?))"),
+	}
+}
+
+// errRace: the row was not in a state the operation can explain (it
+// appeared or vanished between two statements); running the operation
+// again sorts it out.
+var errRace = errors.New("participant: reservation changed concurrently")
+
+// maxAttempts bounds how often confirm, cancel and the sweeper run a
+// transaction the database gave up on (deadlock, busy) before answering 503.
+const maxAttempts = 3
+
+// retry runs fn until it succeeds, fails for a reason running it again
+// cannot cure, or has run maxAttempts times; then a retryable failure
+// becomes errUnavailable (503 with Retry-After).
+func (p *Participant) retry(ctx context.Context, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !(errors.Is(err, errRace) || p.d.retryable(err)) {
+			return err
+		}
+		if attempt >= maxAttempts || ctx.Err() != nil {
+			return errUnavailable{err}
+		}
+	}
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// lookup reads reservation id's row through q (the database, or a
+// transaction to see its own writes).
+func (p *Participant) lookup(ctx context.Context, q querier, id string) (Record, bool, error) {
+	var state string
+	var expires, created, updated int64
+	err := q.QueryRowContext(ctx, p.q.get, id).Scan(&state, &expires, &created, &updated)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, fmt.Errorf("participant: read reservation %s: %w", id, err)
+	}
+	return record(id, state, expires, created, updated), true, nil
+}
+
+// Lookup returns the bookkeeping row of reservation id, and whether there
+// is one. It is what GET Path/{id} shows.
+func (p *Participant) Lookup(ctx context.Context, id string) (Record, bool, error) {
+	if checkID(id) != nil {
+		return Record{}, false, nil
+	}
+	return p.lookup(ctx, p.db, id)
+}
+
+// Guards of move beyond "state = from".
+const (
+	guardNone = iota
+	guardLive // expires_at > now: confirm only what has not expired
+	guardDue  // expires_at <= now: expire only what has
+)
+
+// move changes reservation id from one state to another in tx if and only
+// if it is in from (and passes guard), and reports whether it did. Every
+// change of state goes through it and the transition table.
+func (p *Participant) move(ctx context.Context, tx *sql.Tx, id string, from, to State, now int64, guard int) (bool, error) {
+	if !canMove(from, to) {
+		return false, fmt.Errorf("participant: no transition %s -> %s", from, to)
+	}
+	var res sql.Result
+	var err error
+	switch guard {
+	case guardLive:
+		res, err = tx.ExecContext(ctx, p.q.moveLive, to, now, id, from, now)
+	case guardDue:
+		res, err = tx.ExecContext(ctx, p.q.moveDue, to, now, id, from, now)
+	default:
+		res, err = tx.ExecContext(ctx, p.q.move, to, now, id, from)
+	}
+	if err != nil {
+		return false, fmt.Errorf("participant: %s -> %s %s: %w", from, to, id, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("participant: %s -> %s %s: %w", from, to, id, err)
+	}
+	return n == 1, nil
+}
+
+// tried is the outcome of a try.
+type tried struct {
+	id      string
+	expires int64
+	created bool            // false: an existing reservation answered again
+	data    json.RawMessage // the TryFunc's Body, encoded
+}
+
+// tryReserve runs a try: insert the row as tried (nothing is inserted if
+// the id exists), run the TryFunc, fix the expiry, commit.
+func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, error) {
+	id, err := p.newID(r)
+	if err != nil {
+		return tried{}, fmt.Errorf("participant: reservation id: %w", err)
+	}
+	if err := checkID(id); err != nil {
+		return tried{}, fmt.Errorf("participant: ReservationID returned %q: %w", id, err)
+	}
+	now := p.nowMilli()
+	expires := now + p.defaultTTL.Milliseconds()
+
+	tx, err := p.db.BeginTx(ctx, nil)
+	if err != nil {
+		return tried{}, p.dbErr(err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, p.q.insertTried, id, Tried, expires, now, now)
+	if err != nil {
+		return tried{}, p.dbErr(fmt.Errorf("participant: record try %s: %w", id, err))
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return tried{}, fmt.Errorf("participant: record try %s: %w", id, err)
+	}
+	if n == 0 {
+		_ = tx.Rollback()
+		return p.tryAgain(ctx, id, now)
+	}
+
+	out, err := p.try(ctx, tx, id, r)
+	if err != nil {
+		return tried{}, p.dbErr(fmt.Errorf("participant: try %s: %w", id, err))
+	}
+	ttl := out.TTL
+	switch {
+	case ttl < 0:
+		return tried{}, fmt.Errorf("participant: try %s: negative TTL %v", id, ttl)
+	case ttl == 0:
+		ttl = p.defaultTTL
+	case ttl > p.maxTTL:
+		ttl = p.maxTTL
+	}
+	if ms := max(ttl.Milliseconds(), 1); now+ms != expires {
+		expires = now + ms
+		if _, err := tx.ExecContext(ctx, p.q.setExpiry, expires, id); err != nil {
+			return tried{}, p.dbErr(fmt.Errorf("participant: set expiry of %s: %w", id, err))
+		}
+	}
+	var data json.RawMessage
+	if out.Body != nil {
+		if data, err = json.Marshal(out.Body); err != nil {
+			return tried{}, fmt.Errorf("participant: try %s: encode Body: %w", id, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return tried{}, p.dbErr(fmt.Errorf("participant: commit try %s: %w", id, err))
+	}
+	return tried{id: id, expires: expires, created: true, data: data}, nil
+}
+
+// tryAgain answers a try whose id has a row already: the same reservation
+// again if it still holds (a retried try), else refused (a hanging try:
+// its cancel, or its expiry, came first).
+func (p *Participant) tryAgain(ctx context.Context, id string, now int64) (tried, error) {
+	rec, ok, err := p.lookup(ctx, p.db, id)
+	if err != nil {
+		return tried{}, p.dbErr(err)
+	}
+	switch {
+	case !ok:
+		return tried{}, errUnavailable{errRace} // removed by Cleanup meanwhile
+	case rec.State == Confirmed || rec.State == Tried && rec.Expires.UnixMilli() > now:
+		return tried{id: id, expires: rec.Expires.UnixMilli()}, nil
+	case rec.State == Tried:
+		return tried{}, rejectState(http.StatusConflict, Expired, "reservation %s expired at %s", id, formatTime(rec.Expires))
+	case rec.State == Void:
+		return tried{}, rejectState(http.StatusConflict, Void, "reservation %s was cancelled before this try arrived; the late try is refused", id)
+	default:
+		return tried{}, rejectState(http.StatusConflict, rec.State, "reservation %s is %s already; the try is refused", id, rec.State)
+	}
+}
+
+// confirm confirms reservation id; nil means it is confirmed (now or
+// before). A Rejection 404 says it was cancelled, expired or never tried.
+func (p *Participant) confirm(ctx context.Context, id string) error {
+	return p.retry(ctx, func() error { return p.confirmOnce(ctx, id) })
+}
+
+func (p *Participant) confirmOnce(ctx context.Context, id string) error {
+	now := p.nowMilli()
+	tx, err := p.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	moved, err := p.move(ctx, tx, id, Tried, Confirmed, now, guardLive)
+	if err != nil {
+		return err
+	}
+	if moved {
+		if err := p.confirmFn(ctx, tx, id); err != nil {
+			return fmt.Errorf("participant: confirm %s: %w", id, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("participant: commit confirm %s: %w", id, err)
+		}
+		return nil
+	}
+	_ = tx.Rollback()
+	rec, ok, err := p.lookup(ctx, p.db, id)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		return rejectState(http.StatusNotFound, "", "no reservation %s", id)
+	case rec.State == Confirmed:
+		return nil
+	case rec.State == Tried && rec.Expires.UnixMilli() <= now:
+		return rejectState(http.StatusNotFound, Expired, "reservation %s expired at %s", id, formatTime(rec.Expires))
+	case rec.State == Tried:
+		return errRace // its try committed between the two statements
+	case rec.State == Void:
+		return rejectState(http.StatusNotFound, Void, "no reservation %s (it was cancelled before any try)", id)
+	default:
+		return rejectState(http.StatusNotFound, rec.State, "reservation %s was %s", id, rec.State)
+	}
+}
+
+// cancel cancels reservation id; nil means it is cancelled or expired (now
+// or before). A Rejection 404 says it was never tried (recorded as Void so
+// that a late try is refused), 409 that it is confirmed.
+func (p *Participant) cancel(ctx context.Context, id string) error {
+	return p.retry(ctx, func() error { return p.cancelOnce(ctx, id) })
+}
+
+func (p *Participant) cancelOnce(ctx context.Context, id string) error {
+	now := p.nowMilli()
+	tx, err := p.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	// Insert first: a Void row if none exists (an empty cancel, remembered
+	// against a hanging try); otherwise nothing, but on MySQL the existing
+	// row is now locked exclusively for the update below.
+	if _, err := tx.ExecContext(ctx, p.q.insertVoid, id, Void, now+p.maxTTL.Milliseconds(), now, now); err != nil {
+		return fmt.Errorf("participant: record cancel %s: %w", id, err)
+	}
+	moved, err := p.move(ctx, tx, id, Tried, Cancelled, now, guardNone)
+	if err != nil {
+		return err
+	}
+	if moved {
+		if err := p.cancelFn(ctx, tx, id); err != nil {
+			return fmt.Errorf("participant: cancel %s: %w", id, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("participant: commit cancel %s: %w", id, err)
+		}
+		return nil
+	}
+	rec, ok, err := p.lookup(ctx, tx, id)
+	if err != nil {
+		return err
+	}
+	if err := tx.Commit(); err != nil { // keeps a Void row just inserted
+		return fmt.Errorf("participant: commit cancel %s: %w", id, err)
+	}
+	switch {
+	case !ok:
+		return errRace // removed by Cleanup meanwhile
+	case rec.State == Cancelled || rec.State == Expired:
+		return nil
+	case rec.State == Void:
+		return rejectState(http.StatusNotFound, Void, "no reservation %s was tried; the cancel is recorded and a later try will be refused", id)
+	case rec.State == Confirmed:
+		return rejectState(http.StatusConflict, Confirmed, "reservation %s is confirmed; a cancel never undoes a confirm", id)
+	default:
+		return errRace
+	}
+}
+
+// expire moves reservation id from tried to expired if its expiry is at or
+// before now, and runs the business cancel; it reports whether it did.
+func (p *Participant) expire(ctx context.Context, id string, now int64) (bool, error) {
+	var moved bool
+	err := p.retry(ctx, func() error {
+		moved = false
+		tx, err := p.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		ok, err := p.move(ctx, tx, id, Tried, Expired, now, guardDue)
+		if err != nil || !ok {
+			return err
+		}
+		if err := p.cancelFn(ctx, tx, id); err != nil {
+			return fmt.Errorf("participant: cancel expired %s: %w", id, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("participant: commit expiry of %s: %w", id, err)
+		}
+		moved = true
+		return nil
+	})
+	return moved, err
+}
+
+// dbErr marks a database error that running the request again may cure.
+func (p *Participant) dbErr(err error) error {
+	if p.d.retryable(err) {
+		return errUnavailable{err}
+	}
+	return err
+}
+
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

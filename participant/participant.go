@@ -1,0 +1,271 @@
+package participant
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Defaults of Config.
+const (
+	DefaultPath       = "/reservations"
+	DefaultTTL        = 5 * time.Minute
+	DefaultMaxTTL     = 24 * time.Hour
+	DefaultSweepEvery = 2 * time.Second
+	DefaultSweepBatch = 100
+	DefaultMaxBody    = 1 << 20
+)
+
+// TryFunc is the application's try: reserve what the request asks for,
+// using tx only, under the reservation id given. The kit has already
+// recorded the reservation as tried in tx; it commits tx (business change
+// and bookkeeping together) when TryFunc returns nil and rolls it back
+// otherwise. Return a Rejection (Reject(http.StatusConflict, "sold out"))
+// to answer the caller with that status; any other error is answered 500.
+//
+// TryFunc may read r (headers, path values, body up to Config.MaxBody) and
+// must not write to anything but tx: a side effect outside the database
+// would survive a rollback. It runs at most once per reservation id that
+// gets committed; a repeated or late try with an existing id is answered
+// by the kit without calling it.
+type TryFunc func(ctx context.Context, tx *sql.Tx, id string, r *http.Request) (Reservation, error)
+
+// SettleFunc is the application's confirm or cancel of reservation id,
+// using tx only. The kit calls it after it has moved the reservation's
+// bookkeeping row from tried to confirmed (or cancelled, or expired) in tx,
+// so it runs exactly once per reservation in a committed transaction: a
+// repeated confirm or cancel, an empty cancel, a confirm after expiry never
+// reach it. An error rolls tx back, bookkeeping included, and is answered
+// 500 (a Rejection: its own status), so the coordinator retries later; a
+// confirm should fail only for a passing reason, since the try promised it.
+// A SettleFunc used as Cancel also runs in the expiry sweeper.
+type SettleFunc func(ctx context.Context, tx *sql.Tx, id string) error
+
+// Reservation is what a TryFunc reports about the reservation it made.
+type Reservation struct {
+	// TTL is how long the reservation holds before it cancels itself;
+	// zero means Config.DefaultTTL, more than Config.MaxTTL means MaxTTL.
+	TTL time.Duration
+	// Body, when not nil, is encoded as JSON under "data" in the answer to
+	// the try, beside "participantLink".
+	Body any
+}
+
+// Config configures a Participant. DB, Dialect, Try, Confirm and Cancel are
+// required; the rest have defaults.
+type Config struct {
+	// DB holds the application's data and the bookkeeping table.
+	DB *sql.DB
+	// Dialect is DB's SQL dialect.
+	Dialect Dialect
+	// Table is the bookkeeping table, optionally schema-qualified; default
+	// DefaultTable. Create it with Migrate or the DDL of Schema. Two kits
+	// sharing a database need two tables: the sweeper of one would
+	// otherwise cancel the other's reservations with the wrong function.
+	Table string
+
+	// Path is the collection: POST Path tries, PUT/DELETE/GET Path/{id}
+	// confirm, cancel and show. Default DefaultPath. It may contain
+	// wildcards of net/http patterns ("/flights/{flight}/seats") that
+	// TryFunc reads with r.PathValue; not {id}.
+	Path string
+	// BaseURL ("https://seats.example.com", or with a path prefix when the
+	// handler is mounted under http.StripPrefix) starts the reservation
+	// URIs. Default: http(s)://<Host of the try request>. Set it behind a
+	// proxy, since the URI must reach this service from the coordinator.
+	BaseURL string
+
+	// Try, Confirm and Cancel are the application's reservation logic.
+	Try     TryFunc
+	Confirm SettleFunc
+	Cancel  SettleFunc
+
+	// ReservationID, when set, chooses the id of the reservation a try
+	// will make, before anything else happens (so it must not consume the
+	// body). Default: NewID, random. Deriving it (DeriveID) from the
+	// inbound transaction and the resource makes tries idempotent.
+	ReservationID func(r *http.Request) (string, error)
+
+	// DefaultTTL is the lifetime of a reservation whose TryFunc names none
+	// (default DefaultTTL); MaxTTL caps every lifetime (default
+	// DefaultMaxTTL) and is also how long a Void row (empty cancel) keeps
+	// refusing a late try.
+	DefaultTTL time.Duration
+	MaxTTL     time.Duration
+
+	// SweepEvery is the period of Run's expiry sweep (default
+	// DefaultSweepEvery); SweepBatch the rows read per query (default
+	// DefaultSweepBatch).
+	SweepEvery time.Duration
+	SweepBatch int
+	// Retention, when positive, makes Run also delete settled bookkeeping
+	// rows older than it, about once a minute (see Cleanup). Zero: Run
+	// leaves them; call Cleanup yourself.
+	Retention time.Duration
+
+	// MaxBody limits the try's request body (default DefaultMaxBody);
+	// larger bodies are answered 413.
+	MaxBody int64
+	// Now is the clock (default time.Now). Expiry is decided by it, not by
+	// the database's clock.
+	Now func() time.Time
+	// Logger receives failures answered 5xx (with their error id) and the
+	// sweeper's work. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Participant serves the TCC participant contract for one collection of
+// reservations. Create it with New; it is safe for concurrent use. It
+// starts no goroutine: serve it (ServeHTTP or Register) and run the expiry
+// sweeper (Run) from goroutines you own.
+type Participant struct {
+	db         *sql.DB
+	d          Dialect
+	table      string
+	path       string
+	baseURL    string
+	try        TryFunc
+	confirmFn  SettleFunc
+	cancelFn   SettleFunc
+	newID      func(r *http.Request) (string, error)
+	defaultTTL time.Duration
+	maxTTL     time.Duration
+	sweepEvery time.Duration
+	sweepBatch int
+	retention  time.Duration
+	maxBody    int64
+	now        func() time.Time
+	log        *slog.Logger
+	q          queries
+	mux        *http.ServeMux
+}
+
+// New checks cfg, checks that the bookkeeping table exists with the
+// expected columns (a query that reads no row), and returns the
+// Participant. It refuses to start without the table, naming Migrate.
+func New(ctx context.Context, cfg Config) (*Participant, error) {
+	p, err := cfg.build()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := p.db.ExecContext(ctx, p.q.probe); err != nil {
+		return nil, fmt.Errorf("participant: bookkeeping table %s is missing or lacks a column "+
+			"(create it with participant.Migrate or the DDL of participant.Schema): %w", p.table, err)
+	}
+	return p, nil
+}
+
+func (cfg Config) build() (*Participant, error) {
+	var errs []error
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if cfg.DB == nil {
+		bad("DB is required")
+	}
+	if err := cfg.Dialect.valid(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.Try == nil || cfg.Confirm == nil || cfg.Cancel == nil {
+		bad("Try, Confirm and Cancel are required")
+	}
+	p := &Participant{
+		db: cfg.DB, d: cfg.Dialect, table: cfg.Table, path: cfg.Path,
+		baseURL: strings.TrimSuffix(cfg.BaseURL, "/"),
+		try:     cfg.Try, confirmFn: cfg.Confirm, cancelFn: cfg.Cancel, newID: cfg.ReservationID,
+		defaultTTL: cfg.DefaultTTL, maxTTL: cfg.MaxTTL,
+		sweepEvery: cfg.SweepEvery, sweepBatch: cfg.SweepBatch, retention: cfg.Retention,
+		maxBody: cfg.MaxBody, now: cfg.Now, log: cfg.Logger,
+	}
+	if p.table == "" {
+		p.table = DefaultTable
+	}
+	if err := checkIdent(p.table); err != nil {
+		bad("Table: %w", err)
+	}
+	if p.path == "" {
+		p.path = DefaultPath
+	}
+	if !strings.HasPrefix(p.path, "/") || strings.HasSuffix(p.path, "/") || strings.ContainsAny(p.path, " \t\r\n?#") ||
+		strings.Contains(p.path, "{id}") || strings.Contains(p.path, "{id...}") {
+		bad("Path %q: must start with / and not end with /, hold no space, ? or #, and not use the wildcard {id}", p.path)
+	}
+	if p.baseURL != "" {
+		u, err := url.Parse(p.baseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("BaseURL %q: must be an absolute http(s) URL without query or fragment", cfg.BaseURL)
+		}
+	}
+	if p.newID == nil {
+		p.newID = func(*http.Request) (string, error) { return NewID() }
+	}
+	setDefault(&p.defaultTTL, DefaultTTL)
+	setDefault(&p.maxTTL, DefaultMaxTTL)
+	setDefault(&p.sweepEvery, DefaultSweepEvery)
+	if p.defaultTTL < time.Millisecond || p.maxTTL < p.defaultTTL {
+		bad("DefaultTTL %v and MaxTTL %v: need 1ms <= DefaultTTL <= MaxTTL", p.defaultTTL, p.maxTTL)
+	}
+	if p.sweepEvery < 0 || p.retention < 0 || p.sweepBatch < 0 || p.maxBody < 0 {
+		bad("SweepEvery, Retention, SweepBatch and MaxBody must not be negative")
+	}
+	if p.sweepBatch == 0 {
+		p.sweepBatch = DefaultSweepBatch
+	}
+	if p.maxBody == 0 {
+		p.maxBody = DefaultMaxBody
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("participant: invalid config: %w", errors.Join(errs...))
+	}
+	p.q = newQueries(p.d, p.table, p.sweepBatch)
+	p.mux = http.NewServeMux()
+	if err := p.register(p.mux); err != nil {
+		return nil, fmt.Errorf("participant: invalid config: Path %q: %w", p.path, err)
+	}
+	return p, nil
+}
+
+func setDefault(v *time.Duration, def time.Duration) {
+	if *v == 0 {
+		*v = def
+	}
+}
+
+// Register adds the participant's routes to mux: POST Path, and GET, PUT
+// and DELETE Path/{id}. It panics, as ServeMux does, if they conflict with
+// routes already there.
+func (p *Participant) Register(mux *http.ServeMux) {
+	if err := p.register(mux); err != nil {
+		panic(err)
+	}
+}
+
+func (p *Participant) register(mux *http.ServeMux) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	mux.Handle("POST "+p.path, p.handle(p.serveTry))
+	item := p.path + "/{id}"
+	mux.Handle("PUT "+item, p.handle(p.serveConfirm))
+	mux.Handle("DELETE "+item, p.handle(p.serveCancel))
+	mux.Handle("GET "+item, p.handle(p.serveGet))
+	return nil
+}
+
+// ServeHTTP serves the participant's routes (see Register); any other
+// request is answered as http.ServeMux answers it.
+func (p *Participant) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.mux.ServeHTTP(w, r) }
+
+func (p *Participant) nowMilli() int64 { return p.now().UnixMilli() }

@@ -1,0 +1,63 @@
+package participant
+
+import "time"
+
+// State is the state of a reservation in the bookkeeping table.
+type State string
+
+// Reservation states.
+const (
+	// Tried: the try committed; the reservation holds until confirmed,
+	// cancelled or expired.
+	Tried State = "tried"
+	// Confirmed: the business confirm committed. Final; never undone.
+	Confirmed State = "confirmed"
+	// Cancelled: the business cancel committed after a DELETE.
+	Cancelled State = "cancelled"
+	// Expired: the sweeper ran the business cancel after the expiry passed.
+	Expired State = "expired"
+	// Void: a DELETE arrived for an id that was never tried (an "empty
+	// cancel"). No business logic ran; the row makes a later try with that
+	// id fail (a "hanging" try) until Cleanup removes it.
+	Void State = "void"
+)
+
+// transitions is the one table of the changes of state the kit makes. Every
+// change is a guarded UPDATE … WHERE state = from (see Participant.move), so
+// of two racing requests exactly one changes the row; a row is created only
+// as Tried (by a try) or Void (by a cancel that finds no row).
+var transitions = map[State][]State{
+	Tried:     {Confirmed, Cancelled, Expired},
+	Confirmed: nil,
+	Cancelled: nil,
+	Expired:   nil,
+	Void:      nil,
+}
+
+func canMove(from, to State) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Record is a row of the bookkeeping table.
+type Record struct {
+	ID      string
+	State   State
+	Expires time.Time
+	Created time.Time
+	Updated time.Time
+}
+
+// record reads a row's integer columns.
+func record(id string, state string, expires, created, updated int64) Record {
+	return Record{
+		ID: id, State: State(state),
+		Expires: time.UnixMilli(expires).UTC(),
+		Created: time.UnixMilli(created).UTC(),
+		Updated: time.UnixMilli(updated).UTC(),
+	}
+}

@@ -1,0 +1,141 @@
+package participant
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// cleanupEvery is how often Run deletes old rows when Config.Retention is set.
+const cleanupEvery = time.Minute
+
+// maxSweepErrors bounds the failures a Sweep reports in detail.
+const maxSweepErrors = 10
+
+// Sweep makes one pass of the expiry sweeper: every reservation still
+// tried whose expiry is at or before now moves to expired, and the
+// application's Cancel releases it, one local transaction each (so a
+// confirm or cancel racing with it finds the row moved and cannot apply
+// twice). It returns how many reservations it expired. A failing Cancel
+// leaves its reservation tried for the next pass and is reported in err
+// (the others are still swept). Run calls Sweep periodically; tests and
+// cron-style deployments may call it directly.
+func (p *Participant) Sweep(ctx context.Context) (int, error) {
+	now := p.nowMilli()
+	expired, failed := 0, 0
+	var errs []error
+	afterExp, afterID := int64(-1), ""
+	for {
+		ids, exps, err := p.due(ctx, now, afterExp, afterID)
+		if err != nil {
+			errs = append(errs, err)
+			break
+		}
+		for _, id := range ids {
+			ok, err := p.expire(ctx, id, now)
+			if err != nil {
+				if ctx.Err() != nil {
+					return expired, errors.Join(append(errs, ctx.Err())...)
+				}
+				if failed++; failed <= maxSweepErrors {
+					errs = append(errs, err)
+				}
+				continue
+			}
+			if ok {
+				expired++
+			}
+		}
+		if len(ids) < p.sweepBatch {
+			break
+		}
+		afterExp, afterID = exps[len(ids)-1], ids[len(ids)-1]
+	}
+	if failed > maxSweepErrors {
+		errs = append(errs, fmt.Errorf("participant: %d more reservations failed to expire", failed-maxSweepErrors))
+	}
+	return expired, errors.Join(errs...)
+}
+
+// due reads a page of tried reservations expired at now, after the cursor
+// (expires, id), in that order.
+func (p *Participant) due(ctx context.Context, now, afterExp int64, afterID string) ([]string, []int64, error) {
+	rows, err := p.db.QueryContext(ctx, p.q.due, Tried, now, afterExp, afterExp, afterID)
+	if err != nil {
+		return nil, nil, fmt.Errorf("participant: find expired reservations: %w", err)
+	}
+	defer rows.Close()
+	var ids []string
+	var exps []int64
+	for rows.Next() {
+		var id string
+		var exp int64
+		if err := rows.Scan(&id, &exp); err != nil {
+			return nil, nil, fmt.Errorf("participant: find expired reservations: %w", err)
+		}
+		ids, exps = append(ids, id), append(exps, exp)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, fmt.Errorf("participant: find expired reservations: %w", err)
+	}
+	return ids, exps, nil
+}
+
+// Cleanup deletes bookkeeping rows that have been settled for longer than
+// olderThan: confirmed and expired rows, and cancelled and void rows whose
+// expiry has passed too. A cancelled or void row whose expiry is still
+// ahead is kept, whatever its age: it is what refuses a late (hanging) try
+// of its id. Tried rows are never deleted. It returns the number deleted.
+func (p *Participant) Cleanup(ctx context.Context, olderThan time.Duration) (int64, error) {
+	if olderThan < 0 {
+		return 0, fmt.Errorf("participant: cleanup: negative age %v", olderThan)
+	}
+	now := p.nowMilli()
+	res, err := p.db.ExecContext(ctx, p.q.cleanup, now-olderThan.Milliseconds(),
+		Confirmed, Expired, Cancelled, Void, now)
+	if err != nil {
+		return 0, fmt.Errorf("participant: cleanup: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, fmt.Errorf("participant: cleanup: %w", err)
+	}
+	return n, nil
+}
+
+// Run is the expiry sweeper: it calls Sweep now and every
+// Config.SweepEvery (and Cleanup about once a minute when Config.Retention
+// is set), logging what it does, until ctx ends; then it returns. Run it
+// in a goroutine you own, e.g. beside the HTTP server, and cancel ctx to
+// stop it. One Run per table is enough; several (one per replica) are
+// safe, each row being expired by one transaction only.
+func (p *Participant) Run(ctx context.Context) {
+	ticker := time.NewTicker(p.sweepEvery)
+	defer ticker.Stop()
+	var lastCleanup time.Time
+	for {
+		n, err := p.Sweep(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			p.log.Warn("participant: expiry sweep failed", "table", p.table, "expired", n, "err", err)
+		} else if n > 0 {
+			p.log.Info("participant: expired reservations cancelled", "table", p.table, "expired", n)
+		}
+		if p.retention > 0 && time.Since(lastCleanup) >= cleanupEvery {
+			lastCleanup = time.Now()
+			if n, err := p.Cleanup(ctx, p.retention); err != nil && ctx.Err() == nil {
+				p.log.Warn("participant: cleanup failed", "table", p.table, "err", err)
+			} else if n > 0 {
+				p.log.Info("participant: old bookkeeping rows deleted", "table", p.table, "deleted", n)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		}
+	}
+}
