@@ -37,6 +37,10 @@ type CallResult struct {
 	RetryAfter time.Duration
 	// Err is a transport failure: refused or reset connection, timeout.
 	Err error
+	// Permanent marks an Err that retrying cannot cure: the call was not
+	// sent because its destination is not allowed (a configuration
+	// matter, see Allowlist). Such a call is a permanent failure.
+	Permanent bool
 	// Duration is how long the call took.
 	Duration time.Duration
 }
@@ -60,8 +64,12 @@ const (
 // Classify turns a participant's answer into a verdict, per the TCC
 // contract: on confirm 2xx is done and 404/410 mean the participant already
 // cancelled; on cancel 2xx, 404, 405 and 410 all count as done. 408, 425,
-// 429, 5xx and transport errors are retried; any other status is permanent.
+// 429, 5xx and transport errors are retried, unless marked Permanent; any
+// other status is permanent.
 func Classify(op Op, r CallResult) Verdict {
+	if r.Permanent {
+		return VerdictPermanent
+	}
 	if r.Err != nil || r.Status == 0 {
 		return VerdictRetry
 	}

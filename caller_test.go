@@ -36,6 +36,9 @@ func TestClassify(t *testing.T) {
 		{OpCancel, CallResult{Status: 502}, VerdictRetry},
 		{OpCancel, CallResult{Status: 429}, VerdictRetry},
 		{OpCancel, CallResult{Err: transport}, VerdictRetry},
+		// A refused destination is a configuration matter: permanent.
+		{OpConfirm, CallResult{Err: transport, Permanent: true}, VerdictPermanent},
+		{OpCancel, CallResult{Err: transport, Permanent: true}, VerdictPermanent},
 	}
 	for _, tt := range tests {
 		if got := Classify(tt.op, tt.r); got != tt.want {

@@ -55,6 +55,10 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// RecoveryDrives bounds how many recovered transactions are driven at once.
 	RecoveryDrives int
+	// Links decides which participant URIs are accepted: the server-side
+	// request forgery guard (see Allowlist). nil applies the built-in
+	// refusals of Allowlist only.
+	Links LinkChecker
 }
 
 // WithDefaults returns c with every zero field set to its default.

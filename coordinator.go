@@ -25,6 +25,7 @@ type Coordinator struct {
 	clock  Clock
 	log    *slog.Logger
 	rtt    *rttTable
+	links  LinkChecker
 
 	// ctx is cancelled when Close starts: no new attempt, retry or wait
 	// begins after that. callCtx is cancelled when the shutdown grace has
@@ -58,11 +59,15 @@ func NewCoordinator(cfg Config, store Store, caller Caller, clock Clock, log *sl
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	links := cfg.Links
+	if links == nil {
+		links = (*Allowlist)(nil)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	callCtx, callCancel := context.WithCancel(context.Background())
 	return &Coordinator{
 		cfg: cfg.WithDefaults(), store: store, caller: caller, clock: clock, log: log,
-		rtt: newRTTTable(), ctx: ctx, cancel: cancel, callCtx: callCtx, callCancel: callCancel,
+		rtt: newRTTTable(), links: links, ctx: ctx, cancel: cancel, callCtx: callCtx, callCancel: callCancel,
 		drivers: make(map[string]*driver), timers: make(map[string]*time.Timer),
 	}
 }
@@ -82,10 +87,12 @@ func (c *Coordinator) Open(ctx context.Context) error {
 		return err
 	}
 	var resume []string
+	active := 0
 	now := c.clock.Now()
 	err := c.store.Unfinished(ctx, func(tx *Transaction) error {
 		switch tx.State {
 		case StateActive:
+			active++
 			c.armTimer(tx.ID, tx.Deadline.Sub(now))
 		default:
 			resume = append(resume, tx.ID)
@@ -95,7 +102,9 @@ func (c *Coordinator) Open(ctx context.Context) error {
 	if err != nil {
 		return storeError(err)
 	}
-	c.log.Info("recovery scheduled", "resume", len(resume), "active", len(c.timers))
+	// Counted, not len(c.timers): the timers of overdue transactions are
+	// already firing and changing the map.
+	c.log.Info("recovery scheduled", "resume", len(resume), "active", active)
 	c.goTracked(func() { c.resume(resume) })
 	c.goTracked(c.purgeLoop)
 	c.ready.Store(true)
@@ -213,7 +222,7 @@ func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction
 	tx := &Transaction{
 		ID: ulid.Make().String(), Protocol: ProtocolNative, Name: req.Name, Labels: req.Labels,
 		State: StateActive, Timeout: timeout, Deadline: now.Add(timeout),
-		CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID,
+		CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx),
 	}
 	var err error
 	if tx, err = c.addLinks(tx, req.Participants, now, true); err != nil {
@@ -234,9 +243,9 @@ func (c *Coordinator) Enlist(ctx context.Context, id string, link Link) (tx *Tra
 	}
 	defer c.wg.Done()
 	for {
-		tx, err := c.store.Get(ctx, id)
+		tx, err := c.load(ctx, id)
 		if err != nil {
-			return nil, false, storeError(err)
+			return nil, false, err
 		}
 		if tx.State != StateActive {
 			if tx.Participant(link.URI) >= 0 {
@@ -261,13 +270,27 @@ func (c *Coordinator) Enlist(ctx context.Context, id string, link Link) (tx *Tra
 	}
 }
 
-// Get returns a transaction.
+// Get returns a transaction. A client principal in ctx gets ENotFound
+// for a transaction it did not create, as if there were none.
 func (c *Coordinator) Get(ctx context.Context, id string) (*Transaction, error) {
-	tx, err := c.store.Get(ctx, id)
-	return tx, storeError(err)
+	return c.load(ctx, id)
 }
 
-// List returns transactions newest first; see Store.List.
+// load reads a transaction for a request: ENotFound, too, when the
+// principal of ctx may not see it.
+func (c *Coordinator) load(ctx context.Context, id string) (*Transaction, error) {
+	tx, err := c.store.Get(ctx, id)
+	if err != nil {
+		return nil, storeError(err)
+	}
+	if !mayAccess(ctx, tx) {
+		return nil, notFound(id)
+	}
+	return tx, nil
+}
+
+// List returns transactions newest first; see Store.List. It does not
+// filter by principal: the API offers it to admins only.
 func (c *Coordinator) List(ctx context.Context, f Filter) ([]*Transaction, string, error) {
 	txs, next, err := c.store.List(ctx, f)
 	return txs, next, storeError(err)
@@ -285,9 +308,9 @@ func (c *Coordinator) Confirm(ctx context.Context, id string, links []Link) (*Tr
 	}
 	defer c.wg.Done()
 	for {
-		tx, err := c.store.Get(ctx, id)
+		tx, err := c.load(ctx, id)
 		if err != nil {
-			return nil, storeError(err)
+			return nil, err
 		}
 		if tx.State != StateActive {
 			for _, l := range links {
@@ -348,9 +371,9 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) (*Transaction, erro
 	}
 	defer c.wg.Done()
 	for {
-		tx, err := c.store.Get(ctx, id)
+		tx, err := c.load(ctx, id)
 		if err != nil {
-			return nil, storeError(err)
+			return nil, err
 		}
 		switch tx.State {
 		case StateActive:
@@ -395,7 +418,7 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transact
 		// Optimistic: a new link set is the common case, so create first
 		// and read only when the set is known already.
 		now := c.clock.Now()
-		tx, err := c.oneShot(id, links, now)
+		tx, err := c.oneShot(ctx, id, links, now)
 		if err != nil {
 			return nil, err
 		}
@@ -413,6 +436,9 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transact
 		// The same request, repeated or concurrent: report its outcome.
 		tx, err = c.store.Get(ctx, id)
 		if err == nil {
+			if !mayAccess(ctx, tx) {
+				return nil, othersLinks()
+			}
 			return c.confirmOutcome(ctx, tx, false)
 		}
 		if ErrorCode(err) != ENotFound {
@@ -440,6 +466,9 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transacti
 	for {
 		tx, err := c.store.Get(ctx, id)
 		if err == nil {
+			if !mayAccess(ctx, tx) {
+				return nil, othersLinks()
+			}
 			if tx.State == StateCancelling {
 				tx = c.await(ctx, tx, false)
 			}
@@ -449,7 +478,7 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transacti
 			return nil, storeError(err)
 		}
 		now := c.clock.Now()
-		tx, err = c.oneShot(id, links, now)
+		tx, err = c.oneShot(ctx, id, links, now)
 		if err != nil {
 			return nil, err
 		}
@@ -485,9 +514,17 @@ func (c *Coordinator) oneShotID(links []Link) (string, error) {
 
 // oneShot builds the record of an Atomikos transaction. Expired links are
 // accepted here: they make the confirm time out.
-func (c *Coordinator) oneShot(id string, links []Link, now time.Time) (*Transaction, error) {
-	tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID}
+func (c *Coordinator) oneShot(ctx context.Context, id string, links []Link, now time.Time) (*Transaction, error) {
+	tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx)}
 	return c.addLinks(tx, links, now, false)
+}
+
+// othersLinks is the answer to an Atomikos request whose link set is
+// another client's transaction. The id is derived from the links the
+// caller sent, so there is nothing to hide by answering 404; and 404
+// means "cancelled" in that protocol, which would be a lie.
+func othersLinks() *Error {
+	return Errorf(EForbidden, "these participant links belong to another client's transaction")
 }
 
 // addLinks returns a copy of tx with links appended as pending
@@ -498,6 +535,9 @@ func (c *Coordinator) addLinks(tx *Transaction, links []Link, now time.Time, req
 	seen := make(map[string]bool, len(links))
 	for _, l := range links {
 		if err := ValidateURI(l.URI); err != nil {
+			return nil, err
+		}
+		if err := c.links.CheckLink(l.URI); err != nil {
 			return nil, err
 		}
 		if l.Expires.IsZero() {
@@ -555,7 +595,9 @@ func (c *Coordinator) transition(ctx context.Context, tx *Transaction, to State,
 	if prev == StateActive && to != StateActive {
 		tx.DecidedAt = now
 	}
-	if to.Final() {
+	if to.Final() && !prev.Final() {
+		// A resolved heuristic keeps the time it finished: retention
+		// counts from there, and the store's finished index stays right.
 		tx.FinishedAt = now
 	}
 	if err := c.store.Update(ctx, tx, durable); err != nil {
@@ -659,18 +701,30 @@ func (c *Coordinator) purgeLoop() {
 			return
 		case <-t.C:
 		}
-		c.Purge(c.ctx)
+		_, _ = c.purge(c.ctx)
 	}
 }
 
 // Purge deletes the finished transactions past the retention now, and
-// returns how many it deleted.
-func (c *Coordinator) Purge(ctx context.Context) int {
+// returns how many it deleted. The purge loop does the same every
+// PurgeInterval; the API offers Purge to admins. On a store failure it
+// returns what it deleted so far and an EUnavailable error.
+func (c *Coordinator) Purge(ctx context.Context) (int, error) {
+	if err := c.enter(); err != nil {
+		return 0, err
+	}
+	defer c.wg.Done()
+	return c.purge(ctx)
+}
+
+func (c *Coordinator) purge(ctx context.Context) (int, error) {
 	const batch = 1000
 	total := 0
 	cutoff := c.clock.Now().Add(-c.cfg.Retention)
+	var err error
 	for ctx.Err() == nil {
-		n, err := c.store.Purge(ctx, cutoff, batch)
+		var n int
+		n, err = c.store.Purge(ctx, cutoff, batch)
 		total += n
 		if err != nil {
 			c.log.Error("purge failed", "err", err)
@@ -683,7 +737,53 @@ func (c *Coordinator) Purge(ctx context.Context) int {
 	if total > 0 {
 		c.log.Info("purged finished transactions", "count", total)
 	}
-	return total
+	return total, storeError(err)
+}
+
+// MaxNoteLength bounds the note of a resolution.
+const MaxNoteLength = 1024
+
+// Resolve records an operator's resolution of a heuristic transaction:
+// the operator settled the participants out of band and says how the
+// transaction ended, StateConfirmed or StateCancelled. Nothing is sent to
+// the participants, whose records stay as the coordinator saw them; the
+// transaction gets reason ReasonResolved, ResolvedBy (the principal of
+// ctx) and the note. The write is synced. Resolving again to the same
+// state returns the transaction unchanged; a transaction that is not
+// heuristic is EConflict.
+func (c *Coordinator) Resolve(ctx context.Context, id string, to State, note string) (*Transaction, error) {
+	if to != StateConfirmed && to != StateCancelled {
+		return nil, FieldError("state", "state must be %s or %s, not %q", StateConfirmed, StateCancelled, to)
+	}
+	if len(note) > MaxNoteLength {
+		return nil, FieldError("note", "note is longer than %d bytes", MaxNoteLength)
+	}
+	if err := c.enter(); err != nil {
+		return nil, err
+	}
+	defer c.wg.Done()
+	for {
+		tx, err := c.load(ctx, id)
+		if err != nil {
+			return nil, err
+		}
+		if tx.State == to && tx.Reason == ReasonResolved {
+			return tx, nil
+		}
+		if tx.State != StateHeuristic {
+			return nil, conflict(tx, "only a heuristic transaction can be resolved; this one is %s", tx.State)
+		}
+		next := tx.Clone()
+		next.Reason, next.ResolvedBy, next.ResolutionNote = ReasonResolved, principalName(ctx), note
+		if err := c.transition(ctx, next, to, true); err != nil {
+			if ErrorCode(err) == EConflict {
+				continue // changed concurrently: look again
+			}
+			return nil, err
+		}
+		c.log.Info("heuristic transaction resolved", "id", id, "state", to, "by", next.ResolvedBy)
+		return next, nil
+	}
 }
 
 func conflict(tx *Transaction, format string, args ...any) *Error {

@@ -571,14 +571,14 @@ func TestListAndPurge(t *testing.T) {
 	if len(txs) != 1 || txs[0].ID != ids[0] {
 		t.Fatalf("List(confirmed) = %v", txs)
 	}
-	if n := e.coord.Purge(ctx); n != 0 {
-		t.Fatalf("purged %d within retention", n)
+	if n, err := e.coord.Purge(ctx); n != 0 || err != nil {
+		t.Fatalf("purged %d within retention (%v)", n, err)
 	}
 	e.close()
 	e.cfg.Retention = time.Nanosecond
 	e.open()
-	if n := e.coord.Purge(ctx); n != 1 {
-		t.Fatalf("purged %d, want 1", n)
+	if n, err := e.coord.Purge(ctx); n != 1 || err != nil {
+		t.Fatalf("purged %d (%v), want 1", n, err)
 	}
 	_, err = e.coord.Get(ctx, ids[0])
 	wantCode(t, err, tccd.ENotFound)

@@ -13,6 +13,10 @@ type Code string
 const (
 	// EInvalid: the request is malformed or breaks a rule (400).
 	EInvalid Code = "invalid"
+	// EUnauthorized: the request carries no valid credentials (401).
+	EUnauthorized Code = "unauthorized"
+	// EForbidden: the caller is known but may not do this (403).
+	EForbidden Code = "forbidden"
 	// ETooLarge: the request body is over the configured limit (413).
 	ETooLarge Code = "too_large"
 	// EUnsupportedMedia: the request has a content type we do not read (415).
@@ -21,6 +25,8 @@ const (
 	ENotFound Code = "not_found"
 	// EMethodNotAllowed: the resource exists but not with that method (405).
 	EMethodNotAllowed Code = "method_not_allowed"
+	// ETooManyRequests: the caller is over its rate limit (429).
+	ETooManyRequests Code = "too_many_requests"
 	// EConflict: the transaction's state does not allow the request, or a
 	// concurrent request changed it first (409).
 	EConflict Code = "conflict"
@@ -38,8 +44,9 @@ const (
 
 // Codes lists every error code.
 var Codes = []Code{
-	EInvalid, ETooLarge, EUnsupportedMedia, ENotFound, EMethodNotAllowed,
-	EConflict, ETimedOut, EHeuristic, EUnavailable, EInternal,
+	EInvalid, EUnauthorized, EForbidden, ETooLarge, EUnsupportedMedia, ENotFound,
+	EMethodNotAllowed, ETooManyRequests, EConflict, ETimedOut, EHeuristic,
+	EUnavailable, EInternal,
 }
 
 // Error is the one error type of the domain. Its Message is safe to show to

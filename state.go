@@ -22,14 +22,16 @@ var States = []State{StateActive, StateConfirming, StateConfirmed, StateCancelli
 
 // transitions is the one table of legal state changes. A self-transition
 // records progress (an enlisted link, a participant attempt) without
-// changing the state.
+// changing the state. The way out of heuristic is an operator's
+// resolution (reason resolved): the coordinator itself never takes it,
+// and it sends nothing to the participants.
 var transitions = map[State][]State{
 	StateActive:     {StateActive, StateConfirming, StateCancelling},
 	StateConfirming: {StateConfirming, StateConfirmed, StateCancelling, StateHeuristic},
 	StateCancelling: {StateCancelling, StateCancelled},
 	StateConfirmed:  nil,
 	StateCancelled:  nil,
-	StateHeuristic:  nil,
+	StateHeuristic:  {StateConfirmed, StateCancelled},
 }
 
 // CanTransition reports whether a transaction may move from one state to another.
@@ -49,7 +51,8 @@ func (s State) Valid() bool {
 }
 
 // Final reports whether s is an end state: nothing more will be sent to
-// the participants of a transaction in it.
+// the participants of a transaction in it. (A heuristic transaction may
+// still be resolved by an operator, which changes only the record.)
 func (s State) Final() bool {
 	return s == StateConfirmed || s == StateCancelled || s == StateHeuristic
 }

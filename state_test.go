@@ -13,6 +13,9 @@ func TestTransitionTable(t *testing.T) {
 		{StateConfirming, StateHeuristic}:  true,
 		{StateCancelling, StateCancelling}: true,
 		{StateCancelling, StateCancelled}:  true,
+		// An operator's resolution of a heuristic outcome.
+		{StateHeuristic, StateConfirmed}: true,
+		{StateHeuristic, StateCancelled}: true,
 	}
 	for _, from := range States {
 		for _, to := range States {

@@ -29,6 +29,7 @@ const (
 	ReasonExpiryMargin Reason = "expiry_margin" // a link expired, or expired too soon to confirm safely
 	ReasonParticipant  Reason = "participant"   // a participant refused or had cancelled on its own
 	ReasonMixedOutcome Reason = "mixed_outcome" // some participants confirmed and some did not
+	ReasonResolved     Reason = "resolved"      // an operator resolved a heuristic outcome
 )
 
 // Link is a participant link: the URI of a reservation and when it expires.
@@ -70,6 +71,14 @@ type Transaction struct {
 	UpdatedAt  time.Time
 	DecidedAt  time.Time // when it left active
 	FinishedAt time.Time // when it reached a final state
+
+	// CreatedBy names the principal that created the transaction ("" when
+	// authentication is off). A client principal sees only its own.
+	CreatedBy string
+	// ResolvedBy and ResolutionNote record an operator's resolution of a
+	// heuristic outcome (Reason ReasonResolved): who, and what they noted.
+	ResolvedBy     string
+	ResolutionNote string
 
 	// Owner is the coordinator node that drives the transaction, and
 	// LeaseUntil how long its claim holds. A single node owns everything

@@ -24,10 +24,13 @@ type Problem struct {
 // They are the codes of the domain's tccd.Error; a test keeps both in sync.
 const (
 	CodeInvalid          = "invalid"
+	CodeUnauthorized     = "unauthorized"
+	CodeForbidden        = "forbidden"
 	CodeTooLarge         = "too_large"
 	CodeUnsupportedMedia = "unsupported_media_type"
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
+	CodeTooManyRequests  = "too_many_requests"
 	CodeConflict         = "conflict"
 	CodeTimedOut         = "timed_out"
 	CodeHeuristic        = "heuristic"
@@ -38,10 +41,13 @@ const (
 // codeStatus is the one table from error codes to HTTP status codes.
 var codeStatus = map[string]int{
 	CodeInvalid:          http.StatusBadRequest,
+	CodeUnauthorized:     http.StatusUnauthorized,
+	CodeForbidden:        http.StatusForbidden,
 	CodeTooLarge:         http.StatusRequestEntityTooLarge,
 	CodeUnsupportedMedia: http.StatusUnsupportedMediaType,
 	CodeNotFound:         http.StatusNotFound,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
+	CodeTooManyRequests:  http.StatusTooManyRequests,
 	CodeConflict:         http.StatusConflict,
 	CodeTimedOut:         http.StatusConflict,
 	CodeHeuristic:        http.StatusConflict,

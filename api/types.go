@@ -10,21 +10,27 @@ import "time"
 // The JSON wire forms of the native API. They are separate from the domain
 // types and from the stored records on purpose.
 
-// Transaction is a transaction as the native API shows it.
+// Transaction is a transaction as the native API shows it. CreatedBy
+// names the token that created it (absent when the coordinator runs
+// without authentication); ResolvedBy and ResolutionNote are set when an
+// operator resolved a heuristic outcome (reason "resolved").
 type Transaction struct {
-	ID           string            `json:"id"`
-	Protocol     string            `json:"protocol"`
-	Name         string            `json:"name,omitempty"`
-	Labels       map[string]string `json:"labels,omitempty"`
-	State        string            `json:"state"`
-	Reason       string            `json:"reason,omitempty"`
-	Timeout      string            `json:"timeout,omitempty"`
-	Deadline     *time.Time        `json:"deadline,omitempty"`
-	CreatedAt    time.Time         `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
-	DecidedAt    *time.Time        `json:"decided_at,omitempty"`
-	FinishedAt   *time.Time        `json:"finished_at,omitempty"`
-	Participants []Participant     `json:"participants"`
+	ID             string            `json:"id"`
+	Protocol       string            `json:"protocol"`
+	Name           string            `json:"name,omitempty"`
+	Labels         map[string]string `json:"labels,omitempty"`
+	State          string            `json:"state"`
+	Reason         string            `json:"reason,omitempty"`
+	Timeout        string            `json:"timeout,omitempty"`
+	Deadline       *time.Time        `json:"deadline,omitempty"`
+	CreatedAt      time.Time         `json:"created_at"`
+	UpdatedAt      time.Time         `json:"updated_at"`
+	DecidedAt      *time.Time        `json:"decided_at,omitempty"`
+	FinishedAt     *time.Time        `json:"finished_at,omitempty"`
+	CreatedBy      string            `json:"created_by,omitempty"`
+	ResolvedBy     string            `json:"resolved_by,omitempty"`
+	ResolutionNote string            `json:"resolution_note,omitempty"`
+	Participants   []Participant     `json:"participants"`
 }
 
 // Participant is one participant of a Transaction on the wire.
@@ -63,6 +69,19 @@ type BeginRequest struct {
 // ConfirmRequest is the optional body of PUT /api/v1/transactions/{id}/confirm.
 type ConfirmRequest struct {
 	Participants []Link `json:"participants"`
+}
+
+// ResolveRequest is the body of PUT /api/v1/transactions/{id}/resolve: an
+// operator says how a heuristic transaction ended after settling its
+// participants by hand. State is "confirmed" or "cancelled".
+type ResolveRequest struct {
+	State string `json:"state"`
+	Note  string `json:"note,omitempty"`
+}
+
+// PurgeResult is the answer of POST /api/v1/admin/purge.
+type PurgeResult struct {
+	Purged int `json:"purged"`
 }
 
 // AtomikosRequest is the body of PUT /coordinator/confirm and /coordinator/cancel.

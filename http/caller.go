@@ -2,10 +2,15 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/tccd/tccd"
@@ -22,6 +27,28 @@ const maxDrain = 64 << 10
 // Caller sends confirm (PUT) and cancel (DELETE) calls to participants.
 type Caller struct {
 	client *http.Client
+	allow  *tccd.Allowlist
+}
+
+// CallerConfig configures a Caller. The zero value calls participants
+// over HTTP or HTTPS (trusting the system's roots) and refuses only the
+// destinations tccd.Allowlist always refuses.
+type CallerConfig struct {
+	// TLS configures HTTPS calls: RootCAs to trust a private CA,
+	// Certificates to present a client certificate. nil: Go's defaults.
+	TLS *tls.Config
+	// Allow is the participant destination allowlist. Every call checks
+	// its URI against it, and every connection the address it dials (see
+	// tccd.Allowlist). nil: the built-in refusals only.
+	Allow *tccd.Allowlist
+	// Resolver resolves participant host names, so that the addresses can
+	// be checked before connecting; nil: net.DefaultResolver.
+	Resolver Resolver
+}
+
+// Resolver looks up the addresses of a host; *net.Resolver is one.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // Header values shared by every call. Each call gets its own header map
@@ -34,13 +61,21 @@ var (
 
 var _ tccd.Caller = (*Caller)(nil)
 
-// NewCaller returns a Caller over a transport tuned for many short calls
-// to a few hosts. Redirects are not followed: a participant URI is the
-// reservation itself.
-func NewCaller() *Caller {
+// NewCaller returns a Caller with the zero CallerConfig.
+func NewCaller() *Caller { return NewCallerWith(CallerConfig{}) }
+
+// NewCallerWith returns a Caller over a transport tuned for many short
+// calls to a few hosts. Redirects are not followed: a participant URI is
+// the reservation itself.
+func NewCallerWith(cfg CallerConfig) *Caller {
+	g := &dialGuard{allow: cfg.Allow, resolver: cfg.Resolver}
+	if g.resolver == nil {
+		g.resolver = net.DefaultResolver
+	}
+	g.dialer = &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second, ControlContext: g.control}
 	tr := &http.Transport{
 		Proxy:                  http.ProxyFromEnvironment,
-		DialContext:            (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialContext:            g.dial,
 		ForceAttemptHTTP2:      true,
 		MaxIdleConns:           4096,
 		MaxIdleConnsPerHost:    DefaultMaxConnsPerHost,
@@ -49,7 +84,10 @@ func NewCaller() *Caller {
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
 	}
-	return &Caller{client: &http.Client{
+	if cfg.TLS != nil {
+		tr.TLSClientConfig = cfg.TLS.Clone()
+	}
+	return &Caller{allow: cfg.Allow, client: &http.Client{
 		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
@@ -65,6 +103,14 @@ func (c *Caller) Call(ctx context.Context, op tccd.Op, uri string) tccd.CallResu
 		method = http.MethodDelete
 	}
 	start := time.Now()
+	// Links were checked when accepted; this catches those accepted before
+	// the rules changed (recovered after a restart). The dial-time check
+	// covers all but the scheme, so without rules there is nothing to add.
+	if !c.allow.Empty() {
+		if err := c.allow.CheckLink(uri); err != nil {
+			return tccd.CallResult{Err: err, Permanent: true}
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, method, uri, nil)
 	if err != nil {
 		return tccd.CallResult{Err: err}
@@ -72,7 +118,7 @@ func (c *Caller) Call(ctx context.Context, op tccd.Op, uri string) tccd.CallResu
 	req.Header = http.Header{"Accept": hdrTCC, "Content-Type": hdrTCC, "User-Agent": hdrAgent}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return tccd.CallResult{Err: err, Duration: time.Since(start)}
+		return tccd.CallResult{Err: err, Duration: time.Since(start), Permanent: refused(err)}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	resp.Body.Close()
@@ -81,6 +127,88 @@ func (c *Caller) Call(ctx context.Context, op tccd.Op, uri string) tccd.CallResu
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		Duration:   time.Since(start),
 	}
+}
+
+// dialGuard makes the connections of a Caller, checking each address it
+// connects to against the allowlist (tccd.Allowlist.CheckDial) in the
+// dialer's Control function: after name resolution, before the connect,
+// so that a name resolving (or rebound) to a refused address is refused
+// and nothing is sent to it.
+type dialGuard struct {
+	dialer   *net.Dialer
+	allow    *tccd.Allowlist
+	resolver Resolver
+}
+
+type dialHostKey struct{}
+
+// dial resolves addr's host and connects to its addresses in turn. Each
+// connection attempt is checked by control. If every address is refused,
+// the error wraps the refusal (a *tccd.Error): the call is a permanent
+// failure; if an allowed address failed to connect, its error is returned
+// and the call is retried.
+func (g *dialGuard) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return nil, err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil || port < 1 || port > 65535 {
+		return nil, fmt.Errorf("dial %s: bad port", addr)
+	}
+	var ips []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		ips = []netip.Addr{ip}
+	} else if ips, err = g.resolver.LookupNetIP(ctx, "ip", host); err != nil {
+		return nil, err
+	}
+	ctx = context.WithValue(ctx, dialHostKey{}, host)
+	var refusal, failure error
+	for _, ip := range ips {
+		conn, err := g.dialer.DialContext(ctx, network, netip.AddrPortFrom(ip.Unmap(), uint16(port)).String())
+		if err == nil {
+			return conn, nil
+		}
+		switch {
+		case refused(err):
+			refusal = cmpOr(refusal, err)
+		default:
+			failure = cmpOr(failure, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if failure != nil {
+		return nil, failure
+	}
+	if refusal != nil {
+		return nil, refusal
+	}
+	return nil, fmt.Errorf("dial %s: no addresses", addr)
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// control checks the address a socket is about to connect to.
+func (g *dialGuard) control(ctx context.Context, network, address string, _ syscall.RawConn) error {
+	ap, err := netip.ParseAddrPort(address)
+	if err != nil {
+		return fmt.Errorf("dial %s: unexpected address", address)
+	}
+	host, _ := ctx.Value(dialHostKey{}).(string)
+	return g.allow.CheckDial(host, ap.Addr(), int(ap.Port()))
+}
+
+// refused reports whether err is (or wraps) a destination refusal.
+func refused(err error) bool {
+	var e *tccd.Error
+	return errors.As(err, &e) && (e.Code == tccd.EForbidden || e.Code == tccd.EInvalid)
 }
 
 // parseRetryAfter reads a Retry-After header: delay seconds or an HTTP date.

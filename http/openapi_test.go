@@ -84,7 +84,7 @@ func TestOpenAPIValid(t *testing.T) {
 	enum("Protocol", "", []string{string(tccd.ProtocolNative), string(tccd.ProtocolAtomikos)})
 	enum("Reason", "", []string{
 		string(tccd.ReasonRequested), string(tccd.ReasonTimeout), string(tccd.ReasonExpiryMargin),
-		string(tccd.ReasonParticipant), string(tccd.ReasonMixedOutcome),
+		string(tccd.ReasonParticipant), string(tccd.ReasonMixedOutcome), string(tccd.ReasonResolved),
 	})
 	codes := api.Codes()
 	enum("Problem", "code", codes)
@@ -182,6 +182,9 @@ type apiCall struct {
 	// invalid marks a request that breaks the document on purpose: it is
 	// not validated, only the answer is.
 	invalid bool
+	// token, when set, is sent as Authorization: Bearer; auth as the
+	// whole Authorization header.
+	token, auth string
 }
 
 // do sends c, checks the status, validates the request (unless c.invalid)
@@ -200,6 +203,12 @@ func (h *apiHarness) do(c apiCall, want int) (http.Header, []byte) {
 		}
 		if c.ctype != "" {
 			req.Header.Set("Content-Type", c.ctype)
+		}
+		if c.token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.token)
+		}
+		if c.auth != "" {
+			req.Header.Set("Authorization", c.auth)
 		}
 		return req
 	}

@@ -5,16 +5,19 @@ package http
 
 import (
 	"context"
+	"crypto/tls"
 	_ "embed"
 	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/tccd/tccd"
@@ -46,6 +49,20 @@ type ServerConfig struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	MaxHeaderBytes    int
+	// RateLimit, when positive, is how many requests per second each
+	// client may make on average, and RateBurst how many at once (0: one
+	// second's worth, at least 1). A client is its token's name, or its
+	// remote address when authentication is off or its token is bad.
+	// Over the limit, requests get 429 with Retry-After. Probes are not
+	// limited.
+	RateLimit float64
+	RateBurst int
+	// Tokens, when set, turns authentication on: every request but the
+	// probes and the OpenAPI document needs a bearer token of the set.
+	Tokens *Tokens
+	// TLS, when set, makes Serve speak HTTPS with it (set ClientAuth and
+	// ClientCAs for mutual TLS).
+	TLS *tls.Config
 }
 
 // WithDefaults fills zero fields.
@@ -73,13 +90,14 @@ func (c ServerConfig) WithDefaults() ServerConfig {
 
 // Server serves the coordinator's API.
 type Server struct {
-	coord *tccd.Coordinator
-	cfg   ServerConfig
-	log   *slog.Logger
-	mux   *http.ServeMux
-	srv   *http.Server
-	ln    net.Listener
-	errc  chan error
+	coord   *tccd.Coordinator
+	cfg     ServerConfig
+	log     *slog.Logger
+	mux     *http.ServeMux
+	limiter *limiter // nil: no rate limit
+	srv     *http.Server
+	ln      net.Listener
+	errc    chan error
 }
 
 // NewServer returns a server over coord. Start it with Serve or use it as
@@ -89,40 +107,137 @@ func NewServer(coord *tccd.Coordinator, cfg ServerConfig, log *slog.Logger) *Ser
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{coord: coord, cfg: cfg.WithDefaults(), log: log, mux: http.NewServeMux()}
+	if s.cfg.RateLimit > 0 {
+		s.limiter = newLimiter(s.cfg.RateLimit, s.cfg.RateBurst)
+	}
 	s.routes()
 	return s
 }
 
 // route is one entry of the routing table: a method, a path pattern (with
-// {id} wildcards, as in the OpenAPI document) and its handler.
+// {id} wildcards, as in the OpenAPI document), the role it needs when
+// authentication is on, and its handler.
 type route struct {
 	method  string
 	path    string
+	role    tccd.Role // "" for everyone, without a token
 	handler http.Handler
 }
+
+// Who may call what, when authentication is on: probes and the document
+// are open; a client may use the Atomikos endpoints and work on its own
+// transactions (the coordinator keeps it to those); listing all,
+// resolving and purging are for admins. An admin may do everything.
+const (
+	roleOpen   tccd.Role = ""
+	roleClient           = tccd.RoleClient
+	roleAdmin            = tccd.RoleAdmin
+)
 
 // routeTable lists every route the server serves. The OpenAPI test checks
 // the document's operations against it.
 func (s *Server) routeTable() []route {
 	return []route{
-		{http.MethodGet, "/healthz", http.HandlerFunc(s.healthz)},
-		{http.MethodGet, "/readyz", http.HandlerFunc(s.readyz)},
-		{http.MethodGet, "/api/v1/openapi.json", http.HandlerFunc(s.openapi)},
-		{http.MethodPut, "/coordinator/confirm", s.atomikos(s.atomikosConfirm)},
-		{http.MethodPut, "/coordinator/cancel", s.atomikos(s.atomikosCancel)},
-		{http.MethodPost, "/api/v1/transactions", s.native(s.begin)},
-		{http.MethodGet, "/api/v1/transactions", s.native(s.list)},
-		{http.MethodGet, "/api/v1/transactions/{id}", s.native(s.get)},
-		{http.MethodPost, "/api/v1/transactions/{id}/participants", s.native(s.enlist)},
-		{http.MethodPut, "/api/v1/transactions/{id}/confirm", s.native(s.confirm)},
-		{http.MethodPut, "/api/v1/transactions/{id}/cancel", s.native(s.cancel)},
+		{http.MethodGet, "/healthz", roleOpen, http.HandlerFunc(s.healthz)},
+		{http.MethodGet, "/readyz", roleOpen, http.HandlerFunc(s.readyz)},
+		{http.MethodGet, "/api/v1/openapi.json", roleOpen, http.HandlerFunc(s.openapi)},
+		{http.MethodPut, "/coordinator/confirm", roleClient, s.atomikos(s.atomikosConfirm)},
+		{http.MethodPut, "/coordinator/cancel", roleClient, s.atomikos(s.atomikosCancel)},
+		{http.MethodPost, "/api/v1/transactions", roleClient, s.native(s.begin)},
+		{http.MethodGet, "/api/v1/transactions", roleAdmin, s.native(s.list)},
+		{http.MethodGet, "/api/v1/transactions/{id}", roleClient, s.native(s.get)},
+		{http.MethodPost, "/api/v1/transactions/{id}/participants", roleClient, s.native(s.enlist)},
+		{http.MethodPut, "/api/v1/transactions/{id}/confirm", roleClient, s.native(s.confirm)},
+		{http.MethodPut, "/api/v1/transactions/{id}/cancel", roleClient, s.native(s.cancel)},
+		{http.MethodPut, "/api/v1/transactions/{id}/resolve", roleAdmin, s.native(s.resolve)},
+		{http.MethodPost, "/api/v1/admin/purge", roleAdmin, s.native(s.purge)},
 	}
 }
 
 func (s *Server) routes() {
 	for _, rt := range s.routeTable() {
-		s.mux.Handle(rt.method+" "+rt.path, rt.handler)
+		h := rt.handler
+		if rt.role != roleOpen {
+			h = s.guard(rt.role, h)
+		}
+		s.mux.Handle(rt.method+" "+rt.path, h)
 	}
+}
+
+// guard runs before every route that is not open: the rate limit, then
+// authentication and the route's role. The principal goes into the
+// request's context, where the coordinator reads it.
+func (s *Server) guard(role tccd.Role, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var p tccd.Principal
+		var authErr *tccd.Error
+		if s.cfg.Tokens != nil {
+			p, authErr = s.authenticate(r)
+		}
+		if s.limiter != nil {
+			key := "addr " + remoteHost(r)
+			if s.cfg.Tokens != nil && authErr == nil {
+				key = "token " + p.Name
+			}
+			if ok, wait := s.limiter.allow(key, time.Now()); !ok {
+				w.Header().Set("Retry-After", strconv.Itoa(max(1, int(math.Ceil(wait.Seconds())))))
+				s.writeError(w, r, tccd.Errorf(tccd.ETooManyRequests, "too many requests: the limit is %g a second (burst %d); retry later", s.cfg.RateLimit, s.limiter.burst))
+				return
+			}
+		}
+		if s.cfg.Tokens == nil {
+			next.ServeHTTP(w, r)
+			return
+		}
+		if authErr != nil {
+			challenge := `Bearer realm="tccd"`
+			if _, found := bearer(r); found {
+				challenge += `, error="invalid_token"`
+			}
+			w.Header().Set("WWW-Authenticate", challenge)
+			s.writeError(w, r, authErr)
+			return
+		}
+		if role == roleAdmin && p.Role != roleAdmin {
+			s.writeError(w, r, tccd.Errorf(tccd.EForbidden, "%s %s needs the admin role", r.Method, r.Pattern[strings.IndexByte(r.Pattern, ' ')+1:]))
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(tccd.WithPrincipal(r.Context(), p)))
+	})
+}
+
+// authenticate finds the principal of the request's bearer token.
+func (s *Server) authenticate(r *http.Request) (tccd.Principal, *tccd.Error) {
+	tok, found := bearer(r)
+	if !found {
+		return tccd.Principal{}, tccd.Errorf(tccd.EUnauthorized, "a bearer token is required (Authorization: Bearer <token>)")
+	}
+	if tok == "" {
+		return tccd.Principal{}, tccd.Errorf(tccd.EUnauthorized, "the Authorization header must be one \"Bearer <token>\"")
+	}
+	p, ok := s.cfg.Tokens.Authenticate(tok)
+	if !ok {
+		return tccd.Principal{}, tccd.Errorf(tccd.EUnauthorized, "the bearer token is not valid")
+	}
+	return p, nil
+}
+
+// remoteHost is the address a request came from, without the port.
+func remoteHost(r *http.Request) string {
+	if h, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		return h
+	}
+	return r.RemoteAddr
+}
+
+// writeError renders an error in the style of the endpoint: plain text on
+// the Atomikos endpoints, a problem document elsewhere.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if strings.HasPrefix(r.URL.Path, "/coordinator/") {
+		s.writeAtomikosError(w, r, err)
+		return
+	}
+	writeProblem(w, r, s.log, err)
 }
 
 // ServeHTTP routes a request; unknown paths and methods get problem documents.
@@ -147,7 +262,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	writeProblem(w, r, s.log, err)
 }
 
-// Serve starts serving on ln in the background; Addr tells the address.
+// Serve starts serving on ln in the background, over TLS when the
+// configuration has it; Addr tells the address.
 func (s *Server) Serve(ln net.Listener) {
 	s.ln = ln
 	s.srv = &http.Server{
@@ -161,7 +277,13 @@ func (s *Server) Serve(ln net.Listener) {
 	}
 	s.errc = make(chan error, 1)
 	go func() {
-		err := s.srv.Serve(ln)
+		var err error
+		if s.cfg.TLS != nil {
+			s.srv.TLSConfig = s.cfg.TLS.Clone()
+			err = s.srv.ServeTLS(ln, "", "")
+		} else {
+			err = s.srv.Serve(ln)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -231,24 +353,28 @@ func (s *Server) atomikos(fn func(http.ResponseWriter, *http.Request) error) htt
 		if err == nil {
 			err = fn(w, r)
 		}
-		if err == nil {
-			return
+		if err != nil {
+			s.writeAtomikosError(w, r, err)
 		}
-		code := tccd.ErrorCode(err)
-		status := atomikosStatus(code)
-		if status == http.StatusInternalServerError {
-			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		} else if status >= 500 {
-			s.log.Warn("request not served", "method", r.Method, "path", r.URL.Path, "err", err)
-		}
-		if status == http.StatusServiceUnavailable {
-			w.Header().Set("Retry-After", "1")
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.WriteHeader(status)
-		_, _ = io.WriteString(w, atomikosText(err)+"\n")
 	})
+}
+
+// writeAtomikosError writes err as the Atomikos endpoints do: plain text.
+func (s *Server) writeAtomikosError(w http.ResponseWriter, r *http.Request, err error) {
+	code := tccd.ErrorCode(err)
+	status := atomikosStatus(code)
+	if status == http.StatusInternalServerError {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	} else if status >= 500 {
+		s.log.Warn("request not served", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, atomikosText(err)+"\n")
 }
 
 // checkReady refuses API requests until recovery has finished.
@@ -406,6 +532,41 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	s.writeOutcome(w, tx, tccd.StateCancelled)
+	return nil
+}
+
+// resolve records an operator's resolution of a heuristic transaction.
+func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.readBody(w, r, "application/json")
+	if err != nil {
+		return err
+	}
+	state, note, err := DecodeResolve(body)
+	if err != nil {
+		return err
+	}
+	tx, err := s.coord.Resolve(r.Context(), r.PathValue("id"), state, note)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, FromTx(tx))
+	return nil
+}
+
+// purge runs the retention purge now.
+func (s *Server) purge(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.readBody(w, r, "application/json")
+	if err != nil {
+		return err
+	}
+	if err := DecodeCancel(body); err != nil {
+		return err
+	}
+	n, err := s.coord.Purge(r.Context())
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, PurgeResult{Purged: n})
 	return nil
 }
 

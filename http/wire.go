@@ -23,6 +23,8 @@ type (
 	BeginRequest    = api.BeginRequest
 	ConfirmRequest  = api.ConfirmRequest
 	AtomikosRequest = api.AtomikosRequest
+	ResolveRequest  = api.ResolveRequest
+	PurgeResult     = api.PurgeResult
 )
 
 func optTime(t time.Time) *time.Time {
@@ -40,6 +42,7 @@ func FromTx(tx *tccd.Transaction) Transaction {
 		State: string(tx.State), Reason: string(tx.Reason),
 		Deadline: optTime(tx.Deadline), CreatedAt: tx.CreatedAt.UTC(), UpdatedAt: tx.UpdatedAt.UTC(),
 		DecidedAt: optTime(tx.DecidedAt), FinishedAt: optTime(tx.FinishedAt),
+		CreatedBy: tx.CreatedBy, ResolvedBy: tx.ResolvedBy, ResolutionNote: tx.ResolutionNote,
 		Participants: make([]Participant, len(tx.Participants)),
 	}
 	if tx.Timeout > 0 {
@@ -248,6 +251,22 @@ func DecodeCancel(body []byte) error {
 	}
 	var req struct{}
 	return strictDecode(body, &req, true)
+}
+
+// DecodeResolve parses the body of PUT …/resolve.
+func DecodeResolve(body []byte) (tccd.State, string, error) {
+	var req ResolveRequest
+	if err := strictDecode(body, &req, true); err != nil {
+		return "", "", err
+	}
+	st := tccd.State(req.State)
+	if st != tccd.StateConfirmed && st != tccd.StateCancelled {
+		return "", "", tccd.FieldError("state", "state must be %q or %q, not %q", tccd.StateConfirmed, tccd.StateCancelled, req.State)
+	}
+	if len(req.Note) > tccd.MaxNoteLength {
+		return "", "", tccd.FieldError("note", "note is longer than %d bytes", tccd.MaxNoteLength)
+	}
+	return st, req.Note, nil
 }
 
 // DecodeAtomikos parses the body of the Atomikos coordinator endpoints.

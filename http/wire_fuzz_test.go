@@ -2,6 +2,7 @@ package http_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -222,6 +223,58 @@ func FuzzParseExpires(f *testing.F) {
 		}
 		if n := got.UnixNano(); n == 0 || !time.Unix(0, n).Equal(got) {
 			t.Fatalf("%q: %v is not representable in Unix nanoseconds", s, got)
+		}
+	})
+}
+
+func FuzzDecodeResolve(f *testing.F) {
+	addDecodeSeeds(f)
+	for _, s := range []string{
+		`{"state":"confirmed"}`,
+		`{"state":"cancelled","note":"refunded by hand"}`,
+		`{"state":"heuristic"}`,
+		`{"state":"confirmed","note":7}`,
+		`{"state":"confirmed","by":"ops"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		st, note, err := tccdhttp.DecodeResolve(body)
+		if err != nil {
+			checkDecodeError(t, body, err)
+			return
+		}
+		if st != tccd.StateConfirmed && st != tccd.StateCancelled {
+			t.Fatalf("%q: state %q accepted", body, st)
+		}
+		if len(note) > tccd.MaxNoteLength {
+			t.Fatalf("%q: note of %d bytes accepted", body, len(note))
+		}
+	})
+}
+
+// FuzzParseTokens: a tokens file either parses or gives an error that
+// shows no hash; what parses authenticates nothing but its tokens.
+func FuzzParseTokens(f *testing.F) {
+	h := tccdhttp.HashToken("t")
+	for _, s := range []string{
+		"", "# c\n", "a client " + h, "a admin " + h + "\nb client " + tccdhttp.HashToken("u"),
+		"a " + h + " client", "a client " + h[:10], "a client " + h + " x", "a\tclient\t" + h + "\r\n",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, file string) {
+		toks, err := tccdhttp.ParseTokens(strings.NewReader(file))
+		if err != nil {
+			for _, field := range strings.Fields(file) {
+				if len(field) >= 16 && strings.Contains(err.Error(), field) {
+					t.Fatalf("the error %q shows the field %q", err, field)
+				}
+			}
+			return
+		}
+		if _, ok := toks.Authenticate(""); ok && !strings.Contains(strings.ToLower(file), tccdhttp.HashToken("")) {
+			t.Fatal("the empty token authenticates")
 		}
 	})
 }

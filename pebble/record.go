@@ -14,9 +14,12 @@ import (
 //	[0:8]  version, big endian
 //	[8]    state code (see stateCode)
 //	[9:17] CreatedAt, Unix nanoseconds, big endian
-//	[17]   body format (formatV1)
+//	[17]   body format (formatV2; formatV1 is still read)
 //	[18:]  body: the fields in a fixed order, strings as uvarint length +
 //	       bytes, integers and times (Unix nanoseconds, 0 = none) as varints
+//
+// Format 2 is format 1 followed by three strings: CreatedBy, ResolvedBy
+// and ResolutionNote. A format-1 record reads with those empty.
 //
 // The header lets Update check the version and find the old index keys
 // without decoding the body. The body is a hand-written binary form: the
@@ -25,6 +28,7 @@ import (
 const (
 	headerLen = 18
 	formatV1  = 1
+	formatV2  = 2
 )
 
 func nanos(t time.Time) int64 {
@@ -57,7 +61,8 @@ func appendString(b []byte, s string) []byte {
 }
 
 func encode(tx *tccd.Transaction, version uint64) ([]byte, error) {
-	size := headerLen + 64 + len(tx.ID) + len(tx.Name) + len(tx.Owner)
+	size := headerLen + 64 + len(tx.ID) + len(tx.Name) + len(tx.Owner) +
+		len(tx.CreatedBy) + len(tx.ResolvedBy) + len(tx.ResolutionNote)
 	for _, p := range tx.Participants {
 		size += 48 + len(p.URI) + len(p.LastError)
 	}
@@ -65,7 +70,7 @@ func encode(tx *tccd.Transaction, version uint64) ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, version)
 	b = append(b, stateCode(tx.State))
 	b = binary.BigEndian.AppendUint64(b, uint64(nanos(tx.CreatedAt)))
-	b = append(b, formatV1)
+	b = append(b, formatV2)
 	b = appendString(b, tx.ID)
 	b = appendString(b, string(tx.Protocol))
 	b = appendString(b, tx.Name)
@@ -93,6 +98,9 @@ func encode(tx *tccd.Transaction, version uint64) ([]byte, error) {
 		b = binary.AppendVarint(b, nanos(p.LastAttemptAt))
 		b = binary.AppendVarint(b, int64(p.LastDuration))
 	}
+	b = appendString(b, tx.CreatedBy)
+	b = appendString(b, tx.ResolvedBy)
+	b = appendString(b, tx.ResolutionNote)
 	return b, nil
 }
 
@@ -177,8 +185,9 @@ func decode(v []byte) (*tccd.Transaction, error) {
 	if err != nil {
 		return nil, err
 	}
-	if v[17] != formatV1 {
-		return nil, fmt.Errorf("corrupt record: unknown format %d", v[17])
+	format := v[17]
+	if format != formatV1 && format != formatV2 {
+		return nil, fmt.Errorf("corrupt record: unknown format %d", format)
 	}
 	r := &reader{b: v[headerLen:]}
 	tx := &tccd.Transaction{Version: h.version}
@@ -215,6 +224,11 @@ func decode(v []byte) (*tccd.Transaction, error) {
 			p.LastAttemptAt = fromNanos(r.varint())
 			p.LastDuration = time.Duration(r.varint())
 		}
+	}
+	if format >= formatV2 {
+		tx.CreatedBy = r.string()
+		tx.ResolvedBy = r.string()
+		tx.ResolutionNote = r.string()
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = errCorrupt

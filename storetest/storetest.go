@@ -37,6 +37,7 @@ func Run(t *testing.T, newOpener func(t *testing.T) Opener) {
 		{"ListBadInput", testListBadInput},
 		{"Unfinished", testUnfinished},
 		{"Purge", testPurge},
+		{"ResolveHeuristic", testResolveHeuristic},
 		{"Reopen", testReopen},
 	}
 	for _, tt := range tests {
@@ -65,6 +66,7 @@ func sample(id string, created time.Time, state tccd.State) *tccd.Transaction {
 		State: state, Reason: tccd.ReasonRequested, Timeout: 30 * time.Second,
 		Deadline: created.Add(30 * time.Second), CreatedAt: created, UpdatedAt: created,
 		Owner: "node-1", LeaseUntil: created.Add(time.Minute),
+		CreatedBy: "billing", ResolvedBy: "ops", ResolutionNote: "checked by hand",
 		Participants: []tccd.Participant{
 			{URI: "http://127.0.0.1:1/a/" + id, Expires: created.Add(time.Hour), State: tccd.ParticipantPending},
 			{
@@ -433,6 +435,59 @@ func testPurge(t *testing.T, o Opener) {
 	txs, _, _ = s.List(ctx, tccd.Filter{Limit: 10, State: tccd.StateConfirmed})
 	if got, want := ids(txs), []string{"p4", "p3"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("List(confirmed) after purge = %v, want %v", got, want)
+	}
+}
+
+// testResolveHeuristic: an operator's resolution moves a heuristic
+// transaction to confirmed or cancelled (the one way out of a final
+// state), keeping its finish time; the indexes follow.
+func testResolveHeuristic(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	for i, to := range []tccd.State{tccd.StateConfirmed, tccd.StateCancelled} {
+		id := "resolve-" + string(to)
+		tx := sample(id, base.Add(time.Duration(i)*time.Second), tccd.StateHeuristic)
+		tx.Reason, tx.ResolvedBy, tx.ResolutionNote = tccd.ReasonMixedOutcome, "", ""
+		mustCreate(t, s, tx)
+		tx.State, tx.Reason = to, tccd.ReasonResolved
+		tx.ResolvedBy, tx.ResolutionNote = "ops", "participant b confirmed by hand"
+		tx.UpdatedAt = tx.UpdatedAt.Add(time.Hour)
+		if err := s.Update(ctx, tx, true); err != nil {
+			t.Fatalf("heuristic → %s: %v", to, err)
+		}
+		got, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, got, tx)
+		// Final again: no way back to heuristic, nor on to the other outcome.
+		for _, next := range []tccd.State{tccd.StateHeuristic, tccd.StateConfirmed, tccd.StateCancelled} {
+			if next == to {
+				continue
+			}
+			c := tx.Clone()
+			c.State = next
+			wantCode(t, s.Update(ctx, c, false), tccd.EConflict)
+		}
+	}
+	txs, _, err := s.List(ctx, tccd.Filter{State: tccd.StateHeuristic, Limit: 10})
+	if err != nil || len(txs) != 0 {
+		t.Fatalf("List(heuristic) after resolving = %v, %v; want none", ids(txs), err)
+	}
+	for _, st := range []tccd.State{tccd.StateConfirmed, tccd.StateCancelled} {
+		txs, _, err := s.List(ctx, tccd.Filter{State: st, Limit: 10})
+		if got, want := ids(txs), []string{"resolve-" + string(st)}; err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("List(%s) = %v, %v; want %v", st, got, err, want)
+		}
+	}
+	// The finished index still finds them, by their original finish time.
+	n, err := s.Purge(ctx, base.Add(time.Minute), 10)
+	if err != nil || n != 2 {
+		t.Fatalf("Purge = %d, %v; want 2", n, err)
+	}
+	txs, _, _ = s.List(ctx, tccd.Filter{Limit: 10})
+	if len(txs) != 0 {
+		t.Fatalf("List after purge = %v, want none", ids(txs))
 	}
 }
 

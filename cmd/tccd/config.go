@@ -33,6 +33,20 @@ type Config struct {
 	// address, never on the API's. Keep it on loopback.
 	DebugListen string
 
+	// AuthTokensFile, when set, turns authentication on: the file holds
+	// the accepted bearer tokens, hashed (see http.Tokens).
+	AuthTokensFile string
+	// TLSCert and TLSKey, when set, serve the API over HTTPS. TLSClientCA,
+	// when set, requires client certificates signed by it (mutual TLS).
+	TLSCert, TLSKey, TLSClientCA string
+	// ParticipantCA, when set, is the only CA trusted for HTTPS
+	// participants (else the system's roots). ParticipantCert and
+	// ParticipantKey are a client certificate presented to them.
+	ParticipantCA, ParticipantCert, ParticipantKey string
+	// ParticipantAllow lists the destinations the coordinator may call
+	// (see tccd.Allowlist); empty allows all but the built-in refusals.
+	ParticipantAllow []string
+
 	Coordinator tccd.Config
 	Server      tccdhttp.ServerConfig
 }
@@ -70,6 +84,16 @@ func (c *Config) options() []option {
 		{"cache-size", "block cache of the embedded store, bytes", (*int64Value)(&c.CacheSize)},
 		{"wal-sync-interval", "least time between two syncs of the log (0: at once); more decisions share a sync", (*durationValue)(&c.WALSyncInterval)},
 		{"debug-listen", "address serving /debug/pprof/ (off when empty; keep it on loopback)", (*stringValue)(&c.DebugListen)},
+		{"auth-tokens-file", "file of bearer tokens (name role sha256 a line); authentication is off when empty", (*stringValue)(&c.AuthTokensFile)},
+		{"tls-cert", "PEM certificate (chain) to serve the API over HTTPS; with tls-key", (*stringValue)(&c.TLSCert)},
+		{"tls-key", "PEM private key of tls-cert", (*stringValue)(&c.TLSKey)},
+		{"tls-client-ca", "PEM CA certificates; when set, API clients must present a certificate signed by one (mutual TLS)", (*stringValue)(&c.TLSClientCA)},
+		{"participant-ca", "PEM CA certificates trusted for HTTPS participants, instead of the system's", (*stringValue)(&c.ParticipantCA)},
+		{"participant-cert", "PEM client certificate presented to HTTPS participants; with participant-key", (*stringValue)(&c.ParticipantCert)},
+		{"participant-key", "PEM private key of participant-cert", (*stringValue)(&c.ParticipantKey)},
+		{"participant-allow", "allowed participant destinations, [scheme://]host[:port] or CIDR, comma-separated or repeated (empty: all but link-local and metadata addresses)", (*listValue)(&c.ParticipantAllow)},
+		{"rate-limit", "requests per second each client may make (0: no limit)", (*floatValue)(&sc.RateLimit)},
+		{"rate-burst", "requests a client may make at once (0: rate-limit rounded up)", (*intValue)(&sc.RateBurst)},
 		{"node-id", "name of this coordinator as owner of its transactions", (*stringValue)(&cc.NodeID)},
 		{"call-timeout", "timeout of one call to a participant", (*durationValue)(&cc.CallTimeout)},
 		{"retry-min", "smallest back-off between retries of a participant call", (*durationValue)(&cc.RetryMin)},
@@ -122,8 +146,15 @@ func (c *Config) Load(path string, getenv func(string) string) error {
 			if !ok {
 				return fmt.Errorf("config file %s: unknown key %q", path, k)
 			}
-			// Every option is one scalar: fmt.Sprint would turn a list
-			// or table into a plausible string (data = ["/a"] → "[/a]").
+			// Every option but the lists is one scalar: fmt.Sprint would
+			// turn a list or table into a plausible string (data = ["/a"]
+			// → "[/a]").
+			if l, ok := o.value.(*listValue); ok {
+				if err := l.setTOML(raw[k]); err != nil {
+					return fmt.Errorf("config file %s: %s: %w", path, k, err)
+				}
+				continue
+			}
 			switch raw[k].(type) {
 			case []any, []map[string]any:
 				return fmt.Errorf("config file %s: %s: must be a single value, not a list", path, k)
@@ -145,10 +176,16 @@ func (c *Config) Load(path string, getenv func(string) string) error {
 	return nil
 }
 
-// register binds every option to a flag of fs.
+// register binds every option to a flag of fs. A list option may be
+// repeated: its first occurrence replaces the value from the file or the
+// environment, the next ones add to it.
 func (c *Config) register(fs *flag.FlagSet) {
 	for _, o := range c.options() {
-		fs.Var(o.value, o.name, fmt.Sprintf("%s (env %s)", o.usage, envName(o.name)))
+		v := o.value
+		if l, ok := v.(*listValue); ok {
+			v = &repeatedList{list: l}
+		}
+		fs.Var(v, o.name, fmt.Sprintf("%s (env %s)", o.usage, envName(o.name)))
 	}
 }
 
@@ -196,6 +233,24 @@ func (c Config) Validate() error {
 	if s.WriteTimeout <= c.Coordinator.ConfirmWait {
 		errs = append(errs, fmt.Errorf("write-timeout (%v) must exceed confirm-wait (%v), or waiting requests are cut off", s.WriteTimeout, c.Coordinator.ConfirmWait))
 	}
+	if s.RateLimit < 0 || s.RateLimit > 1e6 {
+		errs = append(errs, fmt.Errorf("rate-limit must be from 0 to 1000000 requests a second, got %v", s.RateLimit))
+	}
+	if s.RateBurst < 0 {
+		errs = append(errs, fmt.Errorf("rate-burst must not be negative, got %d", s.RateBurst))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("tls-cert and tls-key must be set together"))
+	}
+	if c.TLSClientCA != "" && c.TLSCert == "" {
+		errs = append(errs, errors.New("tls-client-ca must be used with tls-cert and tls-key (mutual TLS needs TLS)"))
+	}
+	if (c.ParticipantCert == "") != (c.ParticipantKey == "") {
+		errs = append(errs, errors.New("participant-cert and participant-key must be set together"))
+	}
+	if _, err := tccd.ParseAllowlist(c.ParticipantAllow); err != nil {
+		errs = append(errs, fmt.Errorf("participant-allow must be a list of valid rules: %w", err))
+	}
 	return errors.Join(errs...)
 }
 
@@ -237,6 +292,66 @@ func (v *floatValue) Set(s string) error {
 		return fmt.Errorf("%q is not a number", s)
 	}
 	*v = floatValue(f)
+	return nil
+}
+
+// listValue is a list option: comma-separated in a flag or the
+// environment, a list (or a comma-separated string) in the config file.
+type listValue []string
+
+func (v *listValue) String() string { return strings.Join(*v, ",") }
+
+// Set replaces the list with the comma-separated elements of s.
+func (v *listValue) Set(s string) error {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	*v = out
+	return nil
+}
+
+func (v *listValue) setTOML(raw any) error {
+	switch x := raw.(type) {
+	case string:
+		return v.Set(x)
+	case []any:
+		parts := make([]string, len(x))
+		for i, e := range x {
+			s, ok := e.(string)
+			if !ok {
+				return fmt.Errorf("must be a list of strings")
+			}
+			parts[i] = s
+		}
+		return v.Set(strings.Join(parts, ","))
+	}
+	return fmt.Errorf("must be a list of strings")
+}
+
+// repeatedList is the flag form of a list option (see register).
+type repeatedList struct {
+	list *listValue
+	seen bool
+}
+
+func (r *repeatedList) String() string {
+	if r.list == nil {
+		return ""
+	}
+	return r.list.String()
+}
+
+func (r *repeatedList) Set(s string) error {
+	if !r.seen {
+		r.seen = true
+		return r.list.Set(s)
+	}
+	var more listValue
+	_ = more.Set(s)
+	*r.list = append(*r.list, more...)
 	return nil
 }
 

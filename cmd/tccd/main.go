@@ -47,8 +47,11 @@ var errUsage = errors.New("usage")
 const usage = `tccd — a Try-Confirm/Cancel transaction coordinator
 
 Usage:
+  tccd demo                 see it work: a coordinator, two airlines, a few dozen bookings (start here)
   tccd serve [flags]        run the coordinator (tccd serve -h lists the flags)
   tccd bench [flags]        measure tccd against a null coordinator (tccd bench -h)
+  tccd token --name NAME [--role client|admin]
+                            make a bearer token and its line for the tokens file
   tccd version              print the version
 `
 
@@ -67,6 +70,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		}
 		if m.CheckConfig {
 			fmt.Fprintln(stdout, "configuration is valid")
+			kv := m.sec.summary()
+			for i := 0; i < len(kv); i += 2 {
+				fmt.Fprintf(stdout, "%s: %v\n", kv[i], kv[i+1])
+			}
 			return nil
 		}
 		if err := m.Run(ctx); err != nil {
@@ -76,10 +83,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		<-ctx.Done()
 		m.Log.Info("shutting down")
 		return m.Close()
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "bench-participant", "bench-null":
 		return runBenchServer(ctx, args[0], args[1:], stdout, stderr)
+	case "token":
+		return runToken(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "tccd", Version)
 		return nil
@@ -103,6 +114,7 @@ type Main struct {
 	stdout, stderr io.Writer
 	getenv         func(string) string
 
+	sec    *security // loaded by ParseFlags
 	store  *pebble.Store
 	caller *tccdhttp.Caller
 	coord  *tccd.Coordinator
@@ -141,7 +153,15 @@ func (m *Main) ParseFlags(args []string) error {
 		return err
 	}
 	m.ConfigPath = path
-	return m.Config.Validate()
+	if err := m.Config.Validate(); err != nil {
+		return err
+	}
+	sec, err := m.Config.loadSecurity()
+	if err != nil {
+		return err
+	}
+	m.sec = sec
+	return nil
 }
 
 func (m *Main) flagSet(c *Config) *flag.FlagSet {
@@ -158,6 +178,13 @@ func (m *Main) flagSet(c *Config) *flag.FlagSet {
 func (m *Main) Run(ctx context.Context) error {
 	if err := m.initLogger(); err != nil {
 		return err
+	}
+	if m.sec == nil { // Config set directly, not by ParseFlags
+		sec, err := m.Config.loadSecurity()
+		if err != nil {
+			return err
+		}
+		m.sec = sec
 	}
 	if err := m.initStore(); err != nil {
 		return fmt.Errorf("store: %w", err)
@@ -204,8 +231,10 @@ func (m *Main) initStore() error {
 }
 
 func (m *Main) initCoordinator() {
-	m.caller = tccdhttp.NewCaller()
-	m.coord = tccd.NewCoordinator(m.Config.Coordinator, m.store, m.caller, nil, m.Log)
+	m.caller = tccdhttp.NewCallerWith(tccdhttp.CallerConfig{TLS: m.sec.participantTLS, Allow: m.sec.allow})
+	cfg := m.Config.Coordinator
+	cfg.Links = m.sec.allow
+	m.coord = tccd.NewCoordinator(cfg, m.store, m.caller, nil, m.Log)
 }
 
 func (m *Main) initServer() error {
@@ -213,10 +242,21 @@ func (m *Main) initServer() error {
 	if err != nil {
 		return err
 	}
-	m.server = tccdhttp.NewServer(m.coord, m.Config.Server, m.Log)
+	cfg := m.Config.Server
+	cfg.Tokens, cfg.TLS = m.sec.tokens, m.sec.serverTLS
+	m.server = tccdhttp.NewServer(m.coord, cfg, m.Log)
 	m.server.Serve(ln)
-	m.Log.Info("listening", "addr", m.server.Addr(), "data", m.Config.Data, "version", Version)
+	m.Log.Info("listening", append([]any{"addr", m.server.Addr(), "data", m.Config.Data, "version", Version}, m.sec.summary()...)...)
+	if m.sec.tokens == nil && !isLoopback(ln.Addr()) {
+		m.Log.Warn("authentication is off and the API listens beyond loopback: anyone who reaches it can use it; set auth-tokens-file (see docs/SECURITY.md)")
+	}
 	return nil
+}
+
+// isLoopback reports whether a listener's address is on loopback only.
+func isLoopback(a net.Addr) bool {
+	tcp, ok := a.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // initDebug serves pprof on its own listener when --debug-listen is set.

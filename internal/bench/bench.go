@@ -42,12 +42,12 @@ type Config struct {
 	// FillFinished is how many finished transactions the started
 	// coordinator's data directory holds before the load (retention).
 	FillFinished int
-	DataDir            string // "" for a temporary directory
-	ServeArgs          []string
-	JSON               bool
-	Chart              string // SVG file for the latency chart; "" for none
-	Out, Err           io.Writer
-	ErrIsTTY           bool
+	DataDir      string // "" for a temporary directory
+	ServeArgs    []string
+	JSON         bool
+	Chart        string // SVG file for the latency chart; "" for none
+	Out, Err     io.Writer
+	ErrIsTTY     bool
 }
 
 // Defaults fills zero fields.

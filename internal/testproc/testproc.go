@@ -143,7 +143,15 @@ func StartTccd(t testing.TB, bin string, args ...string) *Proc {
 // StartParticipant runs the test participant service (cmd/testpart).
 func StartParticipant(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
-	return start(t, "testpart", bin, args, func(line string) string {
+	return StartService(t, "testpart", bin, args...)
+}
+
+// StartService runs a service that prints "listening <host:port>" on a
+// line of its own once it accepts connections (testpart, the examples'
+// services); name labels its output in failure logs.
+func StartService(t testing.TB, name, bin string, args ...string) *Proc {
+	t.Helper()
+	return start(t, name, bin, args, func(line string) string {
 		if a, ok := strings.CutPrefix(line, "listening "); ok {
 			return a
 		}
