@@ -47,6 +47,7 @@ var errUsage = errors.New("usage")
 const usage = `tccd — a Try-Confirm/Cancel transaction coordinator
 
 Usage:
+  tccd demo                 see it work: a coordinator, two airlines, a few dozen bookings (start here)
   tccd serve [flags]        run the coordinator (tccd serve -h lists the flags)
   tccd bench [flags]        measure tccd against a null coordinator (tccd bench -h)
   tccd token --name NAME [--role client|admin]
@@ -82,6 +83,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		<-ctx.Done()
 		m.Log.Info("shutting down")
 		return m.Close()
+	case "demo":
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "bench-participant", "bench-null":
