@@ -8,20 +8,21 @@ import (
 
 // Defaults for Config.
 const (
-	DefaultCallTimeout    = 5 * time.Second
-	DefaultRetryMin       = 100 * time.Millisecond
-	DefaultRetryMax       = 30 * time.Second
-	DefaultMaxParallel    = 16
-	DefaultConfirmWait    = 30 * time.Second
-	DefaultTimeout        = 60 * time.Second
-	DefaultMaxTimeout     = 24 * time.Hour
-	DefaultMarginFloor    = 200 * time.Millisecond
-	DefaultMarginRTTs     = 3
-	DefaultMaxLinks       = 100
-	DefaultRetention      = 7 * 24 * time.Hour
-	DefaultPurgeInterval  = time.Minute
-	DefaultShutdownGrace  = 10 * time.Second
-	DefaultRecoveryDrives = 256
+	DefaultCallTimeout     = 5 * time.Second
+	DefaultRetryMin        = 100 * time.Millisecond
+	DefaultRetryMax        = 30 * time.Second
+	DefaultMaxParallel     = 16
+	DefaultConfirmWait     = 30 * time.Second
+	DefaultTimeout         = 60 * time.Second
+	DefaultMaxTimeout      = 24 * time.Hour
+	DefaultMarginFloor     = 200 * time.Millisecond
+	DefaultMarginRTTs      = 3
+	DefaultMaxLinks        = 100
+	DefaultRetention       = 7 * 24 * time.Hour
+	DefaultPurgeInterval   = time.Minute
+	DefaultShutdownGrace   = 10 * time.Second
+	DefaultRecoveryDrives  = 256
+	DefaultRedriveInterval = 30 * time.Second
 )
 
 // Config tunes the coordinator engine. The zero value of a field means its
@@ -55,6 +56,9 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// RecoveryDrives bounds how many recovered transactions are driven at once.
 	RecoveryDrives int
+	// RedriveInterval is how often decided transactions that no driver is
+	// settling (one stopped on a store error) are driven again.
+	RedriveInterval time.Duration
 	// Links decides which participant URIs are accepted: the server-side
 	// request forgery guard (see Allowlist). nil applies the built-in
 	// refusals of Allowlist only.
@@ -81,6 +85,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.Retention, DefaultRetention)
 	def(&c.PurgeInterval, DefaultPurgeInterval)
 	def(&c.ShutdownGrace, DefaultShutdownGrace)
+	def(&c.RedriveInterval, DefaultRedriveInterval)
 	if c.MaxParallel == 0 {
 		c.MaxParallel = DefaultMaxParallel
 	}
@@ -113,6 +118,7 @@ func (c Config) Validate() error {
 	pos("retention", c.Retention)
 	pos("purge-interval", c.PurgeInterval)
 	pos("shutdown-grace", c.ShutdownGrace)
+	pos("redrive-interval", c.RedriveInterval)
 	if c.MarginFloor < 0 {
 		errs = append(errs, fmt.Errorf("margin-floor must not be negative, got %v", c.MarginFloor))
 	}

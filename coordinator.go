@@ -107,8 +107,48 @@ func (c *Coordinator) Open(ctx context.Context) error {
 	c.log.Info("recovery scheduled", "resume", len(resume), "active", active)
 	c.goTracked(func() { c.resume(resume) })
 	c.goTracked(c.purgeLoop)
+	c.goTracked(c.redriveLoop)
 	c.ready.Store(true)
 	return nil
+}
+
+// redriveLoop periodically drives decided transactions that no driver is
+// settling: a driver stops early when the store refuses a write (a full
+// disk, say), leaving its transaction decided but unfinished; this picks
+// it up once the store accepts writes again, without waiting for a restart.
+func (c *Coordinator) redriveLoop() {
+	t := time.NewTicker(c.cfg.RedriveInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.ctx.Done():
+			return
+		case <-t.C:
+		}
+		var ids []string
+		err := c.store.Unfinished(c.ctx, func(tx *Transaction) error {
+			if tx.State == StateActive {
+				return nil
+			}
+			c.mu.Lock()
+			running := c.drivers[tx.ID] != nil
+			c.mu.Unlock()
+			if !running {
+				ids = append(ids, tx.ID)
+			}
+			return nil
+		})
+		if err != nil {
+			if c.ctx.Err() == nil {
+				c.log.Warn("redrive: cannot scan unfinished transactions", "err", err)
+			}
+			continue
+		}
+		if len(ids) > 0 {
+			c.log.Info("redriving decided transactions", "count", len(ids))
+			c.resume(ids)
+		}
+	}
 }
 
 // resume drives recovered transactions, at most RecoveryDrives at once.

@@ -48,6 +48,11 @@ type Options struct {
 	// WALMinSyncInterval, when positive, is the least time between two
 	// syncs of the write-ahead log.
 	WALMinSyncInterval time.Duration
+	// MinFreeBytes is the free space the store keeps in reserve on the
+	// disk of its directory: below it every write is refused with a clear
+	// error (EUnavailable) instead of failing inside Pebble, whose log
+	// cannot survive a failed write. Reads go on. 0 means no reserve.
+	MinFreeBytes int64
 	// MemTableSize is the size of Pebble's memtable in bytes.
 	MemTableSize int64
 	// Logger receives Pebble's own messages; nil discards them.
@@ -57,6 +62,8 @@ type Options struct {
 // Store is a tccd.Store in a directory on local disk.
 type Store struct {
 	db    *pdb.DB
+	dir   string
+	space spaceGuard
 	cache *pdb.Cache
 	seed  maphash.Seed
 	locks [256]sync.Mutex // striped by id: serialises read-check-write of one id
@@ -100,7 +107,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	return &Store{db: db, cache: cache, seed: maphash.MakeSeed()}, nil
+	return &Store{db: db, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{dir: dir, min: opts.MinFreeBytes}}, nil
 }
 
 // Close flushes and closes the store.
@@ -158,6 +165,9 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := s.space.check(); err != nil {
+		return err
+	}
 	if !tx.State.Valid() {
 		return tccd.Errorf(tccd.EInvalid, "invalid state %q", tx.State)
 	}
@@ -204,6 +214,9 @@ func (s *Store) Get(ctx context.Context, id string) (*tccd.Transaction, error) {
 // Update replaces a transaction if its stored version is tx.Version.
 func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.space.check(); err != nil {
 		return err
 	}
 	mu := s.lock(tx.ID)

@@ -26,6 +26,9 @@ type Config struct {
 	LogLevel  string
 	LogFormat string
 	CacheSize int64
+	// MinFreeSpace is the free disk space kept in reserve for the log:
+	// below it no new decision is taken (503) until space returns.
+	MinFreeSpace int64
 	// WALSyncInterval is the least time between two syncs of the store's
 	// write-ahead log (0: sync as soon as a commit asks).
 	WALSyncInterval time.Duration
@@ -51,19 +54,22 @@ type Config struct {
 	Server      tccdhttp.ServerConfig
 }
 
-// DefaultListen and DefaultData are where tccd listens and keeps its log.
+// DefaultListen and DefaultData are where tccd listens and keeps its log;
+// DefaultMinFreeSpace the disk space kept in reserve for it.
 const (
-	DefaultListen = "127.0.0.1:8420"
-	DefaultData   = "./tccd-data"
+	DefaultMinFreeSpace = 64 << 20
+	DefaultListen       = "127.0.0.1:8420"
+	DefaultData         = "./tccd-data"
 )
 
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
 	return Config{
 		Listen: DefaultListen, Data: DefaultData, LogLevel: "info", LogFormat: "text",
-		CacheSize:   pebble.DefaultCacheSize,
-		Coordinator: tccd.Config{}.WithDefaults(),
-		Server:      tccdhttp.ServerConfig{}.WithDefaults(),
+		CacheSize:    pebble.DefaultCacheSize,
+		MinFreeSpace: DefaultMinFreeSpace,
+		Coordinator:  tccd.Config{}.WithDefaults(),
+		Server:       tccdhttp.ServerConfig{}.WithDefaults(),
 	}
 }
 
@@ -82,6 +88,8 @@ func (c *Config) options() []option {
 		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log-format", "text or json", (*stringValue)(&c.LogFormat)},
 		{"cache-size", "block cache of the embedded store, bytes", (*int64Value)(&c.CacheSize)},
+		{"min-free-space", "disk space kept free for the log (e.g. 64MiB); below it decisions are refused with 503", (*byteSizeValue)(&c.MinFreeSpace)},
+		{"redrive-interval", "how often decided transactions left unsettled by a store error are driven again", (*durationValue)(&cc.RedriveInterval)},
 		{"wal-sync-interval", "least time between two syncs of the log (0: at once); more decisions share a sync", (*durationValue)(&c.WALSyncInterval)},
 		{"debug-listen", "address serving /debug/pprof/ (off when empty; keep it on loopback)", (*stringValue)(&c.DebugListen)},
 		{"auth-tokens-file", "file of bearer tokens (name role sha256 a line); authentication is off when empty", (*stringValue)(&c.AuthTokensFile)},
@@ -208,6 +216,9 @@ func (c Config) Validate() error {
 	}
 	if c.WALSyncInterval < 0 || c.WALSyncInterval > 10*time.Millisecond {
 		errs = append(errs, fmt.Errorf("wal-sync-interval must be from 0 to 10ms, got %v", c.WALSyncInterval))
+	}
+	if c.MinFreeSpace < 0 {
+		errs = append(errs, fmt.Errorf("min-free-space must not be negative, got %d", c.MinFreeSpace))
 	}
 	if c.CacheSize < 1<<20 {
 		errs = append(errs, fmt.Errorf("cache-size must be at least 1 MiB, got %d", c.CacheSize))
@@ -353,6 +364,42 @@ func (r *repeatedList) Set(s string) error {
 	_ = more.Set(s)
 	*r.list = append(*r.list, more...)
 	return nil
+}
+
+// byteSizeValue is a size in bytes, written as a number of bytes or with
+// a binary unit: 512KiB, 64MiB, 1GiB.
+type byteSizeValue int64
+
+func (v *byteSizeValue) String() string { return formatBytes(int64(*v)) }
+func (v *byteSizeValue) Set(s string) error {
+	num, unit := s, int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}} {
+		if n, ok := strings.CutSuffix(s, u.suffix); ok {
+			num, unit = n, u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/unit {
+		return fmt.Errorf("%q is not a size (say 1048576, 512KiB, 64MiB or 1GiB)", s)
+	}
+	*v = byteSizeValue(n * unit)
+	return nil
+}
+
+func formatBytes(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if n != 0 && n%u.mult == 0 {
+			return strconv.FormatInt(n/u.mult, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(n, 10)
 }
 
 type durationValue time.Duration

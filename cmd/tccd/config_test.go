@@ -49,7 +49,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		Listen: "127.0.0.1:8420", Data: "./tccd-data", LogLevel: "info", LogFormat: "text",
-		CacheSize: pebble.DefaultCacheSize,
+		CacheSize: pebble.DefaultCacheSize, MinFreeSpace: DefaultMinFreeSpace,
 		Coordinator: tccd.Config{
 			NodeID: "tccd", CallTimeout: tccd.DefaultCallTimeout,
 			RetryMin: tccd.DefaultRetryMin, RetryMax: tccd.DefaultRetryMax,
@@ -58,7 +58,7 @@ func TestConfigDefaults(t *testing.T) {
 			MarginFloor: tccd.DefaultMarginFloor, MarginRTTs: tccd.DefaultMarginRTTs,
 			MaxLinks: tccd.DefaultMaxLinks, Retention: tccd.DefaultRetention,
 			PurgeInterval: tccd.DefaultPurgeInterval, ShutdownGrace: tccd.DefaultShutdownGrace,
-			RecoveryDrives: tccd.DefaultRecoveryDrives,
+			RecoveryDrives: tccd.DefaultRecoveryDrives, RedriveInterval: tccd.DefaultRedriveInterval,
 		},
 		Server: tccdhttp.ServerConfig{
 			MaxBody: tccdhttp.DefaultMaxBody, ReadHeaderTimeout: tccdhttp.DefaultReadHeaderTimeout,
@@ -97,11 +97,13 @@ func TestConfigEveryOptionInEverySource(t *testing.T) {
 				v = "4.5"
 			case *stringValue, *listValue:
 				v = "debug"
+			case *byteSizeValue:
+				v = "3MiB"
 			default:
 				t.Fatalf("option %s has an unexpected type %T", o.name, o.value)
 			}
 			fileVal := `"` + v + `"`
-			if _, ok := o.value.(*stringValue); !ok && !isList(o.value) && !strings.HasSuffix(v, "ms") {
+			if _, ok := o.value.(*stringValue); !ok && !isList(o.value) && !strings.HasSuffix(v, "ms") && !strings.HasSuffix(v, "iB") {
 				fileVal = v // TOML number
 			}
 			fromFile, err := parse(t, []string{"--config", writeFile(t, o.name+" = "+fileVal+"\n")}, nil)
@@ -138,6 +140,31 @@ func TestConfigEveryOptionInEverySource(t *testing.T) {
 }
 
 func isList(v flag.Value) bool { _, ok := v.(*listValue); return ok }
+
+func TestByteSize(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true}, {"1048576", 1 << 20, true}, {"512KiB", 512 << 10, true}, {"64MiB", 64 << 20, true},
+		{"2GiB", 2 << 30, true}, {"-1", 0, false}, {"1.5MiB", 0, false}, {"64MB", 0, false}, {"", 0, false},
+		{"99999999999GiB", 0, false},
+	}
+	for _, tt := range tests {
+		var v byteSizeValue
+		err := v.Set(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && int64(v) != tt.want) {
+			t.Errorf("Set(%q) = %d, %v; want %d ok=%v", tt.in, v, err, tt.want, tt.ok)
+		}
+		if tt.ok {
+			var again byteSizeValue
+			if err := again.Set(v.String()); err != nil || again != v {
+				t.Errorf("String %q does not read back: %v", v.String(), err)
+			}
+		}
+	}
+}
 
 // isValidateError tells apart an error of Validate (the value was read,
 // and breaks a rule such as log-level) from a parse error.

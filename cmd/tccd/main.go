@@ -222,7 +222,10 @@ func (m *Main) initStore() error {
 	if err := os.MkdirAll(m.Config.Data, 0o700); err != nil {
 		return err
 	}
-	s, err := pebble.Open(m.Config.Data, pebble.Options{CacheSize: m.Config.CacheSize, WALMinSyncInterval: m.Config.WALSyncInterval, Logger: m.Log})
+	s, err := pebble.Open(m.Config.Data, pebble.Options{
+		CacheSize: m.Config.CacheSize, WALMinSyncInterval: m.Config.WALSyncInterval,
+		MinFreeBytes: m.Config.MinFreeSpace, Logger: m.Log,
+	})
 	if err != nil {
 		return err
 	}

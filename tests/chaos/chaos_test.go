@@ -1,0 +1,781 @@
+// Package chaos is tccd's fault campaign: the real tccd binary and real
+// bank participant processes on loopback, a bank-transfer workload, and
+// faults injected while it runs. At the end it waits for quiescence and
+// checks the invariants; see docs/RELIABILITY.md.
+//
+//	go test ./tests/chaos/ -v                                  # the short run CI does (~1 min)
+//	go test ./tests/chaos/ -v -timeout 0 -chaos.duration 30m   # a long run
+package chaos
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tccd/tccd/internal/bankpart"
+	"github.com/tccd/tccd/internal/testproc"
+)
+
+var (
+	flagDuration = flag.Duration("chaos.duration", 40*time.Second, "how long the workload runs under faults")
+	flagSeed     = flag.Uint64("chaos.seed", 0, "random seed (0: from the clock); printed in the summary")
+	flagBanks    = flag.Int("chaos.banks", 3, "bank participant processes")
+	flagWorkers  = flag.Int("chaos.workers", 12, "concurrent initiators")
+	flagAccounts = flag.Int("chaos.accounts", 20, "accounts per bank")
+)
+
+var bins struct{ tccd, bank string }
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	dir, err := os.MkdirTemp("", "tccd-chaos-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if bins.tccd, err = testproc.Build(dir, "github.com/tccd/tccd/cmd/tccd"); err == nil {
+		bins.bank, err = testproc.Build(dir, "github.com/tccd/tccd/internal/bankpart/cmd/bankpart")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// outcome of a transfer as its initiator saw it.
+type outcome string
+
+const (
+	confirmed  outcome = "confirmed" // the coordinator acknowledged: confirmed
+	timedOut   outcome = "timed_out" // the coordinator answered: cancelled instead
+	heuristic  outcome = "heuristic" // the coordinator answered: partial
+	abandoned  outcome = "abandoned" // the initiator gave up before deciding (try failed; begin lost)
+	refusedLog outcome = "refused"   // the coordinator refused to decide (503: log unavailable)
+	unknown    outcome = "unknown"   // no definite answer (yet)
+)
+
+// transfer is one bank-transfer transaction.
+type transfer struct {
+	native  bool
+	amount  int64
+	debit   link
+	credit  link
+	id      string // native only
+	outcome outcome
+	// ackedAt is when the coordinator acknowledged a confirm.
+	ackedAt time.Time
+}
+
+type link struct {
+	URI     string `json:"uri"`
+	Expires string `json:"expires"`
+}
+
+// harness holds the processes and the record of the run.
+type harness struct {
+	t      *testing.T
+	rnd    *rand.Rand
+	rndMu  sync.Mutex
+	client *http.Client
+	dir    string
+
+	mu         sync.Mutex // guards the processes below
+	coord      *testproc.Proc
+	coordAddr  string
+	coordFlags []string
+	banks      []*testproc.Proc
+	bankAddrs  []string
+	bankDBs    []string
+
+	diskDir  string // the coordinator's data directory, on a small tmpfs
+	diskFull atomic.Bool
+
+	faults    sync.Map // kind → *atomic.Int64
+	transfers []*transfer
+	tmu       sync.Mutex
+	refusals  atomic.Int64 // confirms refused while the disk was full
+	// attributed counts the heuristic outcomes by the fault that caused them.
+	attributed counter
+	// diskAnomalies counts disk-full faults the coordinator mishandled.
+	diskAnomalies atomic.Int64
+	// downtimes are the coordinator's down windows, from kill to ready.
+	downMu    sync.Mutex
+	downtimes [][2]time.Time
+	// lastAnswer describes the last answer that gave no outcome, for errors.
+	lastAnswer atomic.Value
+}
+
+func (h *harness) intn(n int) int {
+	h.rndMu.Lock()
+	defer h.rndMu.Unlock()
+	return h.rnd.IntN(n)
+}
+
+func (h *harness) count(kind string) {
+	v, _ := h.faults.LoadOrStore(kind, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
+}
+
+func TestFaultCampaign(t *testing.T) {
+	seed := *flagSeed
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	h := &harness{
+		t: t, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), dir: t.TempDir(),
+		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
+	}
+	t.Logf("seed %d (rerun with -chaos.seed %d)", seed, seed)
+	h.mountDisk()
+	h.startAll()
+
+	ctx, stop := context.WithTimeout(context.Background(), *flagDuration)
+	var wg sync.WaitGroup
+	for w := 0; w < *flagWorkers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			h.workload(ctx, w)
+		}(w)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		h.inject(ctx)
+	}()
+	wg.Wait()
+	stop()
+
+	h.quiesce()
+	anomalies := h.check()
+	h.summary(seed, anomalies)
+	if len(anomalies) > 0 {
+		t.Fatalf("%d anomalies", len(anomalies))
+	}
+}
+
+// mountDisk puts the coordinator's data directory on a 64 MiB tmpfs, so
+// that the campaign can fill the disk for real. Mounting needs root; under
+// CI it must work.
+func (h *harness) mountDisk() {
+	dir := filepath.Join(h.dir, "disk")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		h.t.Fatal(err)
+	}
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", dir).CombinedOutput()
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			h.t.Fatalf("cannot mount a tmpfs for the disk-full fault (needs root): %v %s", err, out)
+		}
+		h.t.Logf("no tmpfs (%v %s): the disk-full fault is left out of this run", err, strings.TrimSpace(string(out)))
+		h.diskDir = ""
+		return
+	}
+	h.t.Cleanup(func() { exec.Command("umount", "-l", dir).Run() })
+	h.diskDir = dir
+}
+
+func (h *harness) dataDir() string {
+	if h.diskDir != "" {
+		return filepath.Join(h.diskDir, "data")
+	}
+	return filepath.Join(h.dir, "data")
+}
+
+func (h *harness) startAll() {
+	for i := 0; i < *flagBanks; i++ {
+		db := filepath.Join(h.dir, fmt.Sprintf("bank%d.db", i))
+		p := testproc.StartParticipant(h.t, bins.bank, "--db", db, "--accounts", fmt.Sprint(*flagAccounts), "--initial", "1000")
+		h.banks = append(h.banks, p)
+		h.bankAddrs = append(h.bankAddrs, p.Addr)
+		h.bankDBs = append(h.bankDBs, db)
+	}
+	h.coordFlags = []string{
+		"--data", h.dataDir(), "--call-timeout", "1s", "--retry-min", "20ms", "--retry-max", "300ms",
+		"--confirm-wait", "3s", "--shutdown-grace", "500ms", "--margin-floor", "300ms",
+		"--min-free-space", "8MiB", "--redrive-interval", "1s",
+	}
+	h.coord = testproc.StartTccd(h.t, bins.tccd, h.coordFlags...)
+	h.coordAddr = h.coord.Addr
+}
+
+func (h *harness) coordURL() string { return "http://" + h.coordAddr }
+
+// restartCoordinator kills the coordinator with SIGKILL, waits, and starts
+// it again on the same address and data directory.
+func (h *harness) restartCoordinator(down time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	start := time.Now()
+	h.coord.Kill()
+	time.Sleep(down) // the downtime is the fault being injected
+	h.coord = testproc.StartTccd(h.t, bins.tccd, append(h.coordFlags, "--listen", h.coordAddr)...)
+	h.downMu.Lock()
+	h.downtimes = append(h.downtimes, [2]time.Time{start, time.Now()})
+	h.downMu.Unlock()
+}
+
+// expiredWhileDown reports whether a link expired while the coordinator
+// was down: a decided transaction with such a link may end heuristic
+// without any participant at fault (the participant cancelled on its own,
+// as it must, before the coordinator could confirm it).
+func (h *harness) expiredWhileDown(l link) bool {
+	exp, err := time.Parse(time.RFC3339Nano, l.Expires)
+	if err != nil {
+		return false
+	}
+	h.downMu.Lock()
+	defer h.downMu.Unlock()
+	for _, w := range h.downtimes {
+		if !exp.Before(w[0]) && !exp.After(w[1]) {
+			return true
+		}
+	}
+	return false
+}
+
+func (h *harness) restartBank(i int, down time.Duration) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.banks[i].Kill()
+	time.Sleep(down) // the downtime is the fault being injected
+	h.banks[i] = testproc.StartParticipant(h.t, bins.bank, "--db", h.bankDBs[i], "--listen", h.bankAddrs[i])
+}
+
+// workload runs transfers until ctx ends.
+func (h *harness) workload(ctx context.Context, w int) {
+	for i := 0; ctx.Err() == nil; i++ {
+		h.transfer(ctx, w%2 == 1)
+	}
+}
+
+func (h *harness) post(url string) (int, []byte, error) {
+	resp, err := h.client.Post(url, "application/json", nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+func (h *harness) do(method, url, ctype string, body any) (int, []byte, error) {
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, url, rd)
+	if ctype != "" {
+		req.Header.Set("Content-Type", ctype)
+	}
+	resp, err := h.client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, b, err
+}
+
+// try reserves a debit or credit at a bank.
+func (h *harness) try(bank int, account int, kind string, amount int, ttl time.Duration) (link, error) {
+	url := fmt.Sprintf("http://%s/transfers?account=acct-%d&kind=%s&amount=%d&ttl=%s", h.bankAddrs[bank], account, kind, amount, ttl)
+	code, body, err := h.post(url)
+	if err != nil {
+		return link{}, err
+	}
+	if code != http.StatusCreated {
+		return link{}, fmt.Errorf("try: %d %s", code, body)
+	}
+	var ans struct{ ParticipantLink link }
+	if err := json.Unmarshal(body, &ans); err != nil {
+		return link{}, err
+	}
+	return ans.ParticipantLink, nil
+}
+
+func (h *harness) transfer(ctx context.Context, native bool) {
+	from, to := h.intn(*flagBanks), h.intn(*flagBanks)
+	fa, ta := h.intn(*flagAccounts), h.intn(*flagAccounts)
+	if from == to && fa == ta {
+		ta = (ta + 1) % *flagAccounts
+	}
+	amount := 1 + h.intn(20)
+	ttl := 15 * time.Second
+	if h.intn(10) == 0 {
+		ttl = 3 * time.Second // may expire while the coordinator is down
+	}
+	debit, err := h.try(from, fa, "debit", amount, ttl)
+	if err != nil {
+		return // nothing reserved (or a reservation that will expire)
+	}
+	tr := &transfer{native: native, debit: debit, amount: int64(amount)}
+	h.tmu.Lock()
+	h.transfers = append(h.transfers, tr)
+	h.tmu.Unlock()
+	credit, err := h.try(to, ta, "credit", amount, ttl)
+	if err != nil {
+		tr.outcome = abandoned // the debit expires at its bank
+		return
+	}
+	tr.credit = credit
+	tr.outcome, tr.id = h.confirm(tr)
+	if tr.outcome == confirmed {
+		tr.ackedAt = time.Now()
+	}
+}
+
+// confirm asks the coordinator to confirm a transfer, once.
+func (h *harness) confirm(tr *transfer) (outcome, string) {
+	links := []link{tr.debit, tr.credit}
+	if !tr.native {
+		code, body, err := h.do("PUT", h.coordURL()+"/coordinator/confirm", "application/tcc+json", map[string]any{"participantLinks": links})
+		return h.atomikosOutcome(code, body, err), ""
+	}
+	id := tr.id
+	if id == "" {
+		code, body, err := h.do("POST", h.coordURL()+"/api/v1/transactions", "application/json", map[string]any{"timeout": "30s", "participants": links})
+		switch {
+		case err != nil:
+			h.lastAnswer.Store("begin: " + err.Error())
+			return unknown, ""
+		case code == http.StatusBadRequest:
+			// A link expired before the begin (the coordinator was down
+			// longer than its lifetime): nothing can be decided; the
+			// reservations expire at their banks.
+			return abandoned, ""
+		case code != http.StatusCreated:
+			if code == http.StatusServiceUnavailable && strings.Contains(string(body), "disk") {
+				h.refusals.Add(1)
+				return refusedLog, ""
+			}
+			h.lastAnswer.Store(fmt.Sprintf("begin: %d %s", code, body))
+			return unknown, ""
+		}
+		var got struct{ ID string }
+		json.Unmarshal(body, &got)
+		id = got.ID
+	}
+	code, body, err := h.do("PUT", h.coordURL()+"/api/v1/transactions/"+id+"/confirm", "", nil)
+	if err != nil {
+		h.lastAnswer.Store(err.Error())
+		return unknown, id
+	}
+	h.lastAnswer.Store(fmt.Sprintf("%d %s", code, body))
+	switch code {
+	case http.StatusOK:
+		return confirmed, id
+	case http.StatusNotFound:
+		return abandoned, id // the begin was lost in a crash: never decided
+	case http.StatusConflict:
+		var p struct{ State string }
+		json.Unmarshal(body, &p)
+		if p.State == "heuristic" {
+			return heuristic, id
+		}
+		return timedOut, id
+	case http.StatusServiceUnavailable:
+		if strings.Contains(string(body), "disk") {
+			h.refusals.Add(1)
+			return refusedLog, id
+		}
+	}
+	return unknown, id
+}
+
+func (h *harness) atomikosOutcome(code int, body []byte, err error) outcome {
+	if err != nil {
+		h.lastAnswer.Store(err.Error())
+		return unknown
+	}
+	switch code {
+	case http.StatusNoContent:
+		return confirmed
+	case http.StatusNotFound:
+		return timedOut
+	case http.StatusConflict:
+		return heuristic
+	case http.StatusServiceUnavailable:
+		if strings.Contains(string(body), "disk") {
+			h.refusals.Add(1)
+			return refusedLog
+		}
+	}
+	h.lastAnswer.Store(fmt.Sprintf("%d %s", code, body))
+	return unknown
+}
+
+// inject applies a random fault every 0.5–2.5 s until ctx ends.
+func (h *harness) inject(ctx context.Context) {
+	kinds := []struct {
+		name   string
+		weight int
+		apply  func()
+	}{
+		{"coordinator SIGKILL", 4, func() { h.restartCoordinator(time.Duration(100+h.intn(900)) * time.Millisecond) }},
+		{"coordinator down past link expiry", 1, func() { h.restartCoordinator(3500 * time.Millisecond) }},
+		{"participant crash", 3, func() { h.restartBank(h.intn(*flagBanks), time.Duration(100+h.intn(700))*time.Millisecond) }},
+		{"participant 5xx burst", 3, func() { h.fault(bankpart.Fault{Op: "any", Mode: "status", Status: 503, Count: 30}) }},
+		{"participant slower than the call timeout", 2, func() { h.fault(bankpart.Fault{Op: "any", Mode: "slow", Delay: "1500ms", Count: 4}) }},
+		{"participant connection reset", 2, func() { h.fault(bankpart.Fault{Op: "any", Mode: "reset", Count: 10}) }},
+		{"lost reply", 3, func() { h.fault(bankpart.Fault{Op: "any", Mode: "lost_reply", Count: 10}) }},
+		{"participant breaks its contract", 1, func() { h.fault(bankpart.Fault{Op: "confirm", Mode: "refuse", Count: 1}) }},
+		{"disk full", 2, h.fillDisk},
+	}
+	total := 0
+	for _, k := range kinds {
+		total += k.weight
+	}
+	// Every kind once, in a random order, then at random by weight: even
+	// a short run meets every fault.
+	var order []int
+	for i, k := range kinds {
+		if k.name == "disk full" && h.diskDir == "" {
+			continue
+		}
+		order = append(order, i)
+	}
+	h.rndMu.Lock()
+	h.rnd.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	h.rndMu.Unlock()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(500+h.intn(1500)) * time.Millisecond):
+		}
+		pick := -1
+		if len(order) > 0 {
+			pick, order = order[0], order[1:]
+		} else {
+			r := h.intn(total)
+			for i, k := range kinds {
+				if r < k.weight {
+					pick = i
+					break
+				}
+				r -= k.weight
+			}
+			if kinds[pick].name == "disk full" && h.diskDir == "" {
+				continue
+			}
+		}
+		kinds[pick].apply()
+		h.count(kinds[pick].name)
+	}
+}
+
+// fault installs a fault at a random bank.
+func (h *harness) fault(f bankpart.Fault) {
+	h.mu.Lock()
+	addr := h.bankAddrs[h.intn(*flagBanks)]
+	h.mu.Unlock()
+	h.do("POST", "http://"+addr+"/admin/faults", "application/json", f)
+}
+
+// fillDisk fills the coordinator's tmpfs to a few MiB short of full for
+// about two seconds, then frees it.
+func (h *harness) fillDisk() {
+	filler := filepath.Join(h.diskDir, "filler")
+	free, err := freeSpace(h.diskDir)
+	if err != nil {
+		h.t.Errorf("statfs: %v", err)
+		return
+	}
+	f, err := os.Create(filler)
+	if err != nil {
+		h.t.Errorf("filler: %v", err)
+		return
+	}
+	leave := int64(4 << 20) // below the coordinator's 8 MiB reserve
+	buf := make([]byte, 1<<20)
+	for written := int64(0); written < free-leave; written += int64(len(buf)) {
+		if _, err := f.Write(buf); err != nil {
+			break
+		}
+	}
+	f.Close()
+	h.diskFull.Store(true)
+	// The coordinator must refuse to decide, clearly, while the disk is
+	// nearly full...
+	if !h.waitBegin(http.StatusServiceUnavailable, "nearly full", 3*time.Second) {
+		h.diskAnomalies.Add(1)
+		h.t.Errorf("disk nearly full, but the coordinator did not refuse a new transaction")
+	}
+	time.Sleep(time.Second) // the fault lasts a while longer
+	h.diskFull.Store(false)
+	os.Remove(filler)
+	// ...and take decisions again once space returns.
+	if !h.waitBegin(http.StatusCreated, "", 5*time.Second) {
+		h.diskAnomalies.Add(1)
+		h.t.Errorf("space returned, but the coordinator still refuses new transactions")
+	}
+}
+
+// waitBegin begins transactions until one is answered with status (and a
+// body containing text), or the time is up.
+func (h *harness) waitBegin(status int, text string, within time.Duration) bool {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		code, body, err := h.do("POST", h.coordURL()+"/api/v1/transactions", "application/json", map[string]any{"timeout": "1s"})
+		if err == nil && code == status && strings.Contains(string(body), text) {
+			return true
+		}
+		time.Sleep(50 * time.Millisecond) // the coordinator measures the disk every 50 ms
+	}
+	return false
+}
+
+// quiesce stops the faults, resolves every transfer without a definite
+// answer by asking again, and waits until nothing is in flight anywhere.
+func (h *harness) quiesce() {
+	for _, a := range h.bankAddrs {
+		h.do("DELETE", "http://"+a+"/admin/faults", "", nil)
+	}
+	testproc.WaitReady(h.t, h.coordURL())
+	for _, tr := range h.transfers {
+		if tr.outcome != unknown && tr.outcome != refusedLog {
+			continue
+		}
+		for attempt := 0; ; attempt++ {
+			out, id := h.confirm(tr)
+			tr.id = id
+			if out != unknown {
+				tr.outcome = out
+				break
+			}
+			if attempt > 50 {
+				h.t.Errorf("transfer %v (native %v, id %q): no answer after the faults stopped: %s", tr.debit.URI, tr.native, tr.id, h.lastAnswer.Load())
+				break
+			}
+			time.Sleep(200 * time.Millisecond) // the coordinator is still settling it: ask again
+		}
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for time.Now().Before(deadline) {
+		if h.coordinatorIdle() && h.banksIdle() {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	h.t.Errorf("no quiescence within 90 s")
+}
+
+func (h *harness) listCount(state string) int {
+	_, body, err := h.do("GET", h.coordURL()+"/api/v1/transactions?limit=1000&state="+state, "", nil)
+	if err != nil {
+		return -1
+	}
+	var l struct{ Transactions []json.RawMessage }
+	json.Unmarshal(body, &l)
+	return len(l.Transactions)
+}
+
+func (h *harness) coordinatorIdle() bool {
+	return h.listCount("confirming") == 0 && h.listCount("cancelling") == 0
+}
+
+func (h *harness) audit(addr string) (bankpart.Audit, error) {
+	_, body, err := h.do("GET", "http://"+addr+"/audit", "", nil)
+	var a bankpart.Audit
+	if err == nil {
+		err = json.Unmarshal(body, &a)
+	}
+	return a, err
+}
+
+func (h *harness) banksIdle() bool {
+	for _, a := range h.bankAddrs {
+		au, err := h.audit(a)
+		if err != nil || au.Reservations["tried"] != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (h *harness) reservationState(uri string) string {
+	_, body, err := h.do("GET", uri, "", nil)
+	if err != nil {
+		return "error: " + err.Error()
+	}
+	var r struct{ State string }
+	json.Unmarshal(body, &r)
+	return r.State
+}
+
+// check verifies the invariants and returns the anomalies.
+func (h *harness) check() []string {
+	var anomalies []string
+	add := func(format string, args ...any) { anomalies = append(anomalies, fmt.Sprintf(format, args...)) }
+	breaches := map[string]bool{}
+	var total, initial int64
+	for _, a := range h.bankAddrs {
+		au, err := h.audit(a)
+		if err != nil {
+			add("bank %s: audit: %v", a, err)
+			continue
+		}
+		if !au.Conserved {
+			add("bank %s: money not conserved: %+v", a, au)
+		}
+		if au.DoubleSettled != 0 {
+			add("bank %s: %d reservations settled twice (confirmed and cancelled)", a, au.DoubleSettled)
+		}
+		if au.DebitHolds != 0 || au.CreditHolds != 0 {
+			add("bank %s: holds left after quiescence: %+v", a, au)
+		}
+		for _, b := range au.Breaches {
+			breaches["http://"+a+"/transfers/"+b] = true
+		}
+		total += au.Balances
+		initial += au.Initial
+	}
+	// Overall, money is conserved except by heuristic transfers, which
+	// the checks below attribute; account for their half-done amounts.
+	expected := initial
+	for _, tr := range h.transfers {
+		if tr.outcome != heuristic || tr.credit.URI == "" {
+			continue
+		}
+		if h.reservationState(tr.credit.URI) == "confirmed" {
+			expected += tr.amount
+		}
+		if h.reservationState(tr.debit.URI) == "confirmed" {
+			expected -= tr.amount
+		}
+	}
+	if total != expected {
+		add("money not conserved overall: %d, expected %d (initially %d)", total, expected, initial)
+	}
+	if n := h.diskAnomalies.Load(); n != 0 {
+		add("%d disk-full faults not refused or not recovered from", n)
+	}
+	if n := h.listCount("confirming") + h.listCount("cancelling"); n != 0 {
+		add("%d transactions not final at the coordinator", n)
+	}
+	for _, tr := range h.transfers {
+		if tr.credit.URI == "" {
+			if s := h.reservationState(tr.debit.URI); s == "confirmed" {
+				add("debit %s confirmed without a credit", tr.debit.URI)
+			}
+			continue
+		}
+		d, c := h.reservationState(tr.debit.URI), h.reservationState(tr.credit.URI)
+		breached := breaches[tr.debit.URI] || breaches[tr.credit.URI]
+		switch tr.outcome {
+		case confirmed:
+			if d != "confirmed" || c != "confirmed" {
+				add("acknowledged transfer not confirmed everywhere: debit %s, credit %s (%s)", d, c, tr.debit.URI)
+			}
+		case heuristic:
+			switch {
+			case breached:
+				h.attributed.Add("participant broke its contract")
+			case (d == "expired" && h.expiredWhileDown(tr.debit)) || (c == "expired" && h.expiredWhileDown(tr.credit)):
+				h.attributed.Add("a link expired while the coordinator was down")
+			default:
+				add("heuristic outcome without a cause: debit %s, credit %s (%s)", d, c, tr.debit.URI)
+			}
+		default:
+			if (d == "confirmed") != (c == "confirmed") && !breached {
+				add("transfer %s ended %s: debit %s, credit %s", tr.debit.URI, tr.outcome, d, c)
+			}
+			if tr.outcome == timedOut && (d == "confirmed" || c == "confirmed") {
+				add("transfer reported cancelled but confirmed at a participant: %s", tr.debit.URI)
+			}
+		}
+	}
+	return anomalies
+}
+
+func (h *harness) summary(seed uint64, anomalies []string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "fault campaign: seed %d, %s, %d banks × %d accounts, %d initiators\n", seed, *flagDuration, *flagBanks, *flagAccounts, *flagWorkers)
+	outcomes := map[outcome]int{}
+	for _, tr := range h.transfers {
+		outcomes[tr.outcome]++
+	}
+	fmt.Fprintf(&b, "transactions: %d\n", len(h.transfers))
+	var keys []string
+	for k := range outcomes {
+		keys = append(keys, string(k))
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %-12s %d\n", k, outcomes[outcome(k)])
+	}
+	fmt.Fprintf(&b, "faults injected:\n")
+	var fk []string
+	h.faults.Range(func(k, v any) bool {
+		fk = append(fk, fmt.Sprintf("  %-42s %d", k, v.(*atomic.Int64).Load()))
+		return true
+	})
+	sort.Strings(fk)
+	b.WriteString(strings.Join(fk, "\n") + "\n")
+	fmt.Fprintf(&b, "decisions refused while the disk was full: %d\n", h.refusals.Load())
+	fmt.Fprintf(&b, "heuristic outcomes, by cause:\n%s", h.attributed.String())
+	fmt.Fprintf(&b, "anomalies: %d\n", len(anomalies))
+	for _, a := range anomalies {
+		fmt.Fprintf(&b, "  %s\n", a)
+	}
+	h.t.Log("\n" + b.String())
+}
+
+// freeSpace returns the bytes available in the file system holding dir.
+func freeSpace(dir string) (int64, error) {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(dir, &st); err != nil {
+		return 0, err
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
+}
+
+// counter counts strings.
+type counter struct {
+	mu sync.Mutex
+	m  map[string]int
+}
+
+func (c *counter) Add(k string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string]int{}
+	}
+	c.m[k]++
+}
+
+func (c *counter) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.m) == 0 {
+		return "  none\n"
+	}
+	var lines []string
+	for k, v := range c.m {
+		lines = append(lines, fmt.Sprintf("  %-42s %d", k, v))
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n") + "\n"
+}
