@@ -228,7 +228,7 @@ func (c *Coordinator) settle(op Op, idx int, p Participant, ps *phaseState, even
 			p.State = ParticipantCancelled
 		case VerdictPermanent:
 			p.State = ParticipantFailed
-			c.log.Warn("participant refused", "op", op, "uri", p.URI, "status", r.Status)
+			c.log.Warn("participant call failed for good", "op", op, "uri", p.URI, "status", r.Status, "error", p.LastError)
 		case VerdictRetry:
 			now := c.clock.Now()
 			if !now.Before(p.Expires) {

@@ -342,15 +342,18 @@ func (s *Store) Unfinished(ctx context.Context, fn func(*tccd.Transaction) error
 }
 
 // Purge deletes finished transactions that ended before the given time.
+// It walks the finished index; an entry that no longer matches its
+// record (the record is gone, or finished later) is dropped without
+// counting.
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
 	upper := be64([]byte(pfxFinished), nanos(before))
 	it, err := s.db.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: []byte(pfxFinished), UpperBound: upper})
 	if err != nil {
 		return 0, fmt.Errorf("purge: %w", err)
 	}
-	var ids []string
-	for ok := it.First(); ok && len(ids) < limit; ok = it.Next() {
-		ids = append(ids, string(it.Key()[len(pfxFinished)+8:]))
+	var keys [][]byte
+	for ok := it.First(); ok && len(keys) < limit; ok = it.Next() {
+		keys = append(keys, bytes.Clone(it.Key()))
 	}
 	err = it.Error()
 	it.Close()
@@ -358,43 +361,52 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 		return 0, fmt.Errorf("purge: %w", err)
 	}
 	n := 0
-	for _, id := range ids {
-		if err := s.purgeOne(id, before); err != nil {
+	for _, k := range keys {
+		deleted, err := s.purgeOne(k, before)
+		if err != nil {
 			return n, err
 		}
-		n++
+		if deleted {
+			n++
+		}
 	}
 	return n, nil
 }
 
-func (s *Store) purgeOne(id string, before time.Time) error {
+// purgeOne deletes the finished-index entry key and, if its transaction
+// is final and finished before the given time, the transaction.
+func (s *Store) purgeOne(key []byte, before time.Time) (bool, error) {
+	id := string(key[len(pfxFinished)+8:])
 	mu := s.lock(id)
 	mu.Lock()
 	defer mu.Unlock()
-	v, err := s.get(id)
-	if tccd.ErrorCode(err) == tccd.ENotFound {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	tx, err := decode(v)
-	if err != nil {
-		return err
-	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	_ = b.Delete(finishedKey(nanos(tx.FinishedAt), id), nil)
-	if tx.State.Final() && tx.FinishedAt.Before(before) {
-		created := nanos(tx.CreatedAt)
-		_ = b.Delete(txKey(id), nil)
-		_ = b.Delete(createdKey(created, id), nil)
-		_ = b.Delete(stateKey(stateCode(tx.State), created, id), nil)
+	_ = b.Delete(key, nil)
+	deleted := false
+	v, err := s.get(id)
+	switch {
+	case tccd.ErrorCode(err) == tccd.ENotFound:
+	case err != nil:
+		return false, err
+	default:
+		tx, err := decode(v)
+		if err != nil {
+			return false, err
+		}
+		if tx.State.Final() && tx.FinishedAt.Before(before) {
+			created := nanos(tx.CreatedAt)
+			_ = b.Delete(finishedKey(nanos(tx.FinishedAt), id), nil)
+			_ = b.Delete(txKey(id), nil)
+			_ = b.Delete(createdKey(created, id), nil)
+			_ = b.Delete(stateKey(stateCode(tx.State), created, id), nil)
+			deleted = true
+		}
 	}
 	if err := b.Commit(pdb.NoSync); err != nil {
-		return fmt.Errorf("purge %s: %w", id, err)
+		return false, fmt.Errorf("purge %s: %w", id, err)
 	}
-	return nil
+	return deleted, nil
 }
 
 // pebbleLogger routes Pebble's messages to slog.
