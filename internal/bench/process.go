@@ -31,6 +31,8 @@ type proc struct {
 // address in a line of its output.
 func startProc(ctx context.Context, name, bin string, args []string, addrOf func(string) string) (*proc, error) {
 	cmd := exec.Command(bin, args...)
+	// The processes die with the benchmark, however it ends.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}

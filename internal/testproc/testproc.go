@@ -75,6 +75,9 @@ func (p *Proc) Exited() bool {
 func start(t testing.TB, name, bin string, args []string, addrOf func(string) string) *Proc {
 	t.Helper()
 	cmd := exec.Command(bin, args...)
+	// Children die with the test binary, even when it is killed by a
+	// test timeout before its cleanups run.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
 	p := &Proc{Name: name, cmd: cmd, log: &syncBuffer{}, done: make(chan struct{})}

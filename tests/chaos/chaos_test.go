@@ -173,7 +173,7 @@ func TestFaultCampaign(t *testing.T) {
 	}
 }
 
-// mountDisk puts the coordinator's data directory on a 64 MiB tmpfs, so
+// mountDisk puts the coordinator's data directory on a 512 MiB tmpfs, so
 // that the campaign can fill the disk for real. Mounting needs root; under
 // CI it must work.
 func (h *harness) mountDisk() {
@@ -181,7 +181,7 @@ func (h *harness) mountDisk() {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		h.t.Fatal(err)
 	}
-	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", dir).CombinedOutput()
+	out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=512m", "tmpfs", dir).CombinedOutput()
 	if err != nil {
 		if os.Getenv("CI") == "true" {
 			h.t.Fatalf("cannot mount a tmpfs for the disk-full fault (needs root): %v %s", err, out)
@@ -213,6 +213,9 @@ func (h *harness) startAll() {
 		"--data", h.dataDir(), "--call-timeout", "1s", "--retry-min", "20ms", "--retry-max", "300ms",
 		"--confirm-wait", "3s", "--shutdown-grace", "500ms", "--margin-floor", "300ms",
 		"--min-free-space", "8MiB", "--redrive-interval", "1s",
+		// Finished transactions are purged soon, so that a long run's log
+		// does not fill the small disk by itself.
+		"--retention", "1m", "--purge-interval", "5s",
 	}
 	h.coord = testproc.StartTccd(h.t, bins.tccd, h.coordFlags...)
 	h.coordAddr = h.coord.Addr
