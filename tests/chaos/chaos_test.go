@@ -213,9 +213,10 @@ func (h *harness) startAll() {
 		"--data", h.dataDir(), "--call-timeout", "1s", "--retry-min", "20ms", "--retry-max", "300ms",
 		"--confirm-wait", "3s", "--shutdown-grace", "500ms", "--margin-floor", "300ms",
 		"--min-free-space", "8MiB", "--redrive-interval", "1s",
-		// Finished transactions are purged soon, so that a long run's log
-		// does not fill the small disk by itself.
-		"--retention", "1m", "--purge-interval", "5s",
+		// Finished transactions are purged after a while, so that a long
+		// run's log does not fill the small disk by itself; long after any
+		// client repeats a confirm (a repeat is answered from the record).
+		"--retention", "5m", "--purge-interval", "10s",
 	}
 	h.coord = testproc.StartTccd(h.t, bins.tccd, h.coordFlags...)
 	h.coordAddr = h.coord.Addr
@@ -343,6 +344,20 @@ func (h *harness) transfer(ctx context.Context, native bool) {
 	}
 	tr.credit = credit
 	tr.outcome, tr.id = h.confirm(tr)
+	// Like any client, repeat a confirm that got no definite answer (a
+	// crash, a disk-full refusal) until one comes: the answer is only
+	// remembered for the coordinator's retention.
+	for (tr.outcome == unknown || tr.outcome == refusedLog) && ctx.Err() == nil {
+		if tr.native && tr.id == "" {
+			// The begin got no answer. Begin is not idempotent, so it is
+			// not repeated: if it happened, the transaction times out and
+			// is cancelled.
+			tr.outcome = abandoned
+			break
+		}
+		time.Sleep(time.Duration(100+h.intn(200)) * time.Millisecond) // back off before asking again
+		tr.outcome, tr.id = h.confirm(tr)
+	}
 	if tr.outcome == confirmed {
 		tr.ackedAt = time.Now()
 	}
@@ -558,6 +573,10 @@ func (h *harness) quiesce() {
 	testproc.WaitReady(h.t, h.coordURL())
 	for _, tr := range h.transfers {
 		if tr.outcome != unknown && tr.outcome != refusedLog {
+			continue
+		}
+		if tr.native && tr.id == "" {
+			tr.outcome = abandoned // see transfer: begin is not repeated
 			continue
 		}
 		for attempt := 0; ; attempt++ {
