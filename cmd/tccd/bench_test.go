@@ -17,7 +17,7 @@ func TestBenchSmoke(t *testing.T) {
 	chart := filepath.Join(dir, "lat.svg")
 	for _, workload := range []string{"oneshot", "registered", "cancel-mix"} {
 		t.Run(workload, func(t *testing.T) {
-			cmd := exec.Command(bins.tccd, "bench", "--json", "--workload", workload, "--participants", "1,2",
+			cmd := exec.Command(bins["tccd"], "bench", "--json", "--workload", workload, "--participants", "1,2",
 				"--duration", "300ms", "--warmup", "0s", "--rounds", "1", "--concurrency", "4", "--chart", chart)
 			var stdout, stderr bytes.Buffer
 			cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -17,28 +16,12 @@ import (
 	"github.com/tccd/tccd/internal/testproc"
 )
 
-// bins are the binaries the process tests run, built once in TestMain.
-var bins struct {
-	tccd, part string
-}
+// bins are the binaries the process tests run ("tccd", "testpart"), built
+// once in TestMain.
+var bins = map[string]string{}
 
 func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "tccd-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if bins.tccd, err = testproc.Build(dir, "github.com/tccd/tccd/cmd/tccd"); err == nil {
-		bins.part, err = testproc.Build(dir, "github.com/tccd/tccd/internal/testpart/cmd/testpart")
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testproc.Main(m, bins, "github.com/tccd/tccd/cmd/tccd", "github.com/tccd/tccd/internal/testpart/cmd/testpart")
 }
 
 // link is a participant link as the participant's try returns it.
@@ -114,11 +97,11 @@ func participantStats(t *testing.T, c *http.Client, base string) testpart.Stats 
 // and cancelled.
 func TestCrashRecoverySIGKILL(t *testing.T) {
 	const n = 400
-	p1 := testproc.StartParticipant(t, bins.part, "--latency", "20ms")
-	p2 := testproc.StartParticipant(t, bins.part, "--latency", "20ms")
+	p1 := testproc.StartParticipant(t, bins["testpart"], "--latency", "20ms")
+	p2 := testproc.StartParticipant(t, bins["testpart"], "--latency", "20ms")
 	data := t.TempDir()
 	flags := []string{"--data", data, "--retry-min", "10ms", "--retry-max", "200ms", "--shutdown-grace", "1s"}
-	co := testproc.StartTccd(t, bins.tccd, flags...)
+	co := testproc.StartTccd(t, bins["tccd"], flags...)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512}}
 
 	type txn struct {
@@ -192,7 +175,7 @@ func TestCrashRecoverySIGKILL(t *testing.T) {
 	once.Do(func() { co.Kill(); close(killed) })
 	t.Logf("acknowledged before the kill: %d of %d", acked.Load(), n)
 
-	co = testproc.StartTccd(t, bins.tccd, flags...)
+	co = testproc.StartTccd(t, bins["tccd"], flags...)
 	var resumed int
 	for _, line := range strings.Split(co.Log(), "\n") {
 		var rec struct {
@@ -275,10 +258,10 @@ func TestCrashRecoverySIGKILL(t *testing.T) {
 // TestGracefulShutdown checks SIGTERM: the process exits 0, and a
 // transaction whose participant is down resumes after the restart.
 func TestGracefulShutdown(t *testing.T) {
-	p := testproc.StartParticipant(t, bins.part)
+	p := testproc.StartParticipant(t, bins["testpart"])
 	data := t.TempDir()
 	flags := []string{"--data", data, "--retry-min", "10ms", "--retry-max", "50ms", "--shutdown-grace", "200ms", "--confirm-wait", "300ms"}
-	co := testproc.StartTccd(t, bins.tccd, flags...)
+	co := testproc.StartTccd(t, bins["tccd"], flags...)
 	client := &http.Client{Timeout: 10 * time.Second}
 
 	code, body, _ := do(client, "GET", co.URL()+"/healthz", "", nil)
@@ -301,7 +284,7 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Errorf("no clean stop logged:\n%s", co.Log())
 	}
 	do(client, "DELETE", p.URL()+"/faults", "", nil)
-	co = testproc.StartTccd(t, bins.tccd, flags...)
+	co = testproc.StartTccd(t, bins["tccd"], flags...)
 	deadline := time.Now().Add(10 * time.Second)
 	for reservationState(t, client, l.URI) != testpart.Confirmed {
 		if time.Now().After(deadline) {

@@ -2,6 +2,7 @@ package shop_test
 
 import (
 	"fmt"
+	"github.com/tccd/tccd/internal/testproc"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 var bins = map[string]string{}
 
 func TestMain(m *testing.M) {
-	e2e.Main(m, bins, "github.com/tccd/tccd/cmd/tccd", "github.com/tccd/tccd/examples/shop/cmd/shop")
+	testproc.Main(m, bins, "github.com/tccd/tccd/cmd/tccd", "github.com/tccd/tccd/examples/shop/cmd/shop")
 }
 
 // TestShop runs the inventory-and-funds example across real processes —

@@ -3,6 +3,7 @@ package theatre_test
 import (
 	"database/sql"
 	"fmt"
+	"github.com/tccd/tccd/internal/testproc"
 	"path"
 	"strings"
 	"testing"
@@ -18,7 +19,7 @@ import (
 var bins = map[string]string{}
 
 func TestMain(m *testing.M) {
-	e2e.Main(m, bins, "github.com/tccd/tccd/cmd/tccd", "github.com/tccd/tccd/examples/theatre/cmd/theatre")
+	testproc.Main(m, bins, "github.com/tccd/tccd/cmd/tccd", "github.com/tccd/tccd/examples/theatre/cmd/theatre")
 }
 
 // TestTheatre runs the seat-reservation example across real processes —

@@ -3,6 +3,7 @@ package trip_test
 import (
 	"database/sql"
 	"fmt"
+	"github.com/tccd/tccd/internal/testproc"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +16,7 @@ import (
 var bins = map[string]string{}
 
 func TestMain(m *testing.M) {
-	e2e.Main(m, bins, "github.com/tccd/tccd/cmd/tccd", "github.com/tccd/tccd/examples/trip/cmd/trip")
+	testproc.Main(m, bins, "github.com/tccd/tccd/cmd/tccd", "github.com/tccd/tccd/examples/trip/cmd/trip")
 }
 
 const (

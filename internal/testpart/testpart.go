@@ -256,50 +256,49 @@ func (s *Service) finish(w http.ResponseWriter, status int, after *Fault) {
 
 func (s *Service) confirm(w http.ResponseWriter, r *http.Request) {
 	s.confirmCalls.Add(1)
-	answered, after := s.preamble(w, "confirm")
-	if answered {
-		return
-	}
-	s.mu.Lock()
-	res, ok := s.res[r.PathValue("id")]
-	status := http.StatusNotFound
-	if ok {
+	s.settle(w, r, "confirm", func(res *Reservation) int {
 		res.Confirms++
-		s.expire(res, time.Now())
 		switch res.State {
 		case Tried:
 			res.State = Confirmed
-			status = http.StatusNoContent
+			return http.StatusNoContent
 		case Confirmed:
-			status = http.StatusNoContent
+			return http.StatusNoContent
 		}
-	}
-	s.mu.Unlock()
-	s.finish(w, status, after)
+		return http.StatusNotFound
+	})
 }
 
 func (s *Service) cancel(w http.ResponseWriter, r *http.Request) {
 	s.cancelCalls.Add(1)
-	answered, after := s.preamble(w, "cancel")
+	s.settle(w, r, "cancel", func(res *Reservation) int {
+		res.Cancels++
+		switch res.State {
+		case Tried:
+			res.State = Cancelled
+			return http.StatusNoContent
+		case Cancelled, Expired:
+			return http.StatusNoContent
+		case Confirmed:
+			res.CancelAfterConfirm++
+			return http.StatusConflict
+		}
+		return http.StatusNotFound
+	})
+}
+
+// settle applies faults, then change to the reservation named in the path
+// (404 if unknown), and answers with the status change returns.
+func (s *Service) settle(w http.ResponseWriter, r *http.Request, op string, change func(*Reservation) int) {
+	answered, after := s.preamble(w, op)
 	if answered {
 		return
 	}
 	s.mu.Lock()
-	res, ok := s.res[r.PathValue("id")]
 	status := http.StatusNotFound
-	if ok {
-		res.Cancels++
+	if res, ok := s.res[r.PathValue("id")]; ok {
 		s.expire(res, time.Now())
-		switch res.State {
-		case Tried:
-			res.State = Cancelled
-			status = http.StatusNoContent
-		case Cancelled, Expired:
-			status = http.StatusNoContent
-		case Confirmed:
-			res.CancelAfterConfirm++
-			status = http.StatusConflict
-		}
+		status = change(res)
 	}
 	s.mu.Unlock()
 	s.finish(w, status, after)

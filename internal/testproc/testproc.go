@@ -31,6 +31,29 @@ func Build(dir, pkg string) (string, error) {
 	return out, nil
 }
 
+// Main builds the binaries of pkgs (import paths) into a temporary
+// directory, records each path in bins under its base name ("tccd",
+// "testpart"), runs the tests and exits. Call it from TestMain.
+func Main(m *testing.M, bins map[string]string, pkgs ...string) {
+	dir, err := os.MkdirTemp("", "tccd-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	for _, pkg := range pkgs {
+		bin, err := Build(dir, pkg)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+		bins[filepath.Base(pkg)] = bin
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
 // Proc is a running child process.
 type Proc struct {
 	Name string

@@ -39,26 +39,12 @@ var (
 	flagAccounts = flag.Int("chaos.accounts", 20, "accounts per bank")
 )
 
-var bins struct{ tccd, bank string }
+// bins are the binaries the campaign runs ("tccd", "bankpart").
+var bins = map[string]string{}
 
 func TestMain(m *testing.M) {
 	flag.Parse()
-	dir, err := os.MkdirTemp("", "tccd-chaos-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	if bins.tccd, err = testproc.Build(dir, "github.com/tccd/tccd/cmd/tccd"); err == nil {
-		bins.bank, err = testproc.Build(dir, "github.com/tccd/tccd/internal/bankpart/cmd/bankpart")
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.RemoveAll(dir)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
+	testproc.Main(m, bins, "github.com/tccd/tccd/cmd/tccd", "github.com/tccd/tccd/internal/bankpart/cmd/bankpart")
 }
 
 // outcome of a transfer as its initiator saw it.
@@ -204,7 +190,7 @@ func (h *harness) dataDir() string {
 func (h *harness) startAll() {
 	for i := 0; i < *flagBanks; i++ {
 		db := filepath.Join(h.dir, fmt.Sprintf("bank%d.db", i))
-		p := testproc.StartParticipant(h.t, bins.bank, "--db", db, "--accounts", fmt.Sprint(*flagAccounts), "--initial", "1000")
+		p := testproc.StartParticipant(h.t, bins["bankpart"], "--db", db, "--accounts", fmt.Sprint(*flagAccounts), "--initial", "1000")
 		h.banks = append(h.banks, p)
 		h.bankAddrs = append(h.bankAddrs, p.Addr)
 		h.bankDBs = append(h.bankDBs, db)
@@ -218,7 +204,7 @@ func (h *harness) startAll() {
 		// client repeats a confirm (a repeat is answered from the record).
 		"--retention", "5m", "--purge-interval", "10s",
 	}
-	h.coord = testproc.StartTccd(h.t, bins.tccd, h.coordFlags...)
+	h.coord = testproc.StartTccd(h.t, bins["tccd"], h.coordFlags...)
 	h.coordAddr = h.coord.Addr
 }
 
@@ -232,7 +218,7 @@ func (h *harness) restartCoordinator(down time.Duration) {
 	start := time.Now()
 	h.coord.Kill()
 	time.Sleep(down) // the downtime is the fault being injected
-	h.coord = testproc.StartTccd(h.t, bins.tccd, append(h.coordFlags, "--listen", h.coordAddr)...)
+	h.coord = testproc.StartTccd(h.t, bins["tccd"], append(h.coordFlags, "--listen", h.coordAddr)...)
 	h.downMu.Lock()
 	h.downtimes = append(h.downtimes, [2]time.Time{start, time.Now()})
 	h.downMu.Unlock()
@@ -262,7 +248,7 @@ func (h *harness) restartBank(i int, down time.Duration) {
 	defer h.mu.Unlock()
 	h.banks[i].Kill()
 	time.Sleep(down) // the downtime is the fault being injected
-	h.banks[i] = testproc.StartParticipant(h.t, bins.bank, "--db", h.bankDBs[i], "--listen", h.bankAddrs[i])
+	h.banks[i] = testproc.StartParticipant(h.t, bins["bankpart"], "--db", h.bankDBs[i], "--listen", h.bankAddrs[i])
 }
 
 // workload runs transfers until ctx ends.

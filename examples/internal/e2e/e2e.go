@@ -39,29 +39,6 @@ const EnvPostgres = "TCCD_TEST_POSTGRES"
 // Backends are the databases every example's test runs on.
 var Backends = []string{"sqlite", "postgres"}
 
-// Main builds the binaries of pkgs (import paths) into a temporary
-// directory, records each path in bins under its base name ("tccd",
-// "trip"), runs the tests and exits. Call it from TestMain.
-func Main(m *testing.M, bins map[string]string, pkgs ...string) {
-	dir, err := os.MkdirTemp("", "tccd-examples-bin")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	for _, pkg := range pkgs {
-		bin, err := testproc.Build(dir, pkg)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			os.RemoveAll(dir)
-			os.Exit(1)
-		}
-		bins[filepath.Base(pkg)] = bin
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
 // Env is one test's world: a backend and the processes started in it.
 type Env struct {
 	t       *testing.T
