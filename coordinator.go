@@ -41,6 +41,7 @@ type Coordinator struct {
 	drivers map[string]*driver
 	timers  map[string]*time.Timer
 	ready   atomic.Bool
+	pool    *workers // runs drivers and participant call loops
 }
 
 // driver is the one goroutine settling a decided transaction.
@@ -69,6 +70,7 @@ func NewCoordinator(cfg Config, store Store, caller Caller, clock Clock, log *sl
 		cfg: cfg.WithDefaults(), store: store, caller: caller, clock: clock, log: log,
 		rtt: newRTTTable(), links: links, ctx: ctx, cancel: cancel, callCtx: callCtx, callCancel: callCancel,
 		drivers: make(map[string]*driver), timers: make(map[string]*time.Timer),
+		pool: newWorkers(10 * time.Second),
 	}
 }
 
@@ -205,6 +207,7 @@ func (c *Coordinator) Close() error {
 	c.wg.Wait()
 	hard.Stop()
 	c.callCancel()
+	c.pool.Close()
 	return nil
 }
 

@@ -29,7 +29,7 @@ func (c *Coordinator) startDriver(tx *Transaction, fresh bool) *driver {
 		own = tx.Clone()
 	}
 	c.wg.Add(1)
-	go func() {
+	c.pool.Go(func() {
 		defer c.wg.Done()
 		final, err := c.drive(tx.ID, own)
 		c.mu.Lock()
@@ -37,7 +37,7 @@ func (c *Coordinator) startDriver(tx *Transaction, fresh bool) *driver {
 		c.mu.Unlock()
 		d.final, d.err = final, err
 		close(d.done)
-	}()
+	})
 	return d
 }
 
@@ -129,12 +129,12 @@ func (c *Coordinator) runPhase(tx *Transaction, op Op) bool {
 	workers := min(len(pending), c.cfg.MaxParallel)
 	for w := 0; w < workers; w++ {
 		c.wg.Add(1)
-		go func() {
+		c.pool.Go(func() {
 			defer c.wg.Done()
 			for i := range jobs {
 				c.settle(op, i, tx.Participants[i], ps, events)
 			}
-		}()
+		})
 	}
 	for left := len(pending); left > 0; {
 		ev := <-events

@@ -135,6 +135,10 @@ var basicOffset = regexp.MustCompile(`([+-]\d{2})(\d{2})$`)
 // offset (Z, +01:00 or +0100) and optional fractional seconds, after the
 // Unix epoch and not after 2262-04-11T23:47:16.854775807Z.
 func ParseExpires(s string) (time.Time, error) {
+	if t, err := time.Parse(time.RFC3339Nano, s); err == nil && tccd.ExpiresInRange(t) {
+		// The usual form; the rest below only widens what is accepted.
+		return t, nil
+	}
 	norm := strings.ToUpper(strings.TrimSpace(s))
 	if len(norm) > 10 && norm[10] == ' ' {
 		norm = norm[:10] + "T" + norm[11:]
@@ -274,6 +278,9 @@ func DecodeResolve(body []byte) (tccd.State, string, error) {
 func DecodeAtomikos(body []byte) ([]tccd.Link, error) {
 	if len(bytes.TrimSpace(body)) == 0 || string(bytes.TrimSpace(body)) == "null" {
 		return nil, tccd.Errorf(tccd.EInvalid, "transaction must not be null")
+	}
+	if links, ok := decodeAtomikosFast(body); ok {
+		return toLinks(links, "participantLinks")
 	}
 	var req AtomikosRequest
 	if err := strictDecode(body, &req, false); err != nil {

@@ -66,7 +66,27 @@ type Store struct {
 	space spaceGuard
 	cache *pdb.Cache
 	seed  maphash.Seed
-	locks [256]sync.Mutex // striped by id: serialises read-check-write of one id
+	// stripes serialise the read-check-write of one id, and hold the
+	// headers of the unfinished transactions this process has written.
+	stripes [256]stripe
+
+	ids          idFilter
+	filterCtx    context.Context
+	filterCancel context.CancelFunc
+	filterWG     sync.WaitGroup
+}
+
+// stripe is one lock of the store and the headers of the unfinished
+// transactions whose ids hash to it. Every write of a record goes through
+// the store under its stripe's lock, so a header here is the stored one:
+// Update checks the version against it instead of reading the record, and
+// Create knows such an id exists without a lookup. A final record leaves
+// the map; so does an id whose write failed (the store cannot tell what
+// is on disk then, and reads it next time). The map holds only
+// transactions in flight, a few dozen bytes each.
+type stripe struct {
+	mu   sync.Mutex
+	live map[string]header
 }
 
 var _ tccd.Store = (*Store)(nil)
@@ -107,11 +127,16 @@ func Open(dir string, opts Options) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	return &Store{db: db, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{dir: dir, min: opts.MinFreeBytes}}, nil
+	s := &Store{db: db, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{dir: dir, min: opts.MinFreeBytes}}
+	s.filterCtx, s.filterCancel = context.WithCancel(context.Background())
+	s.ids.start = s.startFilter
+	s.startFilter(0)
+	return s, nil
 }
 
 // Close flushes and closes the store.
 func (s *Store) Close() error {
+	s.stopFilter()
 	err := s.db.Flush()
 	if cerr := s.db.Close(); err == nil {
 		err = cerr
@@ -120,8 +145,24 @@ func (s *Store) Close() error {
 	return err
 }
 
-func (s *Store) lock(id string) *sync.Mutex {
-	return &s.locks[maphash.String(s.seed, id)%uint64(len(s.locks))]
+// lock locks the stripe of id and returns it.
+func (s *Store) lock(id string) *stripe {
+	st := &s.stripes[maphash.String(s.seed, id)%uint64(len(s.stripes))]
+	st.mu.Lock()
+	return st
+}
+
+// remember records the header of a written record: kept while the
+// transaction is unfinished, dropped when it is final.
+func (st *stripe) remember(id string, h header, final bool) {
+	if final {
+		delete(st.live, id)
+		return
+	}
+	if st.live == nil {
+		st.live = make(map[string]header)
+	}
+	st.live[id] = h
 }
 
 func txKey(id string) []byte { return append([]byte(pfxTx), id...) }
@@ -171,13 +212,17 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	if !tx.State.Valid() {
 		return tccd.Errorf(tccd.EInvalid, "invalid state %q", tx.State)
 	}
-	mu := s.lock(tx.ID)
-	mu.Lock()
-	defer mu.Unlock()
-	if _, err := s.get(tx.ID); err == nil {
+	st := s.lock(tx.ID)
+	defer st.mu.Unlock()
+	if _, ok := st.live[tx.ID]; ok {
 		return tccd.Errorf(tccd.EConflict, "transaction %s already exists", tx.ID)
-	} else if tccd.ErrorCode(err) != tccd.ENotFound {
-		return err
+	}
+	if s.ids.mayExist(tx.ID) {
+		if _, err := s.get(tx.ID); err == nil {
+			return tccd.Errorf(tccd.EConflict, "transaction %s already exists", tx.ID)
+		} else if tccd.ErrorCode(err) != tccd.ENotFound {
+			return err
+		}
 	}
 	v, err := encode(tx, 1)
 	if err != nil {
@@ -192,10 +237,13 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	if tx.State.Final() {
 		_ = b.Set(finishedKey(nanos(tx.FinishedAt), tx.ID), nil, nil)
 	}
+	// Into the filter before the write: a failed write may have happened.
+	s.ids.add(tx.ID)
 	if err := b.Commit(writeOpts(durable)); err != nil {
 		return fmt.Errorf("create %s: %w", tx.ID, err)
 	}
 	tx.Version = 1
+	st.remember(tx.ID, header{version: 1, state: stateCode(tx.State), created: created}, tx.State.Final())
 	return nil
 }
 
@@ -219,16 +267,17 @@ func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	if err := s.space.check(); err != nil {
 		return err
 	}
-	mu := s.lock(tx.ID)
-	mu.Lock()
-	defer mu.Unlock()
-	old, err := s.get(tx.ID)
-	if err != nil {
-		return err
-	}
-	h, err := decodeHeader(old)
-	if err != nil {
-		return err
+	st := s.lock(tx.ID)
+	defer st.mu.Unlock()
+	h, ok := st.live[tx.ID]
+	if !ok {
+		old, err := s.get(tx.ID)
+		if err != nil {
+			return err
+		}
+		if h, err = decodeHeader(old); err != nil {
+			return err
+		}
 	}
 	if h.version != tx.Version {
 		return tccd.Errorf(tccd.EConflict, "transaction %s was changed concurrently (version %d, not %d)", tx.ID, h.version, tx.Version)
@@ -255,9 +304,11 @@ func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) 
 		}
 	}
 	if err := b.Commit(writeOpts(durable)); err != nil {
+		delete(st.live, tx.ID)
 		return fmt.Errorf("update %s: %w", tx.ID, err)
 	}
 	tx.Version++
+	st.remember(tx.ID, header{version: tx.Version, state: stateCode(tx.State), created: h.created}, tx.State.Final())
 	return nil
 }
 
@@ -377,9 +428,8 @@ func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, er
 // is final and finished before the given time, the transaction.
 func (s *Store) purgeOne(key []byte, before time.Time) (bool, error) {
 	id := string(key[len(pfxFinished)+8:])
-	mu := s.lock(id)
-	mu.Lock()
-	defer mu.Unlock()
+	st := s.lock(id)
+	defer st.mu.Unlock()
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Delete(key, nil)

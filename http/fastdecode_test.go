@@ -1,0 +1,72 @@
+package http
+
+import (
+	"encoding/json"
+	"reflect"
+	"testing"
+)
+
+var fastDecodeCases = []struct {
+	body string
+	ok   bool // the fast path reads it (else encoding/json does)
+}{
+	{`{"participantLinks":[{"uri":"http://a/r/1","expires":"2030-01-01T00:00:00Z"}]}`, true},
+	{` {"participantLinks" : [ {"uri":"http://a/r/1","expires":"x","rel":"tcc"} , {"expires":"y"} ] } `, true},
+	{`{"participantLinks":[],"other":{"deep":[1,2,{"x":null}]}}`, true},
+	{`{"participantLinks":[{"uri":"http://a/r/\u00e9\"","extra":[true]}]}`, true},
+	{`{"participantLinks":[{"uri":"http://a/r/1","expires":"2030-01-01T00:00:00Z"}]} {}`, false},
+	{`{"participantlinks":[]}`, false},
+	{`{"participantLinks":[{"URI":"http://a"}]}`, false},
+	{`{"participantLinks":[{"ur\u0130":"http://a"}]}`, false},
+	{`{"participantLinks":[{"uri":null}]}`, false},
+	{`{"participantLinks":[{"uri":1}]}`, false},
+	{`{"participantLinks":[{"uri":"a","uri":"b"}]}`, false},
+	{`{"participantLinks":null}`, false},
+	{`{"participantLinks":[1]}`, false},
+	{`{"participantLinks":[{"uri":"a"}],"participantLinks":[]}`, false},
+	{`{}`, false},
+	{`[]`, false},
+	{`null`, false},
+	{"{\"participantLinks\":[{\"uri\":\"\xff\"}]}", false},
+	{`{"participantLinks":[{"uri":"a"}]`, false},
+}
+
+func TestDecodeAtomikosFast(t *testing.T) {
+	for _, tc := range fastDecodeCases {
+		t.Run(tc.body, func(t *testing.T) {
+			links, ok := decodeAtomikosFast([]byte(tc.body))
+			if ok != tc.ok {
+				t.Fatalf("fast path ok = %v, want %v", ok, tc.ok)
+			}
+			if ok {
+				sameAsReflective(t, []byte(tc.body), links)
+			}
+		})
+	}
+}
+
+// sameAsReflective checks that encoding/json reads body, as the fast path
+// did, to links.
+func sameAsReflective(t *testing.T, body []byte, links []Link) {
+	t.Helper()
+	var req AtomikosRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		t.Fatalf("fast path read %q, encoding/json refuses it: %v", body, err)
+	}
+	if !reflect.DeepEqual(req.ParticipantLinks, links) {
+		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", body, links, req.ParticipantLinks)
+	}
+}
+
+// FuzzDecodeAtomikosFast holds the fast path to encoding/json: whatever it
+// reads, encoding/json reads the same.
+func FuzzDecodeAtomikosFast(f *testing.F) {
+	for _, tc := range fastDecodeCases {
+		f.Add([]byte(tc.body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if links, ok := decodeAtomikosFast(body); ok {
+			sameAsReflective(t, body, links)
+		}
+	})
+}
