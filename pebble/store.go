@@ -76,17 +76,24 @@ type Store struct {
 	filterWG     sync.WaitGroup
 }
 
-// stripe is one lock of the store and the headers of the unfinished
+// stripe is one lock of the store and the records of the unfinished
 // transactions whose ids hash to it. Every write of a record goes through
-// the store under its stripe's lock, so a header here is the stored one:
-// Update checks the version against it instead of reading the record, and
-// Create knows such an id exists without a lookup. A final record leaves
-// the map; so does an id whose write failed (the store cannot tell what
-// is on disk then, and reads it next time). The map holds only
-// transactions in flight, a few dozen bytes each.
+// the store under its stripe's lock, so a record here is the stored one:
+// Get decodes it and Update checks the version against it without reading
+// Pebble, and Create knows such an id exists. A final record leaves the
+// map; so does an id whose write failed (the store cannot tell what is on
+// disk then, and reads it next time). The map holds only transactions in
+// flight, each as its encoded record (a few hundred bytes).
 type stripe struct {
 	mu   sync.Mutex
-	live map[string]header
+	live map[string]liveRecord
+}
+
+// liveRecord is the stored value of an unfinished transaction and its
+// decoded header. The value is never changed once here; a write replaces it.
+type liveRecord struct {
+	header
+	value []byte
 }
 
 var _ tccd.Store = (*Store)(nil)
@@ -152,17 +159,17 @@ func (s *Store) lock(id string) *stripe {
 	return st
 }
 
-// remember records the header of a written record: kept while the
-// transaction is unfinished, dropped when it is final.
-func (st *stripe) remember(id string, h header, final bool) {
+// remember records a written record: kept while the transaction is
+// unfinished, dropped when it is final.
+func (st *stripe) remember(id string, h header, value []byte, final bool) {
 	if final {
 		delete(st.live, id)
 		return
 	}
 	if st.live == nil {
-		st.live = make(map[string]header)
+		st.live = make(map[string]liveRecord)
 	}
-	st.live[id] = h
+	st.live[id] = liveRecord{header: h, value: value}
 }
 
 func txKey(id string) []byte { return append([]byte(pfxTx), id...) }
@@ -243,7 +250,7 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 		return fmt.Errorf("create %s: %w", tx.ID, err)
 	}
 	tx.Version = 1
-	st.remember(tx.ID, header{version: 1, state: stateCode(tx.State), created: created}, tx.State.Final())
+	st.remember(tx.ID, header{version: 1, state: stateCode(tx.State), created: created}, v, tx.State.Final())
 	return nil
 }
 
@@ -251,6 +258,12 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 func (s *Store) Get(ctx context.Context, id string) (*tccd.Transaction, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	st := s.lock(id)
+	rec, ok := st.live[id]
+	st.mu.Unlock()
+	if ok {
+		return decode(rec.value)
 	}
 	v, err := s.get(id)
 	if err != nil {
@@ -269,7 +282,8 @@ func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	}
 	st := s.lock(tx.ID)
 	defer st.mu.Unlock()
-	h, ok := st.live[tx.ID]
+	rec, ok := st.live[tx.ID]
+	h := rec.header
 	if !ok {
 		old, err := s.get(tx.ID)
 		if err != nil {
@@ -308,7 +322,7 @@ func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) 
 		return fmt.Errorf("update %s: %w", tx.ID, err)
 	}
 	tx.Version++
-	st.remember(tx.ID, header{version: tx.Version, state: stateCode(tx.State), created: h.created}, tx.State.Final())
+	st.remember(tx.ID, header{version: tx.Version, state: stateCode(tx.State), created: h.created}, v, tx.State.Final())
 	return nil
 }
 

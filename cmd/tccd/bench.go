@@ -32,6 +32,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Float64Var(&cfg.CancelRatio, "cancel-ratio", 0.5, "share of cancels in the cancel-mix workload")
 	fs.IntVar(&cfg.Fill, "fill", 0, "recovery workload: unfinished transactions in the data directory at the start")
 	fs.IntVar(&cfg.FillFinished, "fill-finished", 0, "finished transactions written into the started coordinator's data directory before the load")
+	fs.IntVar(&cfg.Confirming, "confirming", 0, "inflight workload: one-shot confirms held in flight at once (0: min(--count, 1000))")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory of the started coordinator (default: a temporary one)")
 	fs.StringVar(&serveArgs, "serve-args", "", "extra flags for the started coordinator, space-separated")
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object on stdout instead of the table")

@@ -3,11 +3,14 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tccd/tccd/internal/testproc"
 )
 
 // TestBenchSmoke runs a very short `tccd bench --json` with the real
@@ -60,5 +63,48 @@ func TestBenchSmoke(t *testing.T) {
 				t.Fatalf("chart: %v", err)
 			}
 		})
+	}
+}
+
+// TestDebugHeap checks the benchmark's heap endpoint: JSON figures on the
+// debug listener, nothing on the API's.
+func TestDebugHeap(t *testing.T) {
+	co := testproc.StartTccd(t, bins["tccd"], "--data", t.TempDir(), "--debug-listen", "127.0.0.1:0")
+	var debugAddr string
+	for _, line := range strings.Split(co.Log(), "\n") {
+		var rec struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "debug server listening" {
+			debugAddr = rec.Addr
+		}
+	}
+	if debugAddr == "" {
+		t.Fatalf("no debug listener in the log:\n%s", co.Log())
+	}
+	resp, err := http.Get("http://" + debugAddr + "/debug/heap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hs struct {
+		HeapAlloc   *int64 `json:"heap_alloc"`
+		HeapObjects *int64 `json:"heap_objects"`
+		StackInuse  *int64 `json:"stack_inuse"`
+		Goroutines  *int64 `json:"goroutines"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&hs)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != http.StatusOK || hs.HeapAlloc == nil || *hs.HeapAlloc <= 0 || hs.HeapObjects == nil ||
+		*hs.HeapObjects <= 0 || hs.StackInuse == nil || *hs.StackInuse <= 0 || hs.Goroutines == nil || *hs.Goroutines <= 0 {
+		t.Fatalf("debug heap: HTTP %d, %v, %+v", resp.StatusCode, err, hs)
+	}
+	resp, err = http.Get(co.URL() + "/debug/heap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("API listener answers /debug/heap with HTTP %d, want 404", resp.StatusCode)
 	}
 }

@@ -91,7 +91,7 @@ func (c *Config) options() []option {
 		{"min-free-space", "disk space kept free for the log (e.g. 64MiB); below it decisions are refused with 503", (*byteSizeValue)(&c.MinFreeSpace)},
 		{"redrive-interval", "how often decided transactions left unsettled by a store error are driven again", (*durationValue)(&cc.RedriveInterval)},
 		{"wal-sync-interval", "least time between two syncs of the log (0: at once); more decisions share a sync", (*durationValue)(&c.WALSyncInterval)},
-		{"debug-listen", "address serving /debug/pprof/ (off when empty; keep it on loopback)", (*stringValue)(&c.DebugListen)},
+		{"debug-listen", "address serving /debug/pprof/ and /debug/heap (off when empty; keep it on loopback)", (*stringValue)(&c.DebugListen)},
 		{"auth-tokens-file", "file of bearer tokens (name role sha256 a line); authentication is off when empty", (*stringValue)(&c.AuthTokensFile)},
 		{"tls-cert", "PEM certificate (chain) to serve the API over HTTPS; with tls-key", (*stringValue)(&c.TLSCert)},
 		{"tls-key", "PEM private key of tls-cert", (*stringValue)(&c.TLSKey)},

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -262,7 +264,8 @@ func isLoopback(a net.Addr) bool {
 	return ok && tcp.IP.IsLoopback()
 }
 
-// initDebug serves pprof on its own listener when --debug-listen is set.
+// initDebug serves pprof, and the heap figures of /debug/heap, on its own
+// listener when --debug-listen is set; never on the API's.
 func (m *Main) initDebug() error {
 	if m.Config.DebugListen == "" {
 		return nil
@@ -277,6 +280,24 @@ func (m *Main) initDebug() error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// /debug/heap is for the benchmark (`tccd bench --workload inflight`):
+	// the live Go heap, its objects, the goroutine stacks and the goroutine
+	// count, read after forced collections. Each request costs two full GCs
+	// (the first moves sync.Pool contents to their victim caches, the second
+	// frees them): a measurement tool, not a metric to poll.
+	mux.HandleFunc("GET /debug/heap", func(w http.ResponseWriter, r *http.Request) {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(struct {
+			HeapAlloc   uint64 `json:"heap_alloc"`
+			HeapObjects uint64 `json:"heap_objects"`
+			StackInuse  uint64 `json:"stack_inuse"`
+			Goroutines  int    `json:"goroutines"`
+		}{ms.HeapAlloc, ms.HeapObjects, ms.StackInuse, runtime.NumGoroutine()})
+	})
 	m.debug = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go m.debug.Serve(ln)
 	m.Log.Info("debug server listening", "addr", ln.Addr().String())

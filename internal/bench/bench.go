@@ -42,12 +42,16 @@ type Config struct {
 	// FillFinished is how many finished transactions the started
 	// coordinator's data directory holds before the load (retention).
 	FillFinished int
-	DataDir      string // "" for a temporary directory
-	ServeArgs    []string
-	JSON         bool
-	Chart        string // SVG file for the latency chart; "" for none
-	Out, Err     io.Writer
-	ErrIsTTY     bool
+	// Confirming is, for the inflight workload, how many one-shot
+	// confirms are held in flight at once (0: min(Count, 1000)); Count
+	// is how many active transactions are begun (0: 10,000).
+	Confirming int
+	DataDir    string // "" for a temporary directory
+	ServeArgs  []string
+	JSON       bool
+	Chart      string // SVG file for the latency chart; "" for none
+	Out, Err   io.Writer
+	ErrIsTTY   bool
 }
 
 // Defaults fills zero fields.
@@ -63,6 +67,9 @@ func (c *Config) Defaults() {
 	}
 	if c.Concurrency == 0 {
 		c.Concurrency = 64
+	}
+	if c.Workload == WorkloadInflight && c.Count == 0 {
+		c.Count = DefaultInflightCount
 	}
 	if c.Duration == 0 && c.Count == 0 {
 		c.Duration = 5 * time.Second
@@ -101,7 +108,10 @@ func (c *Config) Validate() error {
 	if c.Workload == WorkloadRecovery && (c.Fill < 1 || c.Coordinator != "") {
 		errs = append(errs, fmt.Errorf("the recovery workload needs --fill > 0 and a coordinator it starts itself"))
 	}
-	if c.Duration < 0 || c.Count < 0 || c.Warmup < 0 || c.ParticipantLatency < 0 || c.Fill < 0 || c.FillFinished < 0 {
+	if c.Workload == WorkloadInflight && (c.Coordinator != "" || c.Confirming > c.Count) {
+		errs = append(errs, fmt.Errorf("the inflight workload needs a coordinator it starts itself (it reads the heap on its debug listener), and no more confirms held than --count"))
+	}
+	if c.Duration < 0 || c.Count < 0 || c.Confirming < 0 || c.Warmup < 0 || c.ParticipantLatency < 0 || c.Fill < 0 || c.FillFinished < 0 {
 		errs = append(errs, fmt.Errorf("durations and counts must not be negative"))
 	}
 	return errors.Join(errs...)
@@ -156,6 +166,17 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		fmt.Fprintf(cfg.Out, "\nrecovery of %d unfinished transactions (%d participants each): ready after %.0f ms, all settled after %.0f ms, peak RSS %.1f MiB\n",
 			rep.Unfinished, rep.Participants, rep.ReadyMS, rep.SettledMS, float64(rep.PeakRSSBytes)/(1<<20))
+		return nil
+	}
+	if cfg.Workload == WorkloadInflight {
+		rep, err := runInflight(ctx, cfg, dataDir, partURLs)
+		if err != nil {
+			return err
+		}
+		if cfg.JSON {
+			return writeJSON(cfg.Out, rep)
+		}
+		rep.writeTable(cfg.Out)
 		return nil
 	}
 	if cfg.FillFinished > 0 && cfg.Coordinator == "" {

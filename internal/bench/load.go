@@ -22,10 +22,11 @@ const (
 	WorkloadRegistered = "registered" // begin, K enlists, confirm
 	WorkloadCancelMix  = "cancel-mix" // one-shot, a share of them cancelled
 	WorkloadRecovery   = "recovery"   // restart on a data dir holding --fill unfinished transactions
+	WorkloadInflight   = "inflight"   // heap per transaction in flight, active and confirming
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{WorkloadOneShot, WorkloadRegistered, WorkloadCancelMix, WorkloadRecovery}
+var Workloads = []string{WorkloadOneShot, WorkloadRegistered, WorkloadCancelMix, WorkloadRecovery, WorkloadInflight}
 
 // load is one measured phase against one system.
 type load struct {

@@ -21,6 +21,12 @@ import (
 // NewParticipant returns the benchmark participant: every PUT or DELETE of
 // /r/{id} succeeds with 204 after the given latency. It keeps no state: the
 // benchmark measures the coordinator, not the participant.
+//
+// PUT and DELETE of /hold/{id} are held instead, until POST /release (or
+// until the caller gives up, or maxHold), then answered 204: the inflight
+// workload holds confirms in flight with them while it measures the
+// coordinator's memory. GET /held answers how many calls are being held.
+// Holding is all the state it keeps, per handler.
 func NewParticipant(latency time.Duration) http.Handler {
 	mux := http.NewServeMux()
 	ok := func(w http.ResponseWriter, r *http.Request) {
@@ -31,7 +37,44 @@ func NewParticipant(latency time.Duration) http.Handler {
 	}
 	mux.HandleFunc("PUT /r/{id}", ok)
 	mux.HandleFunc("DELETE /r/{id}", ok)
+	h := &holder{release: make(chan struct{})}
+	mux.HandleFunc("PUT /hold/{id}", h.hold)
+	mux.HandleFunc("DELETE /hold/{id}", h.hold)
+	mux.HandleFunc("POST /release", h.releaseAll)
+	mux.HandleFunc("GET /held", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, h.held.Load())
+	})
 	return mux
+}
+
+// maxHold bounds how long a participant holds a call nobody releases.
+const maxHold = 5 * time.Minute
+
+// holder holds /hold/ calls until released.
+type holder struct {
+	held    atomic.Int64
+	once    sync.Once
+	release chan struct{} // closed by POST /release; later calls pass at once
+}
+
+func (h *holder) hold(w http.ResponseWriter, r *http.Request) {
+	h.held.Add(1)
+	t := time.NewTimer(maxHold)
+	defer t.Stop()
+	select {
+	case <-h.release:
+	case <-t.C:
+	case <-r.Context().Done():
+		h.held.Add(-1)
+		return
+	}
+	h.held.Add(-1)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *holder) releaseAll(w http.ResponseWriter, r *http.Request) {
+	h.once.Do(func() { close(h.release) })
+	w.WriteHeader(http.StatusNoContent)
 }
 
 // NullCoordinator does the same HTTP work as tccd — it accepts the same
