@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	pdb "github.com/cockroachdb/pebble/v2"
+
 	"github.com/tccd/tccd/internal/bench"
 )
 
@@ -33,6 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.Fill, "fill", 0, "recovery workload: unfinished transactions in the data directory at the start")
 	fs.IntVar(&cfg.FillFinished, "fill-finished", 0, "finished transactions written into the started coordinator's data directory before the load")
 	fs.IntVar(&cfg.Confirming, "confirming", 0, "inflight workload: one-shot confirms held in flight at once (0: min(--count, 1000))")
+	fs.BoolVar(&cfg.NoLogBaseline, "no-log-baseline", false, "leave out the null+log baseline (the null coordinator writing its decisions to a Pebble log)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory of the started coordinator (default: a temporary one)")
 	fs.StringVar(&serveArgs, "serve-args", "", "extra flags for the started coordinator, space-separated")
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object on stdout instead of the table")
@@ -74,11 +77,20 @@ func runBenchServer(ctx context.Context, name string, args []string, stdout, std
 	fs.SetOutput(stderr)
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 	latency := fs.Duration("latency", 0, "(bench-participant) latency added to confirm and cancel")
+	logDir := fs.String("log", "", "(bench-null) directory of a Pebble log: decisions synced, outcomes not (the null+log baseline)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if name == "bench-null" {
-		return bench.Serve(ctx, *listen, bench.NewNullCoordinator(), stdout)
+		if *logDir == "" {
+			return bench.Serve(ctx, *listen, bench.NewNullCoordinator(nil), stdout)
+		}
+		db, err := pdb.Open(*logDir, &pdb.Options{})
+		if err != nil {
+			return fmt.Errorf("open log: %w", err)
+		}
+		defer db.Close()
+		return bench.Serve(ctx, *listen, bench.NewNullCoordinator(db), stdout)
 	}
 	return bench.Serve(ctx, *listen, bench.NewParticipant(*latency), stdout)
 }

@@ -46,7 +46,9 @@ type Config struct {
 	// confirms are held in flight at once (0: min(Count, 1000)); Count
 	// is how many active transactions are begun (0: 10,000).
 	Confirming int
-	DataDir    string // "" for a temporary directory
+	// NoLogBaseline leaves out the null+log baseline (see NewNullCoordinator).
+	NoLogBaseline bool
+	DataDir       string // "" for a temporary directory
 	ServeArgs  []string
 	JSON       bool
 	Chart      string // SVG file for the latency chart; "" for none
@@ -204,6 +206,19 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	null := system{name: "null", url: nullProc.url(), proc: nullProc}
+	systems := []system{tccd, null}
+	if !cfg.NoLogBaseline {
+		logDir, err := os.MkdirTemp(dataDir, "null-log")
+		if err != nil {
+			return err
+		}
+		p, err := startProc(ctx, "null+log coordinator", cfg.Self, []string{"bench-null", "--listen", "127.0.0.1:0", "--log", logDir}, listeningLine)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		systems = append(systems, system{name: "null+log", url: p.url(), proc: p})
+	}
 
 	fsync, err := fsyncRate(dataDir, time.Second)
 	if err != nil {
@@ -218,18 +233,25 @@ func Run(ctx context.Context, cfg Config) error {
 	if cfg.Duration > 0 {
 		rep.PhaseSeconds = cfg.Duration.Seconds()
 	}
-	var headT, headB *aggregate
+	var head []*aggregate
 	for i, k := range cfg.Participants {
-		t, b, err := r.compare(ctx, tccd, null, k)
+		aggs, err := r.compare(ctx, systems, k)
 		if err != nil {
 			return err
 		}
+		t, b := aggs[0], aggs[1]
 		if i == 0 {
-			headT, headB = t, b
+			head = aggs
 			rep.Figures, rep.Baseline = t.figures(), b.figures()
 			rep.Ratio = ratio(rep.TxPerS, rep.Baseline.TxPerS)
 			rep.P99Ratio = ratio(rep.P99MS, rep.Baseline.P99MS)
 			rep.P50DeltaMS = rep.P50MS - rep.Baseline.P50MS
+			if len(aggs) > 2 {
+				lf := aggs[2].figures()
+				rep.LogBaseline = &lf
+				rep.LogBaselineRatio = ratio(lf.TxPerS, rep.Baseline.TxPerS)
+				rep.RatioToLog = ratio(rep.TxPerS, lf.TxPerS)
+			}
 		}
 		if len(cfg.Participants) > 1 {
 			tf, bf := t.figures(), b.figures()
@@ -240,7 +262,7 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 	if cfg.Chart != "" {
-		if err := os.WriteFile(cfg.Chart, latencyChart(rep, headT.lat, headB.lat), 0o644); err != nil {
+		if err := os.WriteFile(cfg.Chart, latencyChart(rep, head), 0o644); err != nil {
 			return err
 		}
 	}
@@ -270,27 +292,25 @@ type aggregate struct {
 }
 
 // compare runs the rounds for k links per transaction, alternating the
-// systems (and which goes first) so that drift on a shared machine hits
-// both alike.
-func (r *runner) compare(ctx context.Context, tccd, null system, k int) (*aggregate, *aggregate, error) {
-	at, ab := &aggregate{errors: map[string]int{}, cpuOK: true}, &aggregate{errors: map[string]int{}, cpuOK: true}
+// systems (and rotating which goes first) so that drift on a shared
+// machine hits all alike. It returns one aggregate per system, in order.
+func (r *runner) compare(ctx context.Context, systems []system, k int) ([]*aggregate, error) {
+	aggs := make([]*aggregate, len(systems))
+	for i := range aggs {
+		aggs[i] = &aggregate{errors: map[string]int{}, cpuOK: true}
+	}
 	for round := 0; round < r.cfg.Rounds; round++ {
-		order := []struct {
-			s system
-			a *aggregate
-		}{{tccd, at}, {null, ab}}
-		if round%2 == 1 {
-			order[0], order[1] = order[1], order[0]
-		}
-		for _, o := range order {
-			if err := r.phase(ctx, o.s, k, round, o.a); err != nil {
-				return nil, nil, err
+		for j := range systems {
+			i := (j + round) % len(systems)
+			if err := r.phase(ctx, systems[i], k, round, aggs[i]); err != nil {
+				return nil, err
 			}
 		}
 	}
-	slices.Sort(at.lat)
-	slices.Sort(ab.lat)
-	return at, ab, nil
+	for _, a := range aggs {
+		slices.Sort(a.lat)
+	}
+	return aggs, nil
 }
 
 func (r *runner) phase(ctx context.Context, s system, k, round int, a *aggregate) error {

@@ -55,8 +55,15 @@ type Report struct {
 	// P99Ratio is tccd's p99 latency divided by the baseline's.
 	P99Ratio float64 `json:"p99_ratio"`
 	// P50DeltaMS is tccd's p50 latency minus the baseline's.
-	P50DeltaMS float64      `json:"p50_delta_ms"`
-	FsyncPerS  float64      `json:"fsync_per_s"`
+	P50DeltaMS float64 `json:"p50_delta_ms"`
+	// LogBaseline is the null coordinator with a log (decision synced,
+	// outcome not, on Pebble): what the log alone costs. LogBaselineRatio
+	// is its throughput over the null coordinator's — a bound for any
+	// durable coordinator on this machine — and RatioToLog tccd's over it.
+	LogBaseline      *Figures `json:"log_baseline,omitempty"`
+	LogBaselineRatio float64  `json:"log_baseline_ratio,omitempty"`
+	RatioToLog       float64  `json:"ratio_to_log_baseline,omitempty"`
+	FsyncPerS        float64  `json:"fsync_per_s"`
 	Curve      []CurvePoint `json:"curve,omitempty"`
 }
 
@@ -87,9 +94,17 @@ func (r Report) writeTable(w io.Writer, chart string) {
 	}
 	row("tccd", r.Figures)
 	row("null coordinator", r.Baseline)
+	all := []Figures{r.Figures, r.Baseline}
+	if r.LogBaseline != nil {
+		row("null + log", *r.LogBaseline)
+		all = append(all, *r.LogBaseline)
+	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nthroughput ratio (tccd / null): %.3f   p99 ratio: %.2f   p50 difference: %+.2fms\n", r.Ratio, r.P99Ratio, r.P50DeltaMS)
-	for _, f := range []Figures{r.Figures, r.Baseline} {
+	if r.LogBaseline != nil {
+		fmt.Fprintf(w, "the log alone (null+log / null): %.3f   tccd / null+log: %.3f\n", r.LogBaselineRatio, r.RatioToLog)
+	}
+	for _, f := range all {
 		if f.Errors > 0 {
 			kinds := make([]string, 0, len(f.ErrorsByKind))
 			for k, v := range f.ErrorsByKind {
@@ -115,7 +130,7 @@ func (r Report) writeTable(w io.Writer, chart string) {
 
 // latencyChart draws the latency distributions of both systems as an SVG:
 // latency (ms) against percentile, on a scale that spreads the tail.
-func latencyChart(r Report, tccd, null []time.Duration) []byte {
+func latencyChart(r Report, aggs []*aggregate) []byte {
 	const W, H, left, right, top, bottom = 760.0, 420.0, 70.0, 20.0, 40.0, 60.0
 	pw, ph := W-left-right, H-top-bottom
 	// x: percentile on a "nines" scale: 0 → 0, 90 → 1, 99 → 2, 99.9 → 3.
@@ -126,9 +141,19 @@ func latencyChart(r Report, tccd, null []time.Duration) []byte {
 		}
 		return -log10(1 - q)
 	}
+	series := []struct {
+		name, color string
+		lat         []time.Duration
+	}{{"tccd", "#d62728", nil}, {"null coordinator", "#1f77b4", nil}, {"null + log", "#2ca02c", nil}}
+	series = series[:len(aggs)]
+	for i, a := range aggs {
+		series[i].lat = a.lat
+	}
 	maxMS := 0.0
 	for _, q := range qs {
-		maxMS = max(maxMS, ms(percentile(tccd, q)), ms(percentile(null, q)))
+		for _, s := range series {
+			maxMS = max(maxMS, ms(percentile(s.lat, q)))
+		}
 	}
 	if maxMS == 0 {
 		maxMS = 1
@@ -151,10 +176,6 @@ func latencyChart(r Report, tccd, null []time.Duration) []byte {
 	}
 	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">percentile</text>`+"\n", left+pw/2, H-15)
 	fmt.Fprintf(&b, `<text x="16" y="%.0f" transform="rotate(-90 16 %.0f)" text-anchor="middle">latency (ms)</text>`+"\n", top+ph/2, top+ph/2)
-	series := []struct {
-		name, color string
-		lat         []time.Duration
-	}{{"tccd", "#d62728", tccd}, {"null coordinator", "#1f77b4", null}}
 	for i, s := range series {
 		var pts []string
 		for j := 0; j <= 300; j++ {

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	pdb "github.com/cockroachdb/pebble/v2"
 )
 
 // NewParticipant returns the benchmark participant: every PUT or DELETE of
@@ -87,11 +89,17 @@ type NullCoordinator struct {
 	next   atomic.Int64
 	mu     sync.Mutex
 	txs    map[string][]string
+	log    *pdb.DB // nil: no log
 }
 
-// NewNullCoordinator returns the baseline server.
-func NewNullCoordinator() *NullCoordinator {
-	n := &NullCoordinator{client: newHTTPClient(1024), mux: http.NewServeMux(), txs: make(map[string][]string)}
+// NewNullCoordinator returns the baseline server. Given a Pebble database
+// it is the null coordinator with a log ("null+log"): before calling the
+// participants it writes the decision (the link URIs) with a synced write,
+// and after them the outcome with an unsynced one — the least a durable
+// coordinator must write, on the same engine as tccd, with Pebble's
+// default options. It shows what the log alone costs on this machine.
+func NewNullCoordinator(log *pdb.DB) *NullCoordinator {
+	n := &NullCoordinator{client: newHTTPClient(1024), mux: http.NewServeMux(), txs: make(map[string][]string), log: log}
 	n.mux.HandleFunc("PUT /coordinator/confirm", n.oneShot(http.MethodPut))
 	n.mux.HandleFunc("PUT /coordinator/cancel", n.oneShot(http.MethodDelete))
 	n.mux.HandleFunc("POST /api/v1/transactions", n.begin)
@@ -110,7 +118,26 @@ type wireLink struct {
 }
 
 // fanOut calls every uri in parallel and reports whether all answered 2xx.
+// With a log, the decision is written (synced) before and the outcome
+// (unsynced) after.
 func (n *NullCoordinator) fanOut(ctx context.Context, method string, uris []string) bool {
+	if n.log == nil {
+		return n.call(ctx, method, uris)
+	}
+	key := strconv.AppendInt([]byte("t/"), n.next.Add(1), 10)
+	rec := []byte("d " + method + " " + strings.Join(uris, " ")) // d: decided
+	if err := n.log.Set(key, rec, pdb.Sync); err != nil {
+		return false
+	}
+	ok := n.call(ctx, method, uris)
+	rec[0] = 'o' // o: over, participants settled; f: failed
+	if !ok {
+		rec[0] = 'f'
+	}
+	return n.log.Set(key, rec, pdb.NoSync) == nil && ok
+}
+
+func (n *NullCoordinator) call(ctx context.Context, method string, uris []string) bool {
 	var wg sync.WaitGroup
 	var failed atomic.Bool
 	for _, u := range uris {
