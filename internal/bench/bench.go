@@ -49,11 +49,11 @@ type Config struct {
 	// NoLogBaseline leaves out the null+log baseline (see NewNullCoordinator).
 	NoLogBaseline bool
 	DataDir       string // "" for a temporary directory
-	ServeArgs  []string
-	JSON       bool
-	Chart      string // SVG file for the latency chart; "" for none
-	Out, Err   io.Writer
-	ErrIsTTY   bool
+	ServeArgs     []string
+	JSON          bool
+	Chart         string // SVG file for the latency chart; "" for none
+	Out, Err      io.Writer
+	ErrIsTTY      bool
 }
 
 // Defaults fills zero fields.

@@ -60,11 +60,11 @@ type Report struct {
 	// outcome not, on Pebble): what the log alone costs. LogBaselineRatio
 	// is its throughput over the null coordinator's — a bound for any
 	// durable coordinator on this machine — and RatioToLog tccd's over it.
-	LogBaseline      *Figures `json:"log_baseline,omitempty"`
-	LogBaselineRatio float64  `json:"log_baseline_ratio,omitempty"`
-	RatioToLog       float64  `json:"ratio_to_log_baseline,omitempty"`
-	FsyncPerS        float64  `json:"fsync_per_s"`
-	Curve      []CurvePoint `json:"curve,omitempty"`
+	LogBaseline      *Figures     `json:"log_baseline,omitempty"`
+	LogBaselineRatio float64      `json:"log_baseline_ratio,omitempty"`
+	RatioToLog       float64      `json:"ratio_to_log_baseline,omitempty"`
+	FsyncPerS        float64      `json:"fsync_per_s"`
+	Curve            []CurvePoint `json:"curve,omitempty"`
 }
 
 func (r Report) writeJSON(w io.Writer) error { return writeJSON(w, r) }
