@@ -83,6 +83,11 @@ func NewCallerWith(cfg CallerConfig) *Caller {
 		TLSHandshakeTimeout:    5 * time.Second,
 		ExpectContinueTimeout:  time.Second,
 		MaxResponseHeaderBytes: 64 << 10,
+		// A participant call is a bodiless request and a small answer:
+		// smaller buffers than the 4 KiB defaults keep the memory of each
+		// call in flight low (longer headers are still read whole).
+		WriteBufferSize: 1 << 10,
+		ReadBufferSize:  1 << 10,
 	}
 	if cfg.TLS != nil {
 		tr.TLSClientConfig = cfg.TLS.Clone()

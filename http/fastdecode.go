@@ -63,49 +63,9 @@ func readLinks(dec *jsontext.Decoder) ([]Link, bool) {
 	}
 	links := make([]Link, 0, 4)
 	for dec.PeekKind() == '{' {
-		if _, err := dec.ReadToken(); err != nil {
+		l, ok := readLink(dec, false)
+		if !ok {
 			return nil, false
-		}
-		var l Link
-		var uri, expires string
-		var hasURI, hasExpires, hasRel bool
-		for dec.PeekKind() != '}' {
-			name, err := dec.ReadToken()
-			if err != nil || name.Kind() != '"' {
-				return nil, false
-			}
-			n := name.String()
-			var dst *string
-			var has *bool
-			switch {
-			case n == "uri":
-				dst, has = &uri, &hasURI
-			case n == "expires":
-				dst, has = &expires, &hasExpires
-			case n == "rel":
-				dst, has = &l.Rel, &hasRel
-			case foldsToField(n, "uri", "expires", "rel"):
-				return nil, false
-			default:
-				if dec.SkipValue() != nil {
-					return nil, false
-				}
-				continue
-			}
-			v, err := dec.ReadToken()
-			if err != nil || v.Kind() != '"' || *has {
-				return nil, false
-			}
-			*dst, *has = v.String(), true
-		}
-		if _, err := dec.ReadToken(); err != nil {
-			return nil, false
-		}
-		if hasURI {
-			l.URI = &uri
-		}
-		if hasExpires {
-			l.Expires = &expires
 		}
 		links = append(links, l)
 	}
@@ -113,6 +73,75 @@ func readLinks(dec *jsontext.Decoder) ([]Link, bool) {
 		return nil, false
 	}
 	return links, true
+}
+
+// readLink reads one link object. With strict, a member other than uri,
+// expires and rel gives up (encoding/json then names it in its error);
+// without, it is skipped.
+func readLink(dec *jsontext.Decoder, strict bool) (Link, bool) {
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return Link{}, false
+	}
+	var l Link
+	var uri, expires string
+	var hasURI, hasExpires, hasRel bool
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil || name.Kind() != '"' {
+			return Link{}, false
+		}
+		n := name.String()
+		var dst *string
+		var has *bool
+		switch {
+		case n == "uri":
+			dst, has = &uri, &hasURI
+		case n == "expires":
+			dst, has = &expires, &hasExpires
+		case n == "rel":
+			dst, has = &l.Rel, &hasRel
+		case strict || foldsToField(n, "uri", "expires", "rel"):
+			return Link{}, false
+		default:
+			if dec.SkipValue() != nil {
+				return Link{}, false
+			}
+			continue
+		}
+		v, err := dec.ReadToken()
+		if err != nil || v.Kind() != '"' || *has {
+			return Link{}, false
+		}
+		*dst, *has = v.String(), true
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return Link{}, false
+	}
+	if hasURI {
+		l.URI = &uri
+	}
+	if hasExpires {
+		l.Expires = &expires
+	}
+	return l, true
+}
+
+// decodeLinkFast reads the body of an enlist request, one link object
+// with no other members, as decodeAtomikosFast reads its body: it gives up
+// at anything encoding/json might read differently or reject.
+func decodeLinkFast(body []byte) (Link, bool) {
+	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	if dec.PeekKind() != '{' {
+		return Link{}, false
+	}
+	l, ok := readLink(dec, true)
+	if !ok {
+		return Link{}, false
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return Link{}, false
+	}
+	return l, true
 }
 
 // foldsToField reports whether encoding/json could match name to one of

@@ -1,7 +1,9 @@
 package http
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"reflect"
 	"testing"
 )
@@ -67,6 +69,67 @@ func FuzzDecodeAtomikosFast(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		if links, ok := decodeAtomikosFast(body); ok {
 			sameAsReflective(t, body, links)
+		}
+	})
+}
+
+var fastLinkCases = []struct {
+	body string
+	ok   bool
+}{
+	{`{"uri":"http://a/r/1","expires":"2030-01-01T00:00:00Z"}`, true},
+	{` { "uri" : "http://a/r/\u00e9" , "rel" : "tcc" } `, true},
+	{`{}`, true},
+	{`{"uri":"a","other":1}`, false},
+	{`{"URI":"a"}`, false},
+	{`{"uri":null}`, false},
+	{`{"uri":"a","uri":"b"}`, false},
+	{`{"uri":"a"} {}`, false},
+	{`[]`, false},
+	{`null`, false},
+	{`{"uri":"a"`, false},
+}
+
+func TestDecodeLinkFast(t *testing.T) {
+	for _, tc := range fastLinkCases {
+		t.Run(tc.body, func(t *testing.T) {
+			l, ok := decodeLinkFast([]byte(tc.body))
+			if ok != tc.ok {
+				t.Fatalf("fast path ok = %v, want %v", ok, tc.ok)
+			}
+			if ok {
+				sameLinkAsReflective(t, []byte(tc.body), l)
+			}
+		})
+	}
+}
+
+// sameLinkAsReflective checks that encoding/json, strict as DecodeLink
+// is, reads body as the fast path did.
+func sameLinkAsReflective(t *testing.T, body []byte, l Link) {
+	t.Helper()
+	var want Link
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&want); err != nil {
+		t.Fatalf("fast path read %q, encoding/json refuses it: %v", body, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		t.Fatalf("fast path read %q, encoding/json finds more after the value", body)
+	}
+	if !reflect.DeepEqual(want, l) {
+		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", body, l, want)
+	}
+}
+
+// FuzzDecodeLinkFast holds the enlist fast path to encoding/json.
+func FuzzDecodeLinkFast(f *testing.F) {
+	for _, tc := range fastLinkCases {
+		f.Add([]byte(tc.body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if l, ok := decodeLinkFast(body); ok {
+			sameLinkAsReflective(t, body, l)
 		}
 	})
 }

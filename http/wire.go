@@ -221,9 +221,11 @@ func DecodeBegin(body []byte) (tccd.BeginRequest, error) {
 
 // DecodeLink parses the body of POST /api/v1/transactions/{id}/participants.
 func DecodeLink(body []byte) (tccd.Link, error) {
-	var l Link
-	if err := strictDecode(body, &l, true); err != nil {
-		return tccd.Link{}, err
+	l, ok := decodeLinkFast(body)
+	if !ok {
+		if err := strictDecode(body, &l, true); err != nil {
+			return tccd.Link{}, err
+		}
 	}
 	links, err := toLinks([]Link{l}, "participant")
 	if err != nil {

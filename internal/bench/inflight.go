@@ -24,10 +24,12 @@ import (
 const (
 	DefaultInflightCount      = 10000 // active transactions (phase A)
 	DefaultInflightConfirming = 1000  // confirms held in flight at most (phase B)
-	// connBufferBytes is what net/http keeps per open connection: a 4 KiB
-	// bufio.Reader and a 4 KiB bufio.Writer, on the server's side as on
-	// the client transport's.
-	connBufferBytes = 8 << 10
+	// serverConnBytes is what net/http's server keeps per open
+	// connection: a 4 KiB bufio.Reader and a 4 KiB bufio.Writer.
+	serverConnBytes = 8 << 10
+	// callConnBytes is the same for one of tccd's outbound participant
+	// connections, whose transport is set to 1 KiB buffers (http/caller.go).
+	callConnBytes = 2 << 10
 	// TargetHeapPerTxBytes is the performance target for the heap of an
 	// in-flight transaction.
 	TargetHeapPerTxBytes = 4 << 10
@@ -117,7 +119,7 @@ func runInflight(ctx context.Context, cfg Config, dataDir string, parts []string
 	heapURL := "http://" + debugAddr + "/debug/heap"
 	rep := &InflightReport{
 		Workload: WorkloadInflight, Participants: k, Concurrency: cfg.Concurrency, Note: inflightNote,
-		ConnBuffersPerConfirmingTxBytes: connBufferBytes * (1 + k), TargetHeapPerTxBytes: TargetHeapPerTxBytes,
+		ConnBuffersPerConfirmingTxBytes: serverConnBytes + k*callConnBytes, TargetHeapPerTxBytes: TargetHeapPerTxBytes,
 	}
 
 	// Phase A: n active transactions.
@@ -424,7 +426,7 @@ func (r *InflightReport) writeTable(w io.Writer) {
 	fmt.Fprintf(w, "\nactive: begun and %d links enlisted, not decided (%d initiators, 10-minute timeout).\n", r.Participants, r.Concurrency)
 	fmt.Fprintf(w, "confirming: one-shot confirms decided and waiting for participants that hold their answer. This figure\n"+
 		"includes the HTTP connection buffers of the %d inbound requests and the %d outbound calls: net/http keeps\n"+
-		"a 4 KiB read and a 4 KiB write buffer per connection, %d B per transaction here.\n",
+		"8 KiB per inbound connection and tccd's transport 2 KiB per outbound one, %d B per transaction here.\n",
 		r.Confirming.Transactions, r.Participants*r.Confirming.Transactions, r.ConnBuffersPerConfirmingTxBytes)
 	fmt.Fprintf(w, "target: at most %d B of heap per in-flight transaction.\n", r.TargetHeapPerTxBytes)
 	for _, ph := range []InflightPhase{r.Active, r.Confirming} {
