@@ -441,7 +441,7 @@ func (s *Server) begin(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Location", txLocation(tx.ID))
-	writeJSON(w, http.StatusCreated, FromTx(tx))
+	writeTransaction(w, http.StatusCreated, FromTx(tx))
 	return nil
 }
 
@@ -450,7 +450,7 @@ func (s *Server) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, FromTx(tx))
+	writeTransaction(w, http.StatusOK, FromTx(tx))
 	return nil
 }
 
@@ -501,7 +501,7 @@ func (s *Server) enlist(w http.ResponseWriter, r *http.Request) error {
 		status = http.StatusCreated
 	}
 	w.Header().Set("Location", txLocation(tx.ID))
-	writeJSON(w, status, FromTx(tx))
+	writeTransaction(w, status, FromTx(tx))
 	return nil
 }
 
@@ -554,7 +554,7 @@ func (s *Server) resolve(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, FromTx(tx))
+	writeTransaction(w, http.StatusOK, FromTx(tx))
 	return nil
 }
 
@@ -584,7 +584,7 @@ func (s *Server) writeOutcome(w http.ResponseWriter, tx *tccd.Transaction, want 
 		w.Header().Set("Location", txLocation(tx.ID))
 		w.Header().Set("Retry-After", "1")
 	}
-	writeJSON(w, status, FromTx(tx))
+	writeTransaction(w, status, FromTx(tx))
 }
 
 var atomikosTypes = []string{"application/tcc+json", "application/json"}
