@@ -40,9 +40,14 @@ func TestBenchSmoke(t *testing.T) {
 					P99MS  float64 `json:"p99_ms"`
 					Errors *int    `json:"errors"`
 				} `json:"baseline"`
-				Ratio float64 `json:"ratio"`
-				Fsync float64 `json:"fsync_per_s"`
-				Curve []struct {
+				Ratio       float64 `json:"ratio"`
+				Fsync       float64 `json:"fsync_per_s"`
+				LogBaseline *struct {
+					TxPerS float64 `json:"tx_per_s"`
+					Errors *int    `json:"errors"`
+				} `json:"log_baseline"`
+				LogRatio float64 `json:"log_baseline_ratio"`
+				Curve    []struct {
 					Participants int     `json:"participants"`
 					TxPerS       float64 `json:"tx_per_s"`
 				} `json:"curve"`
@@ -54,6 +59,9 @@ func TestBenchSmoke(t *testing.T) {
 				rep.Errors == nil || *rep.Errors != 0 || rep.Baseline.TxPerS <= 0 || rep.Baseline.Errors == nil || *rep.Baseline.Errors != 0 ||
 				rep.Ratio <= 0 || rep.Fsync <= 0 || rep.CPU <= 0 {
 				t.Fatalf("implausible report: %s\nstderr:\n%s", stdout.String(), stderr.String())
+			}
+			if rep.LogBaseline == nil || rep.LogBaseline.TxPerS <= 0 || rep.LogBaseline.Errors == nil || *rep.LogBaseline.Errors != 0 || rep.LogRatio <= 0 {
+				t.Fatalf("null+log baseline missing or implausible: %s", stdout.String())
 			}
 			if len(rep.Curve) != 2 || rep.Curve[1].Participants != 2 || rep.Curve[1].TxPerS <= 0 {
 				t.Fatalf("curve: %+v", rep.Curve)
