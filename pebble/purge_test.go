@@ -9,10 +9,10 @@ import (
 	"github.com/tccd/tccd"
 )
 
-// TestPurgeStaleIndexEntry: an entry of the finished index that does not
-// match its record (left by an earlier end time) is dropped without being
-// counted, and the record, finished later, stays.
-func TestPurgeStaleIndexEntry(t *testing.T) {
+// TestPurgePassesOverLaterFinish: purge walks the final states by creation
+// time up to the cutoff; a transaction created before it but finished
+// after it stays, and one behind it in that order is still purged.
+func TestPurgePassesOverLaterFinish(t *testing.T) {
 	s, err := Open(t.TempDir(), Options{CacheSize: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -20,30 +20,63 @@ func TestPurgeStaleIndexEntry(t *testing.T) {
 	defer s.Close()
 	ctx := t.Context()
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	tx := &tccd.Transaction{ID: "x", State: tccd.StateConfirmed, CreatedAt: base, FinishedAt: base.Add(time.Hour)}
-	if err := s.Create(ctx, tx, false); err != nil {
-		t.Fatal(err)
-	}
-	stale := finishedKey(nanos(base.Add(time.Minute)), "x")
-	if err := s.db.Set(stale, nil, pdb.Sync); err != nil {
-		t.Fatal(err)
+	late := &tccd.Transaction{ID: "late", State: tccd.StateConfirmed, CreatedAt: base, FinishedAt: base.Add(time.Hour)}
+	early := &tccd.Transaction{ID: "early", State: tccd.StateConfirmed, CreatedAt: base.Add(time.Minute), FinishedAt: base.Add(2 * time.Minute)}
+	for _, tx := range []*tccd.Transaction{late, early} {
+		if err := s.Create(ctx, tx, false); err != nil {
+			t.Fatal(err)
+		}
 	}
 	n, err := s.Purge(ctx, base.Add(30*time.Minute), 10)
-	if err != nil || n != 0 {
-		t.Fatalf("Purge = %d, %v; want 0 (the entry is stale)", n, err)
-	}
-	if _, closer, err := s.db.Get(stale); err == nil {
-		closer.Close()
-		t.Fatal("the stale index entry is still there")
-	}
-	if _, err := s.Get(ctx, "x"); err != nil {
-		t.Fatalf("the record was purged with a stale entry: %v", err)
-	}
-	n, err = s.Purge(ctx, base.Add(2*time.Hour), 10)
 	if err != nil || n != 1 {
-		t.Fatalf("Purge past its end = %d, %v; want 1", n, err)
+		t.Fatalf("Purge = %d, %v; want 1", n, err)
 	}
-	if _, err := s.Get(ctx, "x"); tccd.ErrorCode(err) != tccd.ENotFound {
-		t.Fatalf("after purge: %v", err)
+	if _, err := s.Get(ctx, "late"); err != nil {
+		t.Fatalf("the transaction that finished after the cutoff was purged: %v", err)
+	}
+	if _, err := s.Get(ctx, "early"); tccd.ErrorCode(err) != tccd.ENotFound {
+		t.Fatalf("Get(early) = %v, want ENotFound", err)
+	}
+}
+
+// TestOpenDropsOldIndexes: the c/ and f/ index keys of the earlier layout
+// are deleted when a store is opened; the records and the state index stay.
+func TestOpenDropsOldIndexes(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	tx := &tccd.Transaction{ID: "x", State: tccd.StateConfirmed, CreatedAt: base, FinishedAt: base.Add(time.Second)}
+	if err := s.Create(t.Context(), tx, false); err != nil {
+		t.Fatal(err)
+	}
+	old := [][]byte{
+		append(be64([]byte(oldPfxCreated), nanos(base)), "x"...),
+		append(be64([]byte(oldPfxFinished), nanos(base.Add(time.Second))), "x"...),
+	}
+	for _, k := range old {
+		if err := s.db.Set(k, nil, pdb.Sync); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err = Open(dir, Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, k := range old {
+		if _, closer, err := s.db.Get(k); err == nil {
+			closer.Close()
+			t.Fatalf("old index key %q is still there", k)
+		}
+	}
+	txs, _, err := s.List(t.Context(), tccd.Filter{Limit: 10})
+	if err != nil || len(txs) != 1 || txs[0].ID != "x" {
+		t.Fatalf("List = %v, %v; want x", txs, err)
 	}
 }

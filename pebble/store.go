@@ -24,15 +24,23 @@ import (
 
 // Key layout:
 //
-//	t/<id>                         → the transaction (header + JSON)
-//	c/<created be64><id>           → (empty) all transactions by creation
+//	t/<id>                         → the transaction (header + body, record.go)
 //	s/<state><created be64><id>    → (empty) transactions by state, then creation
-//	f/<finished be64><id>          → (empty) finished transactions by end time
+//
+// The one index serves recovery (the unfinished states), listing (one
+// state, or all of them merged by creation time) and purging (the final
+// states, oldest first). Every key written costs on the confirm path —
+// an insert into the memtable's skiplist, then flushes and compactions —
+// so a transaction writes its record and one index key when created, and
+// its record and the move of that key when it finishes. Stores written
+// before this layout also kept c/ (by creation) and f/ (by finish) keys;
+// Open drops them.
 const (
-	pfxTx       = "t/"
-	pfxCreated  = "c/"
-	pfxState    = "s/"
-	pfxFinished = "f/"
+	pfxTx    = "t/"
+	pfxState = "s/"
+	// Prefixes of the earlier layout, dropped at Open.
+	oldPfxCreated  = "c/"
+	oldPfxFinished = "f/"
 )
 
 // Defaults for Options.
@@ -135,10 +143,38 @@ func Open(dir string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s := &Store{db: db, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{dir: dir, min: opts.MinFreeBytes}}
+	if err := s.dropOldIndexes(); err != nil {
+		db.Close()
+		cache.Unref()
+		return nil, fmt.Errorf("open store %s: %w", dir, err)
+	}
 	s.filterCtx, s.filterCancel = context.WithCancel(context.Background())
 	s.ids.start = s.startFilter
 	s.startFilter(0)
 	return s, nil
+}
+
+// dropOldIndexes deletes the index keys of the earlier layout (see the
+// key layout above), if there are any.
+func (s *Store) dropOldIndexes() error {
+	for _, pfx := range []string{oldPfxCreated, oldPfxFinished} {
+		lower, upper := []byte(pfx), []byte(pfx+"\xff")
+		it, err := s.db.NewIter(&pdb.IterOptions{LowerBound: lower, UpperBound: upper})
+		if err != nil {
+			return err
+		}
+		found := it.First()
+		err = it.Close()
+		if err != nil {
+			return err
+		}
+		if found {
+			if err := s.db.DeleteRange(lower, upper, pdb.Sync); err != nil {
+				return fmt.Errorf("drop old index %s: %w", pfx, err)
+			}
+		}
+	}
+	return nil
 }
 
 // Close flushes and closes the store.
@@ -176,16 +212,8 @@ func txKey(id string) []byte { return append([]byte(pfxTx), id...) }
 
 func be64(b []byte, v int64) []byte { return binary.BigEndian.AppendUint64(b, uint64(v)) }
 
-func createdKey(created int64, id string) []byte {
-	return append(be64([]byte(pfxCreated), created), id...)
-}
-
 func stateKey(state byte, created int64, id string) []byte {
 	return append(be64(append([]byte(pfxState), state), created), id...)
-}
-
-func finishedKey(finished int64, id string) []byte {
-	return append(be64([]byte(pfxFinished), finished), id...)
 }
 
 func writeOpts(durable bool) *pdb.WriteOptions {
@@ -239,11 +267,7 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	b := s.db.NewBatch()
 	defer b.Close()
 	_ = b.Set(txKey(tx.ID), v, nil)
-	_ = b.Set(createdKey(created, tx.ID), nil, nil)
 	_ = b.Set(stateKey(stateCode(tx.State), created, tx.ID), nil, nil)
-	if tx.State.Final() {
-		_ = b.Set(finishedKey(nanos(tx.FinishedAt), tx.ID), nil, nil)
-	}
 	// Into the filter before the write: a failed write may have happened.
 	s.ids.add(tx.ID)
 	if err := b.Commit(writeOpts(durable)); err != nil {
@@ -313,9 +337,6 @@ func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	if code := stateCode(tx.State); code != h.state {
 		_ = b.Delete(stateKey(h.state, h.created, tx.ID), nil)
 		_ = b.Set(stateKey(code, h.created, tx.ID), nil, nil)
-		if tx.State.Final() {
-			_ = b.Set(finishedKey(nanos(tx.FinishedAt), tx.ID), nil, nil)
-		}
 	}
 	if err := b.Commit(writeOpts(durable)); err != nil {
 		delete(st.live, tx.ID)
@@ -326,56 +347,97 @@ func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	return nil
 }
 
-// List returns transactions newest first.
+// List returns transactions newest first. Without a state filter it
+// merges the state index's per-state ranges by creation time.
 func (s *Store) List(ctx context.Context, f tccd.Filter) ([]*tccd.Transaction, string, error) {
 	if f.Limit <= 0 {
 		return nil, "", tccd.FieldError("limit", "limit must be positive")
 	}
-	prefix := []byte(pfxCreated)
+	codes := make([]byte, 0, len(tccd.States))
 	if f.State != "" {
 		code := stateCode(f.State)
 		if code == 0 {
 			return nil, "", tccd.FieldError("state", "unknown state %q", f.State)
 		}
-		prefix = append([]byte(pfxState), code)
+		codes = append(codes, code)
+	} else {
+		for _, st := range tccd.States {
+			codes = append(codes, stateCode(st))
+		}
 	}
-	upper := append(bytes.Clone(prefix), 0xff)
+	var cursor []byte // created be64 + id: list what sorts before it
 	if f.Cursor != "" {
 		c, err := base64.RawURLEncoding.DecodeString(f.Cursor)
 		if err != nil || len(c) < 9 {
 			return nil, "", tccd.FieldError("cursor", "invalid cursor")
 		}
-		upper = append(bytes.Clone(prefix), c...)
+		cursor = c
 	}
-	it, err := s.db.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: prefix, UpperBound: upper})
-	if err != nil {
-		return nil, "", fmt.Errorf("list: %w", err)
+	// One iterator per state, each at its newest entry before the cursor;
+	// the newest of their entries is next. They read one snapshot, so a
+	// transaction changing state meanwhile is listed once.
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	type head struct {
+		it     *pdb.Iterator
+		prefix int
+		ok     bool
 	}
-	defer it.Close()
+	heads := make([]*head, 0, len(codes))
+	defer func() {
+		for _, h := range heads {
+			h.it.Close()
+		}
+	}()
+	for _, code := range codes {
+		prefix := []byte{pfxState[0], pfxState[1], code}
+		upper := append(bytes.Clone(prefix), 0xff)
+		if cursor != nil {
+			upper = append(bytes.Clone(prefix), cursor...)
+		}
+		it, err := snap.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: prefix, UpperBound: upper})
+		if err != nil {
+			return nil, "", fmt.Errorf("list: %w", err)
+		}
+		heads = append(heads, &head{it: it, prefix: len(prefix), ok: it.Last()})
+	}
 	var out []*tccd.Transaction
 	var last []byte
-	ok := it.Last()
-	for ; ok && len(out) < f.Limit; ok = it.Prev() {
-		k := it.Key()
-		id := string(k[len(prefix)+8:])
-		tx, err := s.Get(ctx, id)
-		if tccd.ErrorCode(err) == tccd.ENotFound {
-			continue // purged between the index read and now
+	for len(out) < f.Limit {
+		var next *head
+		for _, h := range heads {
+			if h.ok && (next == nil || bytes.Compare(h.it.Key()[h.prefix:], next.it.Key()[next.prefix:]) > 0) {
+				next = h
+			}
 		}
-		if err != nil {
+		if next == nil {
+			break
+		}
+		suffix := next.it.Key()[next.prefix:]
+		tx, err := s.Get(ctx, string(suffix[8:]))
+		switch {
+		case tccd.ErrorCode(err) == tccd.ENotFound:
+			// purged between the index read and now
+		case err != nil:
 			return nil, "", err
+		default:
+			out = append(out, tx)
+			last = bytes.Clone(suffix)
 		}
-		out = append(out, tx)
-		last = bytes.Clone(k[len(prefix):])
+		next.ok = next.it.Prev()
 	}
-	if err := it.Error(); err != nil {
-		return nil, "", fmt.Errorf("list: %w", err)
+	more := false
+	for _, h := range heads {
+		if err := h.it.Error(); err != nil {
+			return nil, "", fmt.Errorf("list: %w", err)
+		}
+		more = more || h.ok
 	}
-	next := ""
-	if len(out) == f.Limit && ok {
-		next = base64.RawURLEncoding.EncodeToString(last)
+	cur := ""
+	if len(out) == f.Limit && more {
+		cur = base64.RawURLEncoding.EncodeToString(last)
 	}
-	return out, next, nil
+	return out, cur, nil
 }
 
 // Unfinished calls fn for every active, confirming or cancelling transaction.
@@ -406,71 +468,69 @@ func (s *Store) Unfinished(ctx context.Context, fn func(*tccd.Transaction) error
 	return nil
 }
 
-// Purge deletes finished transactions that ended before the given time.
-// It walks the finished index; an entry that no longer matches its
-// record (the record is gone, or finished later) is dropped without
-// counting.
+// Purge deletes finished transactions that ended before the given time,
+// oldest (by creation) first. It walks the final states' ranges of the
+// state index up to that time — a transaction cannot have finished before
+// it was created — and reads each record for its finish time; the few
+// created before but finished after are passed over.
 func (s *Store) Purge(ctx context.Context, before time.Time, limit int) (int, error) {
-	upper := be64([]byte(pfxFinished), nanos(before))
-	it, err := s.db.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: []byte(pfxFinished), UpperBound: upper})
-	if err != nil {
-		return 0, fmt.Errorf("purge: %w", err)
-	}
-	var keys [][]byte
-	for ok := it.First(); ok && len(keys) < limit; ok = it.Next() {
-		keys = append(keys, bytes.Clone(it.Key()))
-	}
-	err = it.Error()
-	it.Close()
-	if err != nil {
-		return 0, fmt.Errorf("purge: %w", err)
-	}
 	n := 0
-	for _, k := range keys {
-		deleted, err := s.purgeOne(k, before)
-		if err != nil {
-			return n, err
+	for _, st := range tccd.States {
+		if !st.Final() || n >= limit {
+			continue
 		}
-		if deleted {
-			n++
+		prefix := []byte{pfxState[0], pfxState[1], stateCode(st)}
+		it, err := s.db.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: prefix, UpperBound: be64(bytes.Clone(prefix), nanos(before))})
+		if err != nil {
+			return n, fmt.Errorf("purge: %w", err)
+		}
+		// The iterator reads a snapshot: deleting as it goes is safe.
+		for ok := it.First(); ok && n < limit; ok = it.Next() {
+			deleted, perr := s.purgeOne(string(it.Key()[len(prefix)+8:]), before)
+			if perr != nil {
+				it.Close()
+				return n, perr
+			}
+			if deleted {
+				n++
+			}
+		}
+		err = it.Error()
+		it.Close()
+		if err != nil {
+			return n, fmt.Errorf("purge: %w", err)
 		}
 	}
 	return n, nil
 }
 
-// purgeOne deletes the finished-index entry key and, if its transaction
-// is final and finished before the given time, the transaction.
-func (s *Store) purgeOne(key []byte, before time.Time) (bool, error) {
-	id := string(key[len(pfxFinished)+8:])
+// purgeOne deletes a transaction if it is final and finished before the
+// given time.
+func (s *Store) purgeOne(id string, before time.Time) (bool, error) {
 	st := s.lock(id)
 	defer st.mu.Unlock()
+	v, err := s.get(id)
+	if tccd.ErrorCode(err) == tccd.ENotFound {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	tx, err := decode(v)
+	if err != nil {
+		return false, err
+	}
+	if !tx.State.Final() || !tx.FinishedAt.Before(before) {
+		return false, nil
+	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	_ = b.Delete(key, nil)
-	deleted := false
-	v, err := s.get(id)
-	switch {
-	case tccd.ErrorCode(err) == tccd.ENotFound:
-	case err != nil:
-		return false, err
-	default:
-		tx, err := decode(v)
-		if err != nil {
-			return false, err
-		}
-		if tx.State.Final() && tx.FinishedAt.Before(before) {
-			created := nanos(tx.CreatedAt)
-			_ = b.Delete(finishedKey(nanos(tx.FinishedAt), id), nil)
-			_ = b.Delete(txKey(id), nil)
-			_ = b.Delete(createdKey(created, id), nil)
-			_ = b.Delete(stateKey(stateCode(tx.State), created, id), nil)
-			deleted = true
-		}
-	}
+	_ = b.Delete(txKey(id), nil)
+	_ = b.Delete(stateKey(stateCode(tx.State), nanos(tx.CreatedAt), id), nil)
 	if err := b.Commit(pdb.NoSync); err != nil {
 		return false, fmt.Errorf("purge %s: %w", id, err)
 	}
-	return deleted, nil
+	return true, nil
 }
 
 // pebbleLogger routes Pebble's messages to slog.
