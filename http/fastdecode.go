@@ -144,6 +144,86 @@ func decodeLinkFast(body []byte) (Link, bool) {
 	return l, true
 }
 
+// decodeBeginFast reads the body of a begin request — an object with any
+// of timeout, name (strings), labels (an object of strings) and
+// participants (link objects), nothing else — as decodeAtomikosFast reads
+// its body: it gives up at anything encoding/json might read differently
+// or reject.
+func decodeBeginFast(body []byte) (req BeginRequest, ok bool) {
+	dec := jsontext.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+		return req, false
+	}
+	// Repeated names make the tokenizer fail: each member is read once.
+	for dec.PeekKind() != '}' {
+		name, err := dec.ReadToken()
+		if err != nil || name.Kind() != '"' {
+			return req, false
+		}
+		switch name.String() {
+		case "timeout":
+			v, err := dec.ReadToken()
+			if err != nil || v.Kind() != '"' {
+				return req, false
+			}
+			t := v.String()
+			req.Timeout = &t
+		case "name":
+			v, err := dec.ReadToken()
+			if err != nil || v.Kind() != '"' {
+				return req, false
+			}
+			req.Name = v.String()
+		case "labels":
+			if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
+				return req, false
+			}
+			req.Labels = make(map[string]string)
+			for dec.PeekKind() != '}' {
+				k, err := dec.ReadToken()
+				if err != nil || k.Kind() != '"' {
+					return req, false
+				}
+				key := k.String() // a token is void after the next read
+				v, err := dec.ReadToken()
+				if err != nil || v.Kind() != '"' {
+					return req, false
+				}
+				req.Labels[key] = v.String()
+			}
+			if _, err := dec.ReadToken(); err != nil {
+				return req, false
+			}
+		case "participants":
+			if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '[' {
+				return req, false
+			}
+			req.Participants = make([]Link, 0, 4)
+			for dec.PeekKind() == '{' {
+				l, ok := readLink(dec, true)
+				if !ok {
+					return req, false
+				}
+				req.Participants = append(req.Participants, l)
+			}
+			if tok, err := dec.ReadToken(); err != nil || tok.Kind() != ']' {
+				return req, false
+			}
+		default:
+			// Unknown, or a field's name in other case: encoding/json
+			// refuses the one and reads the other.
+			return req, false
+		}
+	}
+	if _, err := dec.ReadToken(); err != nil {
+		return req, false
+	}
+	if _, err := dec.ReadToken(); err != io.EOF {
+		return req, false
+	}
+	return req, true
+}
+
 // foldsToField reports whether encoding/json could match name to one of
 // the fields although it is not spelled exactly so: it matches names
 // case-insensitively, with Unicode folding, so any non-ASCII name counts.

@@ -133,3 +133,67 @@ func FuzzDecodeLinkFast(f *testing.F) {
 		}
 	})
 }
+
+var fastBeginCases = []struct {
+	body string
+	ok   bool
+}{
+	{`{"timeout":"1m"}`, true},
+	{`{}`, true},
+	{` {"name":"trip","labels":{"b":"2","a":"1"},"participants":[{"uri":"http://a/r/1","expires":"x"}],"timeout":"30s"} `, true},
+	{`{"labels":{},"participants":[]}`, true},
+	{`{"labels":{"a":"1","a":"2"}}`, false},
+	{`{"labels":{"a":null}}`, false},
+	{`{"labels":null}`, false},
+	{`{"name":null}`, false},
+	{`{"timeout":30}`, false},
+	{`{"Name":"x"}`, false},
+	{`{"other":1}`, false},
+	{`{"participants":[{"uri":"a","x":1}]}`, false},
+	{`{"timeout":"1m"} {}`, false},
+	{`[]`, false},
+}
+
+func TestDecodeBeginFast(t *testing.T) {
+	for _, tc := range fastBeginCases {
+		t.Run(tc.body, func(t *testing.T) {
+			req, ok := decodeBeginFast([]byte(tc.body))
+			if ok != tc.ok {
+				t.Fatalf("fast path ok = %v, want %v", ok, tc.ok)
+			}
+			if ok {
+				sameBeginAsReflective(t, []byte(tc.body), req)
+			}
+		})
+	}
+}
+
+// sameBeginAsReflective checks that encoding/json, strict as DecodeBegin
+// is, reads body as the fast path did.
+func sameBeginAsReflective(t *testing.T, body []byte, req BeginRequest) {
+	t.Helper()
+	var want BeginRequest
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&want); err != nil {
+		t.Fatalf("fast path read %q, encoding/json refuses it: %v", body, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		t.Fatalf("fast path read %q, encoding/json finds more after the value", body)
+	}
+	if !reflect.DeepEqual(want, req) {
+		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", body, req, want)
+	}
+}
+
+// FuzzDecodeBeginFast holds the begin fast path to encoding/json.
+func FuzzDecodeBeginFast(f *testing.F) {
+	for _, tc := range fastBeginCases {
+		f.Add([]byte(tc.body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		if req, ok := decodeBeginFast(body); ok {
+			sameBeginAsReflective(t, body, req)
+		}
+	})
+}

@@ -188,8 +188,12 @@ func toLinks(in []Link, field string) ([]tccd.Link, error) {
 func DecodeBegin(body []byte) (tccd.BeginRequest, error) {
 	var req BeginRequest
 	if len(bytes.TrimSpace(body)) > 0 {
-		if err := strictDecode(body, &req, true); err != nil {
-			return tccd.BeginRequest{}, err
+		var ok bool
+		if req, ok = decodeBeginFast(body); !ok {
+			req = BeginRequest{}
+			if err := strictDecode(body, &req, true); err != nil {
+				return tccd.BeginRequest{}, err
+			}
 		}
 	}
 	out := tccd.BeginRequest{Name: req.Name, Labels: req.Labels}
