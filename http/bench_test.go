@@ -1,6 +1,8 @@
 package http
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -28,5 +30,46 @@ func BenchmarkDecodeAtomikos(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// BenchmarkRenderTransaction compares the hand-written rendering of a
+// transaction response with encoding/json's.
+func BenchmarkRenderTransaction(b *testing.B) {
+	at := time.Now().UTC()
+	d := 0.4
+	tx := Transaction{ID: "01JD2XG0Q3V7W8Y9Z0A1B2C3D4", Protocol: "native", State: "confirmed", Reason: "requested", Timeout: "1m0s",
+		Deadline: &at, CreatedAt: at, UpdatedAt: at, DecidedAt: &at, FinishedAt: &at}
+	for i := 0; i < 2; i++ {
+		tx.Participants = append(tx.Participants, Participant{URI: fmt.Sprintf("http://127.0.0.1:9001/reservations/%d", i), Expires: at,
+			State: "confirmed", Attempts: 1, LastStatus: 204, LastAttemptAt: &at, LastDurationMS: &d})
+	}
+	b.Run("hand-written", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 1024)
+		for b.Loop() {
+			buf = appendTransaction(buf[:0], &tx)
+		}
+	})
+	b.Run("encoding-json", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			if err := json.NewEncoder(&buf).Encode(tx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkDecodeLink measures the enlist body's decode.
+func BenchmarkDecodeLink(b *testing.B) {
+	body := fmt.Appendf(nil, `{"uri":"http://127.0.0.1:9001/reservations/1","expires":%q}`, time.Now().Add(time.Minute).UTC().Format(time.RFC3339Nano))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := DecodeLink(body); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

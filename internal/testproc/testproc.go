@@ -108,7 +108,9 @@ func start(t testing.TB, name, bin string, args []string, addrOf func(string) st
 		t.Fatalf("start %s: %v", name, err)
 	}
 	addrc := make(chan string, 1)
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		found := false
@@ -127,6 +129,8 @@ func start(t testing.TB, name, bin string, args []string, addrOf func(string) st
 	go func() {
 		p.err = cmd.Wait()
 		pw.Close()
+		// Done only once every line the process wrote is in the log.
+		<-scanned
 		close(p.done)
 	}()
 	t.Cleanup(func() {
