@@ -40,8 +40,8 @@ type Store interface {
 	// or cancelling, in no particular order, until fn returns an error.
 	Unfinished(ctx context.Context, fn func(*Transaction) error) error
 	// Purge deletes up to limit transactions that reached a final state
-	// before the given time, oldest (by CreatedAt) first, and returns how many
-	// it deleted.
+	// before the given time and returns how many it deleted. Which go first
+	// when there are more than limit is the implementation's choice.
 	Purge(ctx context.Context, finishedBefore time.Time, limit int) (int, error)
 	// Close releases the store. Writes acknowledged with durable=false may
 	// be synced by Close; after Close every method fails.

@@ -47,13 +47,17 @@ func decodeAtomikosFast(body []byte) (links []Link, ok bool) {
 			}
 		}
 	}
+	return links, seen && closedAtEnd(dec)
+}
+
+// closedAtEnd reads the closing brace of the top-level object and reports
+// whether nothing but white space follows it.
+func closedAtEnd(dec *jsontext.Decoder) bool {
 	if _, err := dec.ReadToken(); err != nil {
-		return nil, false
+		return false
 	}
-	if _, err := dec.ReadToken(); err != io.EOF {
-		return nil, false
-	}
-	return links, seen
+	_, err := dec.ReadToken()
+	return err == io.EOF
 }
 
 // readLinks reads an array of link objects.
@@ -215,13 +219,7 @@ func decodeBeginFast(body []byte) (req BeginRequest, ok bool) {
 			return req, false
 		}
 	}
-	if _, err := dec.ReadToken(); err != nil {
-		return req, false
-	}
-	if _, err := dec.ReadToken(); err != io.EOF {
-		return req, false
-	}
-	return req, true
+	return req, closedAtEnd(dec)
 }
 
 // foldsToField reports whether encoding/json could match name to one of

@@ -8,10 +8,91 @@ import (
 	"testing"
 )
 
-var fastDecodeCases = []struct {
+// The fast paths of decodeAtomikosFast, decodeLinkFast and decodeBeginFast
+// must read whatever they accept as encoding/json reads it (as the server
+// uses it: strict or not); what they give up on, encoding/json decodes.
+
+// fastCase is a body and whether the fast path reads it (else
+// encoding/json does).
+type fastCase struct {
 	body string
-	ok   bool // the fast path reads it (else encoding/json does)
+	ok   bool
+}
+
+// readsAsEncodingJSON checks that encoding/json reads body into a T equal
+// to got; strict refuses unknown fields, as DecodeLink and DecodeBegin do.
+func readsAsEncodingJSON[T any](t *testing.T, body []byte, got T, strict bool) {
+	t.Helper()
+	var want T
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
+	if err := dec.Decode(&want); err != nil {
+		t.Fatalf("fast path read %q, encoding/json refuses it: %v", body, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		t.Fatalf("fast path read %q, encoding/json finds more after the value", body)
+	}
+	if !reflect.DeepEqual(want, got) {
+		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", body, got, want)
+	}
+}
+
+// fastPaths are the three fast paths, each with its cases and its check.
+var fastPaths = []struct {
+	name  string
+	cases []fastCase
+	check func(t *testing.T, body []byte) (ok bool)
 }{
+	{"atomikos", fastDecodeCases, func(t *testing.T, body []byte) bool {
+		links, ok := decodeAtomikosFast(body)
+		if ok {
+			readsAsEncodingJSON(t, body, AtomikosRequest{ParticipantLinks: links}, false)
+		}
+		return ok
+	}},
+	{"link", fastLinkCases, func(t *testing.T, body []byte) bool {
+		l, ok := decodeLinkFast(body)
+		if ok {
+			readsAsEncodingJSON(t, body, l, true)
+		}
+		return ok
+	}},
+	{"begin", fastBeginCases, func(t *testing.T, body []byte) bool {
+		req, ok := decodeBeginFast(body)
+		if ok {
+			readsAsEncodingJSON(t, body, req, true)
+		}
+		return ok
+	}},
+}
+
+func TestFastDecode(t *testing.T) {
+	for _, fp := range fastPaths {
+		for _, tc := range fp.cases {
+			t.Run(fp.name+"/"+tc.body, func(t *testing.T) {
+				if ok := fp.check(t, []byte(tc.body)); ok != tc.ok {
+					t.Fatalf("fast path ok = %v, want %v", ok, tc.ok)
+				}
+			})
+		}
+	}
+}
+
+// fuzzFastPath holds fast path i to encoding/json on any input.
+func fuzzFastPath(f *testing.F, i int) {
+	for _, tc := range fastPaths[i].cases {
+		f.Add([]byte(tc.body))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) { fastPaths[i].check(t, body) })
+}
+
+func FuzzDecodeAtomikosFast(f *testing.F) { fuzzFastPath(f, 0) }
+func FuzzDecodeLinkFast(f *testing.F)     { fuzzFastPath(f, 1) }
+func FuzzDecodeBeginFast(f *testing.F)    { fuzzFastPath(f, 2) }
+
+var fastDecodeCases = []fastCase{
 	{`{"participantLinks":[{"uri":"http://a/r/1","expires":"2030-01-01T00:00:00Z"}]}`, true},
 	{` {"participantLinks" : [ {"uri":"http://a/r/1","expires":"x","rel":"tcc"} , {"expires":"y"} ] } `, true},
 	{`{"participantLinks":[],"other":{"deep":[1,2,{"x":null}]}}`, true},
@@ -33,50 +114,7 @@ var fastDecodeCases = []struct {
 	{`{"participantLinks":[{"uri":"a"}]`, false},
 }
 
-func TestDecodeAtomikosFast(t *testing.T) {
-	for _, tc := range fastDecodeCases {
-		t.Run(tc.body, func(t *testing.T) {
-			links, ok := decodeAtomikosFast([]byte(tc.body))
-			if ok != tc.ok {
-				t.Fatalf("fast path ok = %v, want %v", ok, tc.ok)
-			}
-			if ok {
-				sameAsReflective(t, []byte(tc.body), links)
-			}
-		})
-	}
-}
-
-// sameAsReflective checks that encoding/json reads body, as the fast path
-// did, to links.
-func sameAsReflective(t *testing.T, body []byte, links []Link) {
-	t.Helper()
-	var req AtomikosRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		t.Fatalf("fast path read %q, encoding/json refuses it: %v", body, err)
-	}
-	if !reflect.DeepEqual(req.ParticipantLinks, links) {
-		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", body, links, req.ParticipantLinks)
-	}
-}
-
-// FuzzDecodeAtomikosFast holds the fast path to encoding/json: whatever it
-// reads, encoding/json reads the same.
-func FuzzDecodeAtomikosFast(f *testing.F) {
-	for _, tc := range fastDecodeCases {
-		f.Add([]byte(tc.body))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		if links, ok := decodeAtomikosFast(body); ok {
-			sameAsReflective(t, body, links)
-		}
-	})
-}
-
-var fastLinkCases = []struct {
-	body string
-	ok   bool
-}{
+var fastLinkCases = []fastCase{
 	{`{"uri":"http://a/r/1","expires":"2030-01-01T00:00:00Z"}`, true},
 	{` { "uri" : "http://a/r/\u00e9" , "rel" : "tcc" } `, true},
 	{`{}`, true},
@@ -90,54 +128,7 @@ var fastLinkCases = []struct {
 	{`{"uri":"a"`, false},
 }
 
-func TestDecodeLinkFast(t *testing.T) {
-	for _, tc := range fastLinkCases {
-		t.Run(tc.body, func(t *testing.T) {
-			l, ok := decodeLinkFast([]byte(tc.body))
-			if ok != tc.ok {
-				t.Fatalf("fast path ok = %v, want %v", ok, tc.ok)
-			}
-			if ok {
-				sameLinkAsReflective(t, []byte(tc.body), l)
-			}
-		})
-	}
-}
-
-// sameLinkAsReflective checks that encoding/json, strict as DecodeLink
-// is, reads body as the fast path did.
-func sameLinkAsReflective(t *testing.T, body []byte, l Link) {
-	t.Helper()
-	var want Link
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&want); err != nil {
-		t.Fatalf("fast path read %q, encoding/json refuses it: %v", body, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		t.Fatalf("fast path read %q, encoding/json finds more after the value", body)
-	}
-	if !reflect.DeepEqual(want, l) {
-		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", body, l, want)
-	}
-}
-
-// FuzzDecodeLinkFast holds the enlist fast path to encoding/json.
-func FuzzDecodeLinkFast(f *testing.F) {
-	for _, tc := range fastLinkCases {
-		f.Add([]byte(tc.body))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		if l, ok := decodeLinkFast(body); ok {
-			sameLinkAsReflective(t, body, l)
-		}
-	})
-}
-
-var fastBeginCases = []struct {
-	body string
-	ok   bool
-}{
+var fastBeginCases = []fastCase{
 	{`{"timeout":"1m"}`, true},
 	{`{}`, true},
 	{` {"name":"trip","labels":{"b":"2","a":"1"},"participants":[{"uri":"http://a/r/1","expires":"x"}],"timeout":"30s"} `, true},
@@ -152,48 +143,4 @@ var fastBeginCases = []struct {
 	{`{"participants":[{"uri":"a","x":1}]}`, false},
 	{`{"timeout":"1m"} {}`, false},
 	{`[]`, false},
-}
-
-func TestDecodeBeginFast(t *testing.T) {
-	for _, tc := range fastBeginCases {
-		t.Run(tc.body, func(t *testing.T) {
-			req, ok := decodeBeginFast([]byte(tc.body))
-			if ok != tc.ok {
-				t.Fatalf("fast path ok = %v, want %v", ok, tc.ok)
-			}
-			if ok {
-				sameBeginAsReflective(t, []byte(tc.body), req)
-			}
-		})
-	}
-}
-
-// sameBeginAsReflective checks that encoding/json, strict as DecodeBegin
-// is, reads body as the fast path did.
-func sameBeginAsReflective(t *testing.T, body []byte, req BeginRequest) {
-	t.Helper()
-	var want BeginRequest
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&want); err != nil {
-		t.Fatalf("fast path read %q, encoding/json refuses it: %v", body, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		t.Fatalf("fast path read %q, encoding/json finds more after the value", body)
-	}
-	if !reflect.DeepEqual(want, req) {
-		t.Fatalf("fast path read %q as %+v, encoding/json as %+v", body, req, want)
-	}
-}
-
-// FuzzDecodeBeginFast holds the begin fast path to encoding/json.
-func FuzzDecodeBeginFast(f *testing.F) {
-	for _, tc := range fastBeginCases {
-		f.Add([]byte(tc.body))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		if req, ok := decodeBeginFast(body); ok {
-			sameBeginAsReflective(t, body, req)
-		}
-	})
 }

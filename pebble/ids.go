@@ -19,7 +19,7 @@ import (
 // It holds every id in the store: ids written before the build are read
 // by the scan, which begins after the filter under construction is
 // published; ids created later are added to it (and to the current
-// filter) after their write. Purged ids stay in it until the next build,
+// filter) before their write. Purged ids stay in it until the next build,
 // which costs only a lookup. When the filter has taken twice its planned
 // capacity it is built again, twice as large, while the old one serves.
 type idFilter struct {
@@ -38,35 +38,34 @@ const (
 	filterFP     = 0.01
 )
 
-// mayExist reports whether id may be in the store; false is certain.
-func (f *idFilter) mayExist(id string) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.cur == nil || f.cur.TestString(id)
-}
-
-// add records an id about to be written.
-func (f *idFilter) add(id string) {
+// testAndAdd records an id that is about to be written — or found to be
+// stored already, when adding it changes nothing — and reports whether it
+// may have been in the store before; false is certain. One lock for both
+// on the confirm path.
+func (f *idFilter) testAndAdd(id string) (mayExist bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.next != nil {
 		f.next.AddString(id)
 	}
 	if f.cur == nil {
-		return
+		return true
 	}
-	f.cur.AddString(id)
+	if f.cur.TestOrAddString(id) {
+		return true
+	}
 	f.count++
 	if f.next == nil && !f.closed && f.count > 2*f.capacity {
 		f.next = bloom.NewWithEstimates(2*f.count, filterFP)
 		f.start(2 * f.count)
 	}
+	return false
 }
 
 // build scans the ids of the store into a new filter of the given
 // capacity (or one sized from the ids at hand, if 0) and makes it current.
 // Only one build runs at a time: the first is started by Open, the next
-// by add.
+// by testAndAdd.
 func (s *Store) buildFilter(ctx context.Context, capacity uint) {
 	defer s.filterWG.Done()
 	f := &s.ids

@@ -71,7 +71,10 @@ func TestIDFilter(t *testing.T) {
 	allConflict(t, s, "a", 500)
 	waitFilter(t, s)
 	allConflict(t, s, "a", 500)
-	if s.ids.mayExist("never-written") && s.ids.mayExist("nor-this") && s.ids.mayExist("nor-that") {
+	s.ids.mu.Lock()
+	rulesOut := !s.ids.cur.TestString("never-written") || !s.ids.cur.TestString("nor-this") || !s.ids.cur.TestString("nor-that")
+	s.ids.mu.Unlock()
+	if !rulesOut {
 		t.Fatal("the filter rules nothing out")
 	}
 

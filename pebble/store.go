@@ -75,7 +75,7 @@ type Store struct {
 	cache *pdb.Cache
 	seed  maphash.Seed
 	// stripes serialise the read-check-write of one id, and hold the
-	// headers of the unfinished transactions this process has written.
+	// records of the unfinished transactions this process has written.
 	stripes [256]stripe
 
 	ids          idFilter
@@ -252,7 +252,8 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	if _, ok := st.live[tx.ID]; ok {
 		return tccd.Errorf(tccd.EConflict, "transaction %s already exists", tx.ID)
 	}
-	if s.ids.mayExist(tx.ID) {
+	// Into the filter before the write: a failed write may have happened.
+	if s.ids.testAndAdd(tx.ID) {
 		if _, err := s.get(tx.ID); err == nil {
 			return tccd.Errorf(tccd.EConflict, "transaction %s already exists", tx.ID)
 		} else if tccd.ErrorCode(err) != tccd.ENotFound {
@@ -268,8 +269,6 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	defer b.Close()
 	_ = b.Set(txKey(tx.ID), v, nil)
 	_ = b.Set(stateKey(stateCode(tx.State), created, tx.ID), nil, nil)
-	// Into the filter before the write: a failed write may have happened.
-	s.ids.add(tx.ID)
 	if err := b.Commit(writeOpts(durable)); err != nil {
 		return fmt.Errorf("create %s: %w", tx.ID, err)
 	}
@@ -469,7 +468,7 @@ func (s *Store) Unfinished(ctx context.Context, fn func(*tccd.Transaction) error
 }
 
 // Purge deletes finished transactions that ended before the given time,
-// oldest (by creation) first. It walks the final states' ranges of the
+// oldest (by creation) first within each final state. It walks the final states' ranges of the
 // state index up to that time — a transaction cannot have finished before
 // it was created — and reads each record for its finish time; the few
 // created before but finished after are passed over.

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/tccd/tccd/internal/testproc"
 )
@@ -78,18 +79,22 @@ func TestBenchSmoke(t *testing.T) {
 // debug listener, nothing on the API's.
 func TestDebugHeap(t *testing.T) {
 	co := testproc.StartTccd(t, bins["tccd"], "--data", t.TempDir(), "--debug-listen", "127.0.0.1:0")
+	// The line is written before the server is ready, but may reach the
+	// test's copy of the log a little later.
 	var debugAddr string
-	for _, line := range strings.Split(co.Log(), "\n") {
-		var rec struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
+	for deadline := time.Now().Add(10 * time.Second); debugAddr == ""; time.Sleep(5 * time.Millisecond) {
+		for _, line := range strings.Split(co.Log(), "\n") {
+			var rec struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "debug server listening" {
+				debugAddr = rec.Addr
+			}
 		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "debug server listening" {
-			debugAddr = rec.Addr
+		if debugAddr == "" && time.Now().After(deadline) {
+			t.Fatalf("no debug listener in the log:\n%s", co.Log())
 		}
-	}
-	if debugAddr == "" {
-		t.Fatalf("no debug listener in the log:\n%s", co.Log())
 	}
 	resp, err := http.Get("http://" + debugAddr + "/debug/heap")
 	if err != nil {

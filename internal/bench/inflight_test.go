@@ -7,21 +7,13 @@ import (
 	"math"
 	"testing"
 	"time"
-
-	"github.com/tccd/tccd/internal/testproc"
 )
 
 // TestInflightWorkload runs the inflight workload end to end with tiny
 // numbers against the real binary: it proves the figures come out
 // positive and finite, it does not judge them.
 func TestInflightWorkload(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs the tccd binary")
-	}
-	bin, err := testproc.Build(t.TempDir(), "github.com/tccd/tccd/cmd/tccd")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bin := bins["tccd"]
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	var out, errOut bytes.Buffer
