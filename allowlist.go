@@ -269,13 +269,60 @@ func denied(name string, ip netip.Addr) string {
 	}
 	if ip.IsValid() {
 		ip = ip.Unmap().WithZone("")
-		for _, d := range deniedPrefixes {
-			if d.prefix.Contains(ip) {
-				return d.why
+		for _, a := range append([]netip.Addr{ip}, embeddedIPv4(ip)...) {
+			for _, d := range deniedPrefixes {
+				if d.prefix.Contains(a) {
+					if a != ip {
+						return d.why + " (" + a.String() + ", embedded in the IPv6 address)"
+					}
+					return d.why
+				}
 			}
 		}
 	}
 	return ""
+}
+
+// IPv6 prefixes whose addresses carry an IPv4 address that a packet to
+// them may end up at, through a translator or a tunnel.
+var (
+	nat64WellKnown = netip.MustParsePrefix("64:ff9b::/96")   // RFC 6052
+	nat64Local     = netip.MustParsePrefix("64:ff9b:1::/48") // RFC 8215
+	sixToFour      = netip.MustParsePrefix("2002::/16")      // RFC 3056
+	teredo         = netip.MustParsePrefix("2001::/32")      // RFC 4380
+	ipv4Compatible = netip.MustParsePrefix("::/96")          // RFC 4291, deprecated
+)
+
+// embeddedIPv4 returns the IPv4 addresses an IPv6 address embeds, so that
+// the built-in refusals judge them too: http://[64:ff9b::a9fe:a9fe]/ is
+// the metadata address 169.254.169.254 behind a NAT64 gateway. (IPv4-mapped
+// addresses are unmapped before.) Allow rules still match the address
+// itself only.
+func embeddedIPv4(ip netip.Addr) []netip.Addr {
+	if !ip.Is6() {
+		return nil
+	}
+	b := ip.As16()
+	v4 := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{b[i], b[i+1], b[i+2], b[i+3]}) }
+	var out []netip.Addr
+	switch {
+	case nat64WellKnown.Contains(ip):
+		out = append(out, v4(12))
+	case nat64Local.Contains(ip):
+		// The IPv4 address sits after the prefix, whose length the
+		// network chooses (RFC 6052 section 2.2): /48 puts it around the
+		// reserved octet 8, /96 at the end. Judge both.
+		out = append(out, netip.AddrFrom4([4]byte{b[6], b[7], b[9], b[10]}), v4(12))
+	case sixToFour.Contains(ip):
+		out = append(out, v4(2))
+	case teredo.Contains(ip):
+		// The server's address, and the client's, stored inverted.
+		out = append(out, v4(4), netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]}))
+	case ipv4Compatible.Contains(ip) && b[12] != 0:
+		// ::a.b.c.d; not :: nor ::1, which are IPv6's own.
+		out = append(out, v4(12))
+	}
+	return out
 }
 
 // match reports whether r admits a destination. scheme "" is not checked

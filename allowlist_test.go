@@ -121,6 +121,17 @@ func TestCheckLink(t *testing.T) {
 		{"http://0.1.2.3:8080/x", false, false, false},
 		{"http://[::]:9001/x", false, false, false},
 		{"http://[::ffff:169.254.169.254]:8080/x", false, false, false},
+		// IPv6 addresses that embed a refused IPv4 address are judged by it.
+		{"http://[64:ff9b::a9fe:a9fe]/", false, false, false},                   // NAT64
+		{"http://[64:ff9b::169.254.169.254]:8080/x", false, false, false},       // NAT64, dotted
+		{"http://[64:ff9b:1::a9fe:a9fe]/", false, false, false},                 // local-use NAT64, /96
+		{"http://[64:ff9b:1:a9fe:00:a9fe:a9fe:0]/", false, false, false},        // local-use NAT64, /48
+		{"http://[2002:a9fe:a9fe::1]/", false, false, false},                    // 6to4
+		{"http://[2001:0:a9fe:a9fe::1]/", false, false, false},                  // Teredo server
+		{"http://[2001:0:4136:e378:8000:63bf:5601:5601]/", false, false, false}, // Teredo client 169.254.169.254 (inverted)
+		{"http://[::169.254.169.254]/", false, false, false},                    // IPv4-compatible
+		{"http://[::a64:6464]/", true, false, false},                            // IPv4-compatible 10.100.100.100 is fine...
+		{"http://[64:ff9b::a00:1]:8080/x", true, false, false},                  // ...and NAT64 to an ordinary address passes by default
 		// Scheme, host and port must fit one rule.
 		{"https://a.internal/x", true, true, true},
 		{"https://a.b.internal:443/x", true, true, true},
@@ -190,6 +201,8 @@ func TestCheckDial(t *testing.T) {
 		{"evil.example", "0.0.0.0", 80, false, false},
 		{"evil.example", "::", 80, false, false},
 		{"evil.example", "fe80::1", 80, false, false},
+		{"evil.example", "64:ff9b::a9fe:a9fe", 80, false, false}, // NAT64 to the metadata address
+		{"evil.example", "2002:a9fe:a9fe::1", 80, false, false},  // 6to4 likewise
 		{"metadata.google.internal", "192.0.2.1", 443, false, false},
 		// An address rule admits the resolved address, whatever the name.
 		{"svc.other", "10.2.3.4", 8080, true, true},

@@ -43,6 +43,35 @@ type CallResult struct {
 	Permanent bool
 	// Duration is how long the call took.
 	Duration time.Duration
+	// Sent reports that the request was written to the participant (in
+	// whole, at least once), so the participant may have acted on it even
+	// if no answer came. A call that failed before that (no connection,
+	// a name that does not resolve) leaves it false.
+	Sent bool
+}
+
+// InDoubt reports whether the participant may have done what was asked
+// although the answer says nothing definite: the request was written and
+// then no answer came (a timeout, a reset connection), or the answer was
+// a 5xx. A 408, 425 or 429 says the participant did not act; a refused
+// destination was never sent.
+func (r CallResult) InDoubt() bool {
+	if r.Permanent {
+		return false
+	}
+	if r.Status == 0 {
+		return r.Sent
+	}
+	return r.Status >= 500
+}
+
+// Refusal reports whether an answer to a cancel is a refusal: a status
+// that is neither success nor 404, 405, 410 nor one to retry (409, "I am
+// confirmed", typically). A
+// refused cancel is retried until the link expires; one never accepted
+// is not a cancel.
+func (r CallResult) Refusal() bool {
+	return !r.Permanent && r.Err == nil && r.Status != 0 && Classify(OpCancel, r) == VerdictPermanent
 }
 
 // Verdict is how the coordinator reads a CallResult.

@@ -23,6 +23,7 @@ const (
 	DefaultShutdownGrace   = 10 * time.Second
 	DefaultRecoveryDrives  = 256
 	DefaultRedriveInterval = 30 * time.Second
+	DefaultInDoubtWindow   = 24 * time.Hour
 )
 
 // Config tunes the coordinator engine. The zero value of a field means its
@@ -59,6 +60,11 @@ type Config struct {
 	// RedriveInterval is how often decided transactions that no driver is
 	// settling (one stopped on a store error) are driven again.
 	RedriveInterval time.Duration
+	// InDoubtWindow is how long past its link's expiry a participant in
+	// doubt (a confirm sent to it may have taken effect, no definite
+	// answer came) is still asked for its outcome; after that the
+	// transaction ends heuristic with reason in_doubt.
+	InDoubtWindow time.Duration
 	// Links decides which participant URIs are accepted: the server-side
 	// request forgery guard (see Allowlist). nil applies the built-in
 	// refusals of Allowlist only.
@@ -86,6 +92,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.PurgeInterval, DefaultPurgeInterval)
 	def(&c.ShutdownGrace, DefaultShutdownGrace)
 	def(&c.RedriveInterval, DefaultRedriveInterval)
+	def(&c.InDoubtWindow, DefaultInDoubtWindow)
 	if c.MaxParallel == 0 {
 		c.MaxParallel = DefaultMaxParallel
 	}
@@ -119,6 +126,7 @@ func (c Config) Validate() error {
 	pos("purge-interval", c.PurgeInterval)
 	pos("shutdown-grace", c.ShutdownGrace)
 	pos("redrive-interval", c.RedriveInterval)
+	pos("in-doubt-window", c.InDoubtWindow)
 	if c.MarginFloor < 0 {
 		errs = append(errs, fmt.Errorf("margin-floor must not be negative, got %v", c.MarginFloor))
 	}

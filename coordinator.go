@@ -42,6 +42,7 @@ type Coordinator struct {
 	timers  map[string]*time.Timer
 	ready   atomic.Bool
 	pool    *workers // runs drivers and participant call loops
+	warns   warnLimiter
 }
 
 // driver is the one goroutine settling a decided transaction.
@@ -261,21 +262,75 @@ func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction
 	if timeout <= 0 || timeout > c.cfg.MaxTimeout {
 		return nil, FieldError("timeout", "timeout must be positive and at most %v", c.cfg.MaxTimeout)
 	}
+	links, err := canonicalLinks(req.Participants)
+	if err != nil {
+		return nil, err
+	}
 	now := c.clock.Now()
 	tx := &Transaction{
 		ID: ulid.Make().String(), Protocol: ProtocolNative, Name: req.Name, Labels: req.Labels,
 		State: StateActive, Timeout: timeout, Deadline: now.Add(timeout),
 		CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx),
 	}
-	var err error
-	if tx, err = c.addLinks(tx, req.Participants, now, true); err != nil {
+	if err := c.addLinks(tx, links, now, true); err != nil {
 		return nil, err
 	}
-	if err := c.store.Create(ctx, tx, false); err != nil {
-		return nil, storeError(err)
+	if err := c.create(ctx, tx, false); err != nil {
+		return nil, err
 	}
 	c.armTimer(tx.ID, timeout)
 	return tx, nil
+}
+
+// create stores a new record, born in a state of the transition table's
+// initial row (CanCreate); the write is synced when durable is set.
+func (c *Coordinator) create(ctx context.Context, tx *Transaction, durable bool) error {
+	if !CanCreate(tx.State) {
+		return Errorf(EInternal, "a transaction cannot be created %s", tx.State)
+	}
+	if tx.State.Decided() && tx.DecidedAt.IsZero() {
+		tx.DecidedAt = tx.CreatedAt
+	}
+	return storeError(c.store.Create(ctx, tx, durable))
+}
+
+// errUnchanged, returned by the function given to update, leaves the
+// record as it is.
+var errUnchanged = errors.New("unchanged")
+
+// update is the coordinator's one read–check–compare-and-set loop for a
+// request or a timer: it loads transaction id (as the principal of ctx
+// may see it), lets fn change a copy and name the state to move to, and
+// writes the copy through transition (which checks the transition table
+// and sets the times). When another write came first, it reads again and
+// asks fn again. If fn returns errUnchanged, update returns the
+// transaction as read and changed=false; any other error of fn is
+// returned as it is.
+func (c *Coordinator) update(ctx context.Context, id string, durable bool, fn func(tx *Transaction) (State, error)) (tx *Transaction, changed bool, err error) {
+	for {
+		cur, err := c.load(ctx, id)
+		if err != nil {
+			return nil, false, err
+		}
+		next := cur.Clone()
+		to, err := fn(next)
+		if errors.Is(err, errUnchanged) {
+			return cur, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if !CanTransition(cur.State, to) {
+			return nil, false, conflict(cur, "cannot move a %s transaction to %s", cur.State, to)
+		}
+		if err := c.transition(ctx, next, to, durable); err != nil {
+			if ErrorCode(err) == EConflict {
+				continue // another write came first: look again
+			}
+			return nil, false, err
+		}
+		return next, true, nil
+	}
 }
 
 // Enlist adds a participant link to an active transaction. Enlisting a URI
@@ -285,32 +340,19 @@ func (c *Coordinator) Enlist(ctx context.Context, id string, link Link) (tx *Tra
 		return nil, false, err
 	}
 	defer c.wg.Done()
-	for {
-		tx, err := c.load(ctx, id)
-		if err != nil {
-			return nil, false, err
+	links, err := canonicalLinks([]Link{link})
+	if err != nil {
+		return nil, false, err
+	}
+	return c.update(ctx, id, false, func(tx *Transaction) (State, error) {
+		if tx.Participant(links[0].URI) >= 0 {
+			return "", errUnchanged
 		}
 		if tx.State != StateActive {
-			if tx.Participant(link.URI) >= 0 {
-				return tx, false, nil
-			}
-			return nil, false, conflict(tx, "cannot enlist: the transaction is %s", tx.State)
+			return "", conflict(tx, "cannot enlist: the transaction is %s", tx.State)
 		}
-		if tx.Participant(link.URI) >= 0 {
-			return tx, false, nil
-		}
-		next, err := c.addLinks(tx, []Link{link}, c.clock.Now(), true)
-		if err != nil {
-			return nil, false, err
-		}
-		if err := c.store.Update(ctx, next, false); err != nil {
-			if ErrorCode(err) == EConflict {
-				continue
-			}
-			return nil, false, storeError(err)
-		}
-		return next, true, nil
-	}
+		return StateActive, c.addLinks(tx, links, c.clock.Now(), true)
+	})
 }
 
 // Get returns a transaction. A client principal in ctx gets ENotFound
@@ -350,43 +392,40 @@ func (c *Coordinator) Confirm(ctx context.Context, id string, links []Link) (*Tr
 		return nil, err
 	}
 	defer c.wg.Done()
-	for {
-		tx, err := c.load(ctx, id)
-		if err != nil {
-			return nil, err
-		}
+	links, err := canonicalLinks(links)
+	if err != nil {
+		return nil, err
+	}
+	tx, decided, err := c.update(ctx, id, true, func(tx *Transaction) (State, error) {
 		if tx.State != StateActive {
 			for _, l := range links {
 				if tx.Participant(l.URI) < 0 {
-					return nil, conflict(tx, "cannot add participants: the transaction is %s", tx.State)
+					return "", conflict(tx, "cannot add participants: the transaction is %s", tx.State)
 				}
 			}
-			if tx.State == StateCancelling || tx.State == StateCancelled {
-				if tx.Reason == ReasonRequested {
-					return nil, conflict(tx, "the transaction was cancelled")
-				}
+			if (tx.State == StateCancelling || tx.State == StateCancelled) && tx.Reason == ReasonRequested {
+				return "", conflict(tx, "the transaction was cancelled")
 			}
-			return c.confirmOutcome(ctx, tx, false)
+			return "", errUnchanged
 		}
 		now := c.clock.Now()
-		next, err := c.addLinks(tx, links, now, false)
-		if err != nil {
-			return nil, err
+		if err := c.addLinks(tx, links, now, false); err != nil {
+			return "", err
 		}
-		to, reason := StateConfirming, ReasonRequested
-		if c.tooSoon(next, now) {
-			to, reason = StateCancelling, ReasonExpiryMargin
+		tx.Reason = ReasonRequested
+		if c.tooSoon(tx, now) {
+			tx.Reason = ReasonExpiryMargin
+			return StateCancelling, nil
 		}
-		next.Reason = reason
-		if err := c.transition(ctx, next, to, true); err != nil {
-			if ErrorCode(err) == EConflict {
-				continue
-			}
-			return nil, err
-		}
-		c.stopTimer(id)
-		return c.confirmOutcome(ctx, next, true)
+		return StateConfirming, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	if decided {
+		c.stopTimer(id)
+	}
+	return c.confirmOutcome(ctx, tx, decided)
 }
 
 // confirmOutcome joins (or starts) the driver of a decided transaction and
@@ -399,10 +438,52 @@ func (c *Coordinator) confirmOutcome(ctx context.Context, tx *Transaction, fresh
 	case StateConfirmed, StateConfirming:
 		return tx, nil
 	case StateHeuristic:
-		return nil, &Error{Code: EHeuristic, Message: "partial confirmation: some participants did not confirm", Tx: tx}
-	default:
-		return nil, &Error{Code: ETimedOut, Message: "the transaction has timed out and was cancelled", Tx: tx}
+		return nil, heuristic(tx)
+	case StateCancelling:
+		if !CancelCertain(tx) {
+			// A participant may have confirmed (in doubt, or it refused
+			// the cancel): the outcome is not known yet.
+			return tx, nil
+		}
 	}
+	return nil, &Error{Code: ETimedOut, Message: "the transaction has timed out and was cancelled", Tx: tx}
+}
+
+// CancelCertain reports whether a transaction decided to cancel will end
+// cancelled whatever the participants still answer: it is cancelled, or
+// it is cancelling and no participant may have confirmed — none is in
+// doubt or confirmed, and none refused a cancel. A participant that is
+// merely not reached yet cancels itself at its link's expiry.
+func CancelCertain(tx *Transaction) bool {
+	switch tx.State {
+	case StateCancelled:
+		return true
+	case StateCancelling:
+		for _, p := range tx.Participants {
+			switch p.State {
+			case ParticipantInDoubt, ParticipantConfirmed, ParticipantCancelRefused:
+				return false
+			case ParticipantPending:
+				if (CallResult{Status: p.LastStatus}).Refusal() {
+					return false
+				}
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// heuristic is the error that reports a heuristic outcome.
+func heuristic(tx *Transaction) *Error {
+	msg := "partial confirmation: some participants did not confirm"
+	switch tx.Reason {
+	case ReasonInDoubt:
+		msg = "the outcome of some participants is unknown: they gave no definite answer within the in-doubt window"
+	case ReasonParticipant:
+		msg = "some participants refused to cancel"
+	}
+	return &Error{Code: EHeuristic, Message: msg, Tx: tx}
 }
 
 // Cancel decides to cancel an active transaction and waits up to
@@ -413,31 +494,32 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) (*Transaction, erro
 		return nil, err
 	}
 	defer c.wg.Done()
-	for {
-		tx, err := c.load(ctx, id)
-		if err != nil {
-			return nil, err
+	tx, decided, err := c.update(ctx, id, true, func(tx *Transaction) (State, error) {
+		if tx.State != StateActive {
+			return "", errUnchanged
 		}
-		switch tx.State {
-		case StateActive:
-			next := tx.Clone()
-			next.Reason = ReasonRequested
-			if err := c.transition(ctx, next, StateCancelling, true); err != nil {
-				if ErrorCode(err) == EConflict {
-					continue
-				}
-				return nil, err
-			}
-			c.stopTimer(id)
-			return c.await(ctx, next, true), nil
-		case StateCancelling:
-			return c.await(ctx, tx, false), nil
-		case StateCancelled:
-			return tx, nil
-		default:
-			return nil, conflict(tx, "cannot cancel: the transaction is %s", tx.State)
-		}
+		tx.Reason = ReasonRequested
+		return StateCancelling, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	if decided {
+		c.stopTimer(id)
+	}
+	switch tx.State {
+	case StateCancelling:
+		tx = c.await(ctx, tx, decided)
+	case StateCancelled:
+	case StateHeuristic:
+		return nil, heuristic(tx)
+	default:
+		return nil, conflict(tx, "cannot cancel: the transaction is %s", tx.State)
+	}
+	if tx.State == StateHeuristic {
+		return nil, heuristic(tx)
+	}
+	return tx, nil
 }
 
 // ConfirmLinks is the one-shot confirm of the Atomikos protocol: the set of
@@ -453,47 +535,23 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transact
 		return nil, err
 	}
 	defer c.wg.Done()
-	id, err := c.oneShotID(links)
-	if err != nil {
-		return nil, err
-	}
-	for {
-		// Optimistic: a new link set is the common case, so create first
-		// and read only when the set is known already.
-		now := c.clock.Now()
-		tx, err := c.oneShot(ctx, id, links, now)
-		if err != nil {
-			return nil, err
-		}
-		tx.State, tx.Reason, tx.DecidedAt = StateConfirming, ReasonRequested, now
+	tx, created, err := c.oneShot(ctx, links, func(tx *Transaction, now time.Time) {
+		tx.State, tx.Reason = StateConfirming, ReasonRequested
 		if c.tooSoon(tx, now) {
 			tx.State, tx.Reason = StateCancelling, ReasonExpiryMargin
 		}
-		err = c.store.Create(ctx, tx, true)
-		if err == nil {
-			return c.confirmOutcome(ctx, tx, true)
-		}
-		if ErrorCode(err) != EConflict {
-			return nil, storeError(err)
-		}
-		// The same request, repeated or concurrent: report its outcome.
-		tx, err = c.store.Get(ctx, id)
-		if err == nil {
-			if !mayAccess(ctx, tx) {
-				return nil, othersLinks()
-			}
-			return c.confirmOutcome(ctx, tx, false)
-		}
-		if ErrorCode(err) != ENotFound {
-			return nil, storeError(err)
-		}
-		// Purged between the two calls: try again.
+	})
+	if err != nil {
+		return nil, err
 	}
+	return c.confirmOutcome(ctx, tx, created)
 }
 
-// CancelLinks is the one-shot cancel of the Atomikos protocol. It never
-// undoes a confirm: a set already confirming or confirmed is returned as
-// it is. An empty set returns (nil, nil).
+// CancelLinks is the one-shot cancel of the Atomikos protocol: it decides
+// to cancel a new link set, or reports the transaction the set already
+// is. It never undoes a confirm: a set already confirming, confirmed or
+// heuristic is returned as it is (the caller answers that it was not
+// cancelled). An empty set returns (nil, nil).
 func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transaction, error) {
 	if len(links) == 0 {
 		return nil, nil
@@ -502,41 +560,77 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transacti
 		return nil, err
 	}
 	defer c.wg.Done()
-	id, err := c.oneShotID(links)
+	tx, created, err := c.oneShot(ctx, links, func(tx *Transaction, _ time.Time) {
+		tx.State, tx.Reason = StateCancelling, ReasonRequested
+	})
 	if err != nil {
 		return nil, err
 	}
+	if tx.State == StateCancelling {
+		tx = c.await(ctx, tx, created)
+	}
+	return tx, nil
+}
+
+// oneShot creates the record of an Atomikos link set, decided by decide
+// and synced, or — the same request repeated, or concurrent — returns the
+// record the set already has (created=false). Optimistic: a new link set
+// is the common case, so it creates first and reads only when the set is
+// known already.
+func (c *Coordinator) oneShot(ctx context.Context, links []Link, decide func(tx *Transaction, now time.Time)) (tx *Transaction, created bool, err error) {
+	links, err = canonicalLinks(links)
+	if err != nil {
+		return nil, false, err
+	}
+	id, err := c.oneShotID(links)
+	if err != nil {
+		return nil, false, err
+	}
 	for {
-		tx, err := c.store.Get(ctx, id)
+		now := c.clock.Now()
+		tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx)}
+		// Expired links are accepted here: they make a confirm time out.
+		if err := c.addLinks(tx, links, now, false); err != nil {
+			return nil, false, err
+		}
+		decide(tx, now)
+		err := c.create(ctx, tx, true)
+		if err == nil {
+			return tx, true, nil
+		}
+		if ErrorCode(err) != EConflict {
+			return nil, false, err
+		}
+		tx, err = c.store.Get(ctx, id)
 		if err == nil {
 			if !mayAccess(ctx, tx) {
-				return nil, othersLinks()
+				return nil, false, othersLinks()
 			}
-			if tx.State == StateCancelling {
-				tx = c.await(ctx, tx, false)
-			}
-			return tx, nil
+			return tx, false, nil
 		}
 		if ErrorCode(err) != ENotFound {
-			return nil, storeError(err)
+			return nil, false, storeError(err)
 		}
-		now := c.clock.Now()
-		tx, err = c.oneShot(ctx, id, links, now)
-		if err != nil {
-			return nil, err
-		}
-		tx.State, tx.Reason, tx.DecidedAt = StateCancelling, ReasonRequested, now
-		if err := c.store.Create(ctx, tx, true); err != nil {
-			if ErrorCode(err) == EConflict {
-				continue
-			}
-			return nil, storeError(err)
-		}
-		return c.await(ctx, tx, true), nil
+		// Purged between the two calls: try again.
 	}
 }
 
-// oneShotID derives the id of an Atomikos transaction from its link set.
+// canonicalLinks returns links with their URIs in canonical form (see
+// CanonicalURI), validating them; the input is not changed.
+func canonicalLinks(links []Link) ([]Link, error) {
+	out := make([]Link, len(links))
+	for i, l := range links {
+		u, err := CanonicalURI(l.URI)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = Link{URI: u, Expires: l.Expires}
+	}
+	return out, nil
+}
+
+// oneShotID derives the id of an Atomikos transaction from its link set,
+// whose URIs are canonical.
 func (c *Coordinator) oneShotID(links []Link) (string, error) {
 	if len(links) > c.cfg.MaxLinks {
 		return "", Errorf(EInvalid, "too many participant links: %d, at most %d", len(links), c.cfg.MaxLinks)
@@ -555,13 +649,6 @@ func (c *Coordinator) oneShotID(links []Link) (string, error) {
 	return "a-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16])), nil
 }
 
-// oneShot builds the record of an Atomikos transaction. Expired links are
-// accepted here: they make the confirm time out.
-func (c *Coordinator) oneShot(ctx context.Context, id string, links []Link, now time.Time) (*Transaction, error) {
-	tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx)}
-	return c.addLinks(tx, links, now, false)
-}
-
 // othersLinks is the answer to an Atomikos request whose link set is
 // another client's transaction. The id is derived from the links the
 // caller sent, so there is nothing to hide by answering 404; and 404
@@ -570,41 +657,37 @@ func othersLinks() *Error {
 	return Errorf(EForbidden, "these participant links belong to another client's transaction")
 }
 
-// addLinks returns a copy of tx with links appended as pending
+// addLinks appends links, whose URIs are canonical, to tx as pending
 // participants; links already enlisted are skipped. With requireFuture an
-// expired link is an error.
-func (c *Coordinator) addLinks(tx *Transaction, links []Link, now time.Time, requireFuture bool) (*Transaction, error) {
-	next := tx.Clone()
+// expired link is an error. On error tx may have been changed.
+func (c *Coordinator) addLinks(tx *Transaction, links []Link, now time.Time, requireFuture bool) error {
 	seen := make(map[string]bool, len(links))
 	for _, l := range links {
-		if err := ValidateURI(l.URI); err != nil {
-			return nil, err
-		}
 		if err := c.links.CheckLink(l.URI); err != nil {
-			return nil, err
+			return err
 		}
 		if l.Expires.IsZero() {
-			return nil, FieldError("expires", "each participant link must have an 'expires'")
+			return FieldError("expires", "each participant link must have an 'expires'")
 		}
 		if !ExpiresInRange(l.Expires) {
-			return nil, FieldError("expires", "expires %s is out of range (1970 to 2262)", l.Expires.UTC().Format(time.RFC3339))
+			return FieldError("expires", "expires %s is out of range (1970 to 2262)", l.Expires.UTC().Format(time.RFC3339))
 		}
 		if seen[l.URI] {
-			return nil, FieldError("uri", "duplicate participant link %s", l.URI)
+			return FieldError("uri", "duplicate participant link %s", l.URI)
 		}
 		seen[l.URI] = true
-		if next.Participant(l.URI) >= 0 {
+		if tx.Participant(l.URI) >= 0 {
 			continue
 		}
 		if requireFuture && !l.Expires.After(now) {
-			return nil, FieldError("expires", "participant link %s expired at %s", l.URI, l.Expires.UTC().Format(time.RFC3339Nano))
+			return FieldError("expires", "participant link %s expired at %s", l.URI, l.Expires.UTC().Format(time.RFC3339Nano))
 		}
-		next.Participants = append(next.Participants, Participant{URI: l.URI, Expires: l.Expires, State: ParticipantPending})
+		tx.Participants = append(tx.Participants, Participant{URI: l.URI, Expires: l.Expires, State: ParticipantPending})
 	}
-	if len(next.Participants) > c.cfg.MaxLinks {
-		return nil, Errorf(EInvalid, "too many participant links: %d, at most %d", len(next.Participants), c.cfg.MaxLinks)
+	if len(tx.Participants) > c.cfg.MaxLinks {
+		return Errorf(EInvalid, "too many participant links: %d, at most %d", len(tx.Participants), c.cfg.MaxLinks)
 	}
-	return next, nil
+	return nil
 }
 
 // Margin returns the expiry safety margin for a participant host.
@@ -661,6 +744,8 @@ func (c *Coordinator) await(ctx context.Context, tx *Transaction, fresh bool) *T
 	}
 	t := time.NewTimer(c.cfg.ConfirmWait)
 	defer t.Stop()
+	// Not c.ctx: at shutdown the driver records what arrives within the
+	// grace and ends, and the request is answered with that.
 	select {
 	case <-d.done:
 		if d.final != nil {
@@ -668,7 +753,6 @@ func (c *Coordinator) await(ctx context.Context, tx *Transaction, fresh bool) *T
 		}
 	case <-t.C:
 	case <-ctx.Done():
-	case <-c.ctx.Done():
 	}
 	if cur, err := c.store.Get(context.WithoutCancel(ctx), tx.ID); err == nil {
 		return cur
@@ -705,32 +789,23 @@ func (c *Coordinator) stopTimer(id string) {
 
 // expire cancels a transaction whose timeout passed while it was active.
 func (c *Coordinator) expire(id string) {
-	for {
-		tx, err := c.store.Get(c.ctx, id)
-		if err != nil {
-			if ErrorCode(err) != ENotFound && c.ctx.Err() == nil {
-				c.log.Error("timeout: cannot load transaction", "id", id, "err", err)
-			}
-			return
-		}
-		if tx.State != StateActive {
-			return
-		}
-		if wait := tx.Deadline.Sub(c.clock.Now()); wait > 0 {
-			c.armTimer(id, wait)
-			return
+	tx, decided, err := c.update(c.ctx, id, true, func(tx *Transaction) (State, error) {
+		if tx.State != StateActive || tx.Deadline.After(c.clock.Now()) {
+			return "", errUnchanged
 		}
 		tx.Reason = ReasonTimeout
-		if err := c.transition(c.ctx, tx, StateCancelling, true); err != nil {
-			if ErrorCode(err) == EConflict {
-				continue
-			}
+		return StateCancelling, nil
+	})
+	switch {
+	case err != nil:
+		if ErrorCode(err) != ENotFound && c.ctx.Err() == nil {
 			c.log.Error("timeout: cannot cancel transaction", "id", id, "err", err)
-			return
 		}
+	case decided:
 		c.log.Info("transaction timed out", "id", id)
 		c.startDriver(tx, true)
-		return
+	case tx.State == StateActive:
+		c.armTimer(id, tx.Deadline.Sub(c.clock.Now())) // fired early
 	}
 }
 
@@ -805,28 +880,23 @@ func (c *Coordinator) Resolve(ctx context.Context, id string, to State, note str
 		return nil, err
 	}
 	defer c.wg.Done()
-	for {
-		tx, err := c.load(ctx, id)
-		if err != nil {
-			return nil, err
-		}
+	tx, changed, err := c.update(ctx, id, true, func(tx *Transaction) (State, error) {
 		if tx.State == to && tx.Reason == ReasonResolved {
-			return tx, nil
+			return "", errUnchanged
 		}
 		if tx.State != StateHeuristic {
-			return nil, conflict(tx, "only a heuristic transaction can be resolved; this one is %s", tx.State)
+			return "", conflict(tx, "only a heuristic transaction can be resolved; this one is %s", tx.State)
 		}
-		next := tx.Clone()
-		next.Reason, next.ResolvedBy, next.ResolutionNote = ReasonResolved, principalName(ctx), note
-		if err := c.transition(ctx, next, to, true); err != nil {
-			if ErrorCode(err) == EConflict {
-				continue // changed concurrently: look again
-			}
-			return nil, err
-		}
-		c.log.Info("heuristic transaction resolved", "id", id, "state", to, "by", next.ResolvedBy)
-		return next, nil
+		tx.Reason, tx.ResolvedBy, tx.ResolutionNote = ReasonResolved, principalName(ctx), note
+		return to, nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	if changed {
+		c.log.Info("heuristic transaction resolved", "id", id, "state", to, "by", tx.ResolvedBy)
+	}
+	return tx, nil
 }
 
 func conflict(tx *Transaction, format string, args ...any) *Error {

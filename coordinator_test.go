@@ -19,6 +19,15 @@ import (
 // env is a coordinator over a real store in a temp dir, calling real
 // participant services over loopback HTTP.
 type env struct {
+	// cancelAfterConfirm allows DELETEs to confirmed reservations: the
+	// coordinator sends them, by design, to a participant in doubt.
+	cancelAfterConfirm bool
+
+	// clock, when set, is the coordinator's clock; wrap, when set, wraps
+	// the store (to inject failures).
+	clock tccd.Clock
+	wrap  func(tccd.Store) tccd.Store
+
 	t     *testing.T
 	dir   string
 	cfg   tccd.Config
@@ -67,7 +76,7 @@ func newEnv(t *testing.T, cfg tccd.Config, participants int) *env {
 		// The invariant every test must keep: no participant was asked to
 		// cancel a reservation that was confirmed.
 		for i, p := range e.parts {
-			if n := p.svc.Stats().CancelAfterConfirm; n != 0 {
+			if n := p.svc.Stats().CancelAfterConfirm; n != 0 && !e.cancelAfterConfirm {
 				t.Errorf("participant %d: %d cancels after confirm", i, n)
 			}
 		}
@@ -82,7 +91,11 @@ func (e *env) open() {
 		e.t.Fatal(err)
 	}
 	e.store = s
-	e.coord = tccd.NewCoordinator(e.cfg, s, tccdhttp.NewCaller(), nil, nil)
+	var store tccd.Store = s
+	if e.wrap != nil {
+		store = e.wrap(s)
+	}
+	e.coord = tccd.NewCoordinator(e.cfg, store, tccdhttp.NewCaller(), e.clock, nil)
 	if err := e.coord.Open(context.Background()); err != nil {
 		e.t.Fatal(err)
 	}
@@ -245,6 +258,97 @@ func TestConfirmLostReplyIsRetried(t *testing.T) {
 	}
 }
 
+// TestCancelRefused: a participant that answers DELETE with 409 until its
+// link expires is not cancelled: the transaction ends heuristic (reason
+// participant), and the cancel request says so.
+func TestCancelRefused(t *testing.T) {
+	e := newEnv(t, testConfig(), 2)
+	a, b := e.parts[0].link(0), e.parts[1].link(600*time.Millisecond)
+	e.parts[1].svc.AddFault(testpart.Fault{Op: "cancel", Count: -1, Status: 409})
+	tx := e.begin(time.Minute, a, b)
+	_, err := e.coord.Cancel(context.Background(), tx.ID)
+	wantCode(t, err, tccd.EHeuristic)
+	got := e.waitState(tx.ID, tccd.StateHeuristic)
+	if got.Reason != tccd.ReasonParticipant {
+		t.Errorf("reason %s, want participant", got.Reason)
+	}
+	pa, pb := got.Participants[0], got.Participants[1]
+	if pa.State != tccd.ParticipantCancelled || pb.State != tccd.ParticipantCancelRefused || pb.LastStatus != 409 || pb.Attempts < 2 {
+		t.Fatalf("participants %+v, %+v", pa, pb)
+	}
+	if pb.LastAttemptAt.Before(b.Expires.Add(-200 * time.Millisecond)) {
+		t.Errorf("the refused cancel was not retried until the link's expiry: last attempt %v, expiry %v", pb.LastAttemptAt, b.Expires)
+	}
+	// A repeated cancel gives the same answer.
+	_, err = e.coord.Cancel(context.Background(), tx.ID)
+	wantCode(t, err, tccd.EHeuristic)
+
+	// 405 (cancel not implemented) keeps its meaning: cancelled.
+	clearFaults(t, e.parts[1])
+	c := e.parts[1].link(0)
+	e.parts[1].svc.AddFault(testpart.Fault{Op: "cancel", Count: -1, Status: 405})
+	tx2 := e.begin(time.Minute, c)
+	got, err = e.coord.Cancel(context.Background(), tx2.ID)
+	if err != nil || got.State != tccd.StateCancelled || got.Participants[0].State != tccd.ParticipantCancelled {
+		t.Fatalf("Cancel with 405 = %+v, %v", got, err)
+	}
+}
+
+// TestInDoubtWhenConfirmTurnsToCancel: a participant whose confirm went
+// out without a definite answer when another turned out cancelled is in
+// doubt in the cancel that follows. Its DELETE decides when it is
+// definite; when it is refused (the confirm had landed), the coordinator
+// asks with PUT once the link has expired and reports what it learns —
+// never "cancelled" for a participant that confirmed.
+func TestInDoubtWhenConfirmTurnsToCancel(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		applied   bool // the lost confirm took effect
+		wantState tccd.State
+		wantA     tccd.ParticipantState
+	}{
+		{"confirm landed", true, tccd.StateHeuristic, tccd.ParticipantConfirmed},
+		{"confirm did not land", false, tccd.StateCancelled, tccd.ParticipantCancelled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ConfirmWait = 700 * time.Millisecond
+			e := newEnv(t, cfg, 2)
+			e.cancelAfterConfirm = true
+			a, b := e.parts[0].link(2*time.Second), e.parts[1].link(0)
+			// a answers its confirm late, with a 502; b had cancelled.
+			e.parts[0].svc.AddFault(testpart.Fault{Op: "confirm", Count: 1, Status: 502, Delay: "300ms", ApplyThenFail: tc.applied})
+			e.parts[1].svc.AddFault(testpart.Fault{Op: "confirm", Count: -1, Status: 404})
+			tx := e.begin(time.Minute, a, b)
+			// After confirm-wait: a's DELETE was refused (it confirmed),
+			// so the outcome is not known yet — not "timed out"; or a's
+			// DELETE cancelled it, and the transaction with it.
+			got, err := e.coord.Confirm(context.Background(), tx.ID, nil)
+			if tc.applied {
+				if err != nil || got.State != tccd.StateCancelling || got.Participants[0].State != tccd.ParticipantInDoubt {
+					t.Fatalf("Confirm = %+v, %v; want still cancelling, a in doubt", got, err)
+				}
+			} else {
+				wantCode(t, err, tccd.ETimedOut)
+			}
+			end := e.waitState(tx.ID, tc.wantState)
+			if pa, pb := end.Participants[0], end.Participants[1]; pa.State != tc.wantA || pb.State != tccd.ParticipantCancelled {
+				t.Fatalf("participants %+v, %+v", pa, pb)
+			}
+			if s := e.parts[0].state(a); (s == testpart.Confirmed) != tc.applied {
+				t.Fatalf("participant a is %s", s)
+			}
+			if tc.applied {
+				if end.Reason != tccd.ReasonMixedOutcome {
+					t.Errorf("reason %s, want mixed_outcome", end.Reason)
+				}
+				_, err = e.coord.Confirm(context.Background(), tx.ID, nil)
+				wantCode(t, err, tccd.EHeuristic)
+			}
+		})
+	}
+}
+
 func TestConfirmParticipantGoneCancelsTheRest(t *testing.T) {
 	e := newEnv(t, testConfig(), 2)
 	a := e.parts[0].link(0)
@@ -288,20 +392,75 @@ func TestConfirmHeuristic(t *testing.T) {
 	wantCode(t, err, tccd.EHeuristic)
 }
 
+// TestConfirmRetriesUntilExpiry: a participant that answers 429 (it did
+// not act) until its link expires is retried until then and recorded
+// expired — it has cancelled itself — and the transaction is cancelled.
 func TestConfirmRetriesUntilExpiry(t *testing.T) {
 	e := newEnv(t, testConfig(), 1)
 	a := e.parts[0].link(700 * time.Millisecond)
-	e.parts[0].svc.AddFault(testpart.Fault{Op: "confirm", Count: -1, Status: 502})
+	e.parts[0].svc.AddFault(testpart.Fault{Op: "confirm", Count: -1, Status: 429})
 	tx := e.begin(time.Minute, a)
 	_, err := e.coord.Confirm(context.Background(), tx.ID, nil)
 	wantCode(t, err, tccd.ETimedOut)
 	got := e.waitState(tx.ID, tccd.StateCancelled)
 	p := got.Participants[0]
-	if p.State != tccd.ParticipantExpired || p.Attempts < 2 || p.LastStatus != 502 {
+	if p.State != tccd.ParticipantExpired || p.Attempts < 2 || p.LastStatus != 429 {
 		t.Fatalf("participant %+v", p)
 	}
 	if p.LastAttemptAt.Before(a.Expires.Add(-200 * time.Millisecond)) {
 		t.Errorf("last attempt at %v, long before the expiry %v", p.LastAttemptAt, a.Expires)
+	}
+}
+
+// TestConfirmInDoubtPastExpiry: a participant that answers 502 (it may
+// have confirmed) is in doubt, not expired, at its link's expiry: the
+// transaction stays confirming and the coordinator keeps asking with the
+// same PUT; once the participant answers, its answer decides.
+func TestConfirmInDoubtPastExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		applied   bool // the participant applied the confirms it answered 502 to
+		wantState tccd.State
+		wantPart  tccd.ParticipantState
+	}{
+		{"applied then lost", true, tccd.StateConfirmed, tccd.ParticipantConfirmed},
+		{"not applied", false, tccd.StateCancelled, tccd.ParticipantCancelled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := testConfig()
+			cfg.ConfirmWait = 300 * time.Millisecond // the answer while in doubt
+			e := newEnv(t, cfg, 1)
+			a := e.parts[0].link(500 * time.Millisecond)
+			e.parts[0].svc.AddFault(testpart.Fault{Op: "confirm", Count: -1, Status: 502, ApplyThenFail: tc.applied})
+			tx := e.begin(time.Minute, a)
+			got, err := e.coord.Confirm(context.Background(), tx.ID, nil)
+			if err != nil || got.State != tccd.StateConfirming {
+				t.Fatalf("Confirm = %v, %v; want still confirming", got, err)
+			}
+			// Past the expiry: still confirming, the participant in doubt
+			// and asked again.
+			for {
+				cur, _ := e.coord.Get(context.Background(), tx.ID)
+				p := cur.Participants[0]
+				if cur.State != tccd.StateConfirming || p.State != tccd.ParticipantInDoubt {
+					t.Fatalf("state %s, participant %+v; want confirming, in doubt", cur.State, p)
+				}
+				if p.LastAttemptAt.After(a.Expires) {
+					break
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			clearFaults(t, e.parts[0])
+			end := e.waitState(tx.ID, tc.wantState)
+			if p := end.Participants[0]; p.State != tc.wantPart {
+				t.Fatalf("participant %+v, want %s", p, tc.wantPart)
+			}
+			// The answer to a repeated confirm says the same.
+			_, err = e.coord.Confirm(context.Background(), tx.ID, nil)
+			if tc.wantState == tccd.StateConfirmed && err != nil || tc.wantState == tccd.StateCancelled && tccd.ErrorCode(err) != tccd.ETimedOut {
+				t.Fatalf("repeated confirm: %v", err)
+			}
+		})
 	}
 }
 

@@ -2,6 +2,8 @@ package tccd
 
 import (
 	"context"
+	"errors"
+	"net"
 	"sync"
 	"time"
 
@@ -41,52 +43,110 @@ func (c *Coordinator) startDriver(tx *Transaction, fresh bool) *driver {
 	return d
 }
 
-// drive settles one decided transaction: confirm, and cancel instead if a
-// participant had already cancelled before anything was confirmed. Given
-// no fresh copy, it loads the transaction first, so a driver started for a
-// transaction that another finished meanwhile does nothing. It returns
-// the final transaction, or nil if it stopped early (shutdown, store
-// failure): the transaction is then resumed at the next start.
+// drive settles one decided transaction: confirm, and cancel instead if
+// a participant had already cancelled (or refused, or expired) before
+// anything was confirmed. Given no fresh copy, it loads the transaction
+// first, so a driver started for a transaction that another finished
+// meanwhile does nothing; and it then treats every confirm as possibly
+// sent already (see runPhase). It returns the final transaction, or nil if
+// it stopped early (shutdown, store failure): the transaction is then
+// resumed at the next start, or by the re-drive loop.
 func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
-	if tx == nil {
+	resumed := tx == nil
+	if resumed {
 		var err error
-		if tx, err = c.store.Get(c.ctx, id); err != nil {
+		if tx, err = c.store.Get(c.writeCtx(), id); err != nil {
 			return nil, err
 		}
 	}
-	if tx.State == StateConfirming {
-		if !c.runPhase(tx, OpConfirm) {
-			return nil, c.ctx.Err()
+	for !tx.State.Final() {
+		switch tx.State {
+		case StateConfirming:
+			res := c.runPhase(tx, OpConfirm, resumed)
+			if !res.complete {
+				return nil, errStopped
+			}
+			if res.aborted {
+				if tx.Count(ParticipantConfirmed) > 0 {
+					// A confirm in flight when the phase stopped came
+					// back 2xx: confirm the rest after all.
+					continue
+				}
+				// Nothing was confirmed: cancel instead — a new decision,
+				// synced, with what is known of each participant.
+				tx.Reason = ReasonParticipant
+				if err := c.transition(c.writeCtx(), tx, StateCancelling, true); err != nil {
+					c.log.Error("cannot record the switch to cancel", "id", id, "err", err)
+					return nil, err
+				}
+				c.log.Info("confirm stopped: a participant had cancelled or refused before any confirmed; cancelling the rest", "id", id)
+				continue
+			}
+			to, reason := confirmPhaseOutcome(tx)
+			return c.finish(tx, to, reason)
+		case StateCancelling:
+			if !c.runPhase(tx, OpCancel, resumed).complete {
+				return nil, errStopped
+			}
+			to, reason := cancelPhaseOutcome(tx)
+			return c.finish(tx, to, reason)
+		default:
+			return tx, nil // active: nothing to drive
 		}
-		confirmed := tx.Count(ParticipantConfirmed)
-		switch {
-		case confirmed == len(tx.Participants):
-			return c.finish(tx, StateConfirmed, tx.Reason)
-		case confirmed > 0:
-			c.log.Warn("heuristic outcome", "id", id, "confirmed", confirmed, "participants", len(tx.Participants))
-			return c.finish(tx, StateHeuristic, ReasonMixedOutcome)
-		}
-		// Nothing was confirmed: cancel what is left.
-		tx.Reason = ReasonParticipant
-		if err := c.transition(c.ctx, tx, StateCancelling, true); err != nil {
-			c.log.Error("cannot record cancel", "id", id, "err", err)
-			return nil, err
-		}
-	}
-	if tx.State == StateCancelling {
-		if !c.runPhase(tx, OpCancel) {
-			return nil, c.ctx.Err()
-		}
-		return c.finish(tx, StateCancelled, tx.Reason)
 	}
 	return tx, nil
+}
+
+// errStopped says a driver stopped before the end: the coordinator is
+// closing.
+var errStopped = errors.New("stopped: the coordinator is closing")
+
+// writeCtx is the context of the engine's own writes: not cancelled when
+// Close begins, so that what participants answer within the shutdown
+// grace is recorded. (Close waits for every driver before the store is
+// closed.)
+func (c *Coordinator) writeCtx() context.Context { return context.WithoutCancel(c.ctx) }
+
+// confirmPhaseOutcome is how a confirm phase that ran to its end (not
+// stopped to cancel) ends: confirmed when every participant confirmed;
+// otherwise heuristic — in_doubt when some participant never gave a
+// definite answer within its window, mixed_outcome when the participants
+// ended differently.
+func confirmPhaseOutcome(tx *Transaction) (State, Reason) {
+	switch {
+	case tx.Count(ParticipantConfirmed) == len(tx.Participants):
+		return StateConfirmed, tx.Reason
+	case tx.Count(ParticipantInDoubt) > 0:
+		return StateHeuristic, ReasonInDoubt
+	default:
+		return StateHeuristic, ReasonMixedOutcome
+	}
+}
+
+// cancelPhaseOutcome is how a cancel phase ends: cancelled when no
+// participant can have confirmed; heuristic when one is still in doubt
+// after its window (in_doubt), turned out confirmed (mixed_outcome), or
+// refused the cancel until its link expired (participant).
+func cancelPhaseOutcome(tx *Transaction) (State, Reason) {
+	switch {
+	case tx.Count(ParticipantInDoubt) > 0:
+		return StateHeuristic, ReasonInDoubt
+	case tx.Count(ParticipantConfirmed) > 0:
+		return StateHeuristic, ReasonMixedOutcome
+	case tx.Count(ParticipantCancelRefused) > 0:
+		return StateHeuristic, ReasonParticipant
+	}
+	return StateCancelled, tx.Reason
 }
 
 // finish records the final state. The write is not synced: if it is lost,
 // recovery sends the same idempotent calls again and reaches the same end.
 func (c *Coordinator) finish(tx *Transaction, to State, reason Reason) (*Transaction, error) {
 	tx.Reason = reason
-	if err := c.transition(c.ctx, tx, to, false); err != nil {
+	if to == StateHeuristic {
+		c.log.Error("heuristic outcome: the participants did not all end the same way", append([]any{"id", tx.ID, "reason", reason}, participantSummary(tx)...)...)
+	}
+	if err := c.transition(c.writeCtx(), tx, to, false); err != nil {
 		c.log.Error("cannot record outcome", "id", tx.ID, "state", to, "err", err)
 		// The participants are settled all the same; report what happened.
 		out := tx.Clone()
@@ -96,31 +156,57 @@ func (c *Coordinator) finish(tx *Transaction, to State, reason Reason) (*Transac
 	return tx, nil
 }
 
+// participantSummary lists, for a log line, how many participants are in
+// each state.
+func participantSummary(tx *Transaction) []any {
+	var out []any
+	for _, s := range ParticipantStates {
+		if n := tx.Count(s); n > 0 {
+			out = append(out, string(s), n)
+		}
+	}
+	return out
+}
+
 // event is a worker's report to runPhase: progress (a failed attempt that
-// will be retried) or the participant's settled state.
+// will be retried) or the participant's end in this phase.
 type event struct {
 	idx   int
 	p     Participant
-	final bool // the worker is done with this participant (settled or stopped)
+	final bool // the worker is done with this participant (ended or stopped)
+	ended bool // final, and the participant reached its end in this phase
 }
 
-// runPhase sends op to every pending participant of tx in parallel (at most
-// MaxParallel at once) and updates tx.Participants in place. A confirm
-// phase stops retrying once a participant is found cancelled, expired or
-// failed before any confirmed: the transaction will be cancelled. It
-// reports false if the coordinator is closing before every worker settled.
-func (c *Coordinator) runPhase(tx *Transaction, op Op) bool {
+// phaseResult says how a phase ended.
+type phaseResult struct {
+	// complete: every participant reached its end in this phase (settled,
+	// or in doubt past its window); false when the coordinator closed first.
+	complete bool
+	// aborted: a confirm phase stopped because a participant had
+	// cancelled, expired or refused before any confirmed.
+	aborted bool
+}
+
+// runPhase sends op to every unsettled participant of tx in parallel (at
+// most MaxParallel at once) and updates tx.Participants in place. A
+// confirm phase stops starting and retrying confirms once a participant is
+// found cancelled, expired or failed before any confirmed: the
+// transaction will be cancelled. maybeSent says confirms may have been
+// sent to the pending participants before (the coordinator restarted, or
+// another driver stopped): then a participant without a definite answer is
+// in doubt even if no call of this phase reached it.
+func (c *Coordinator) runPhase(tx *Transaction, op Op, maybeSent bool) phaseResult {
 	var pending []int
 	for i, p := range tx.Participants {
-		if p.State == ParticipantPending {
+		if !p.State.Settled() {
 			pending = append(pending, i)
 		}
 	}
 	if len(pending) == 0 {
-		return true
+		return phaseResult{complete: true}
 	}
 	events := make(chan event, len(pending))
-	ps := &phaseState{op: op, abort: make(chan struct{})}
+	ps := &phaseState{op: op, abort: make(chan struct{}), confirmed: tx.Count(ParticipantConfirmed)}
 	jobs := make(chan int, len(pending))
 	for _, i := range pending {
 		jobs <- i
@@ -132,22 +218,25 @@ func (c *Coordinator) runPhase(tx *Transaction, op Op) bool {
 		c.pool.Go(func() {
 			defer c.wg.Done()
 			for i := range jobs {
-				c.settle(op, i, tx.Participants[i], ps, events)
+				c.settle(tx.ID, op, i, tx.Participants[i], ps, maybeSent, events)
 			}
 		})
 	}
+	complete := true
 	for left := len(pending); left > 0; {
 		ev := <-events
 		tx.Participants[ev.idx] = ev.p
 		if !ev.final {
-			if c.ctx.Err() == nil {
-				c.saveProgress(tx)
-			}
+			c.saveProgress(tx)
 			continue
 		}
 		left--
+		complete = complete && ev.ended
 	}
-	return c.ctx.Err() == nil
+	ps.mu.Lock()
+	aborted := ps.aborted
+	ps.mu.Unlock()
+	return phaseResult{complete: complete || (aborted && c.ctx.Err() == nil), aborted: aborted}
 }
 
 // phaseState is shared by the workers of one phase. The decision to stop
@@ -179,20 +268,34 @@ func (ps *phaseState) settled(s ParticipantState) {
 }
 
 // saveProgress writes participant progress without syncing; it is for
-// observers, recovery does not need it.
+// observers, recovery does not need it. It is written during shutdown too.
 func (c *Coordinator) saveProgress(tx *Transaction) {
-	if err := c.store.Update(c.ctx, tx, false); err != nil {
+	if err := c.store.Update(c.writeCtx(), tx, false); err != nil {
 		c.log.Warn("cannot record participant progress", "id", tx.ID, "err", err)
 	}
 }
 
-// settle calls one participant until it gives a definite answer, its link
-// expires, the phase is aborted, or the coordinator closes. It reports
-// every failed attempt and then exactly one final event: settled, or
-// unsettled (still pending) when it stopped early.
-func (c *Coordinator) settle(op Op, idx int, p Participant, ps *phaseState, events chan<- event) {
+// settle calls one participant until it reaches its end in this phase,
+// the phase is aborted, or the coordinator closes. It reports every
+// failed attempt, then exactly one final event.
+//
+// A confirm phase: 2xx is confirmed, 404/410 cancelled, another 4xx
+// failed. Without a definite answer the call is retried with back-off
+// until the link expires — then the participant has cancelled itself
+// (expired) — unless a confirm may have taken effect (CallResult.InDoubt,
+// or maybeSent): then it is in doubt, and asked again past the expiry,
+// until the expiry plus the in-doubt window.
+//
+// A cancel phase: 2xx, 404, 405 and 410 are cancelled; a refusal (409,
+// say) is retried until the link expires, and then the participant is
+// cancel_refused. A participant in doubt is sent DELETE until its link
+// expires (2xx, 404 and 410 are definite; 405 says nothing of a confirm
+// that may have landed), and from then on the same PUT as before, which
+// now cannot make a confirm happen: 2xx is confirmed, 404/410 cancelled.
+func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phaseState, maybeSent bool, events chan<- event) {
 	policy := backoff.Policy{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
 	host := HostOf(p.URI)
+	refused := op == OpCancel && (CallResult{Status: p.LastStatus}).Refusal()
 	for retry := 0; ; retry++ {
 		select {
 		case <-ps.abort:
@@ -205,8 +308,12 @@ func (c *Coordinator) settle(op Op, idx int, p Participant, ps *phaseState, even
 			return
 		}
 		start := c.clock.Now()
+		call := op
+		if op == OpCancel && p.State == ParticipantInDoubt && !start.Before(p.Expires) {
+			call = OpConfirm
+		}
 		ctx, cancel := context.WithTimeout(c.callCtx, c.cfg.CallTimeout)
-		r := c.caller.Call(ctx, op, p.URI)
+		r := c.caller.Call(ctx, call, p.URI)
 		cancel()
 		if r.Duration == 0 {
 			r.Duration = c.clock.Now().Sub(start)
@@ -217,41 +324,119 @@ func (c *Coordinator) settle(op Op, idx int, p Participant, ps *phaseState, even
 		p.Attempts++
 		p.LastStatus, p.LastError = r.Status, r.describe()
 		p.LastAttemptAt, p.LastDuration = start, r.Duration
-		switch Classify(op, r) {
-		case VerdictDone:
-			if op == OpConfirm {
-				p.State = ParticipantConfirmed
-			} else {
-				p.State = ParticipantCancelled
-			}
-		case VerdictGone:
-			p.State = ParticipantCancelled
-		case VerdictPermanent:
-			p.State = ParticipantFailed
-			c.log.Warn("participant call failed for good", "op", op, "uri", p.URI, "status", r.Status, "error", p.LastError)
-		case VerdictRetry:
-			now := c.clock.Now()
-			if !now.Before(p.Expires) {
-				// The participant has cancelled on its own by now.
-				p.State = ParticipantExpired
-				break
-			}
-			wait := max(policy.Delay(retry, nil), r.RetryAfter)
-			wait = min(wait, p.Expires.Sub(now))
-			events <- event{idx: idx, p: p}
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-				continue
-			case <-ps.abort:
-			case <-c.ctx.Done():
-			}
-			t.Stop()
-			events <- event{idx: idx, p: p, final: true}
+		if c.verdict(id, op, call, &p, r, maybeSent, &refused) {
+			ps.settled(p.State)
+			events <- event{idx: idx, p: p, final: true, ended: true}
 			return
 		}
-		ps.settled(p.State)
+		// No definite answer: retry, or reach the end of what is asked.
+		now := c.clock.Now()
+		limit := p.Expires
+		if p.State == ParticipantInDoubt {
+			limit = p.Expires.Add(c.cfg.InDoubtWindow)
+		}
+		if !now.Before(limit) {
+			c.giveUp(id, op, &p, refused)
+			ps.settled(p.State)
+			events <- event{idx: idx, p: p, final: true, ended: true}
+			return
+		}
+		// Never wait past the link's expiry, where an answer changes
+		// meaning (the participant has cancelled itself unless it
+		// confirmed), nor past the limit.
+		wait := max(policy.Delay(retry, nil), r.RetryAfter)
+		if now.Before(p.Expires) {
+			wait = min(wait, p.Expires.Sub(now))
+		}
+		wait = min(wait, limit.Sub(now))
+		c.logRetry(id, call, &p, r, wait)
+		events <- event{idx: idx, p: p}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+			continue
+		case <-ps.abort:
+		case <-c.ctx.Done():
+		}
+		t.Stop()
 		events <- event{idx: idx, p: p, final: true}
 		return
+	}
+}
+
+// verdict reads the answer r to call (op, or the PUT that asks a
+// participant in doubt for its outcome during a cancel phase) and updates
+// p. It reports whether p reached its end in this phase.
+func (c *Coordinator) verdict(id string, op, call Op, p *Participant, r CallResult, maybeSent bool, refused *bool) bool {
+	v := Classify(call, r)
+	if call == OpConfirm {
+		switch v {
+		case VerdictDone:
+			p.State = ParticipantConfirmed
+			return true
+		case VerdictGone:
+			p.State = ParticipantCancelled
+			return true
+		case VerdictPermanent:
+			if op == OpConfirm {
+				p.State = ParticipantFailed
+				c.log.Warn("participant refused to confirm", "id", id, "host", HostOf(p.URI), "uri", p.URI, "status", r.Status, "error", p.LastError)
+				return true
+			}
+			// Asked for its outcome, the participant refused: still in doubt.
+		case VerdictRetry:
+			if op == OpConfirm && p.State == ParticipantPending && (r.InDoubt() || maybeSent) {
+				p.State = ParticipantInDoubt
+				c.log.Warn("participant in doubt: a confirm may have taken effect without a definite answer", "id", id, "host", HostOf(p.URI), "uri", p.URI, "status", r.Status, "error", p.LastError)
+			}
+		}
+		return false
+	}
+	switch v {
+	case VerdictDone:
+		if r.Status == 405 && p.State == ParticipantInDoubt {
+			return false // cancel not implemented: ask for the outcome after the expiry
+		}
+		p.State = ParticipantCancelled
+		return true
+	case VerdictPermanent:
+		if r.Refusal() {
+			*refused = true
+			c.log.Warn("participant refused to cancel", "id", id, "host", HostOf(p.URI), "uri", p.URI, "status", r.Status)
+		}
+	}
+	return false
+}
+
+// giveUp ends a participant whose last chance passed without a definite
+// answer: in doubt past its window, it stays in doubt; one that refused to
+// cancel is cancel_refused; any other has cancelled itself at its expiry.
+func (c *Coordinator) giveUp(id string, op Op, p *Participant, refused bool) {
+	switch {
+	case p.State == ParticipantInDoubt:
+		c.log.Error("participant still in doubt at the end of the in-doubt window: its outcome is unknown", "id", id, "host", HostOf(p.URI), "uri", p.URI, "expired", p.Expires, "window", c.cfg.InDoubtWindow, "last_error", p.LastError)
+	case refused:
+		p.State = ParticipantCancelRefused
+		c.log.Error("participant refused to cancel until its link expired", "id", id, "host", HostOf(p.URI), "uri", p.URI, "status", p.LastStatus)
+	default:
+		p.State = ParticipantExpired
+		c.log.Warn("participant link expired without a definite answer: it has cancelled itself", "id", id, "op", op, "host", HostOf(p.URI), "uri", p.URI, "last_error", p.LastError)
+	}
+}
+
+// logRetry logs a failed attempt that will be retried: at debug level
+// every time, and as a warning at most once per host every
+// retryWarnEvery, with how many more failed in between.
+func (c *Coordinator) logRetry(id string, call Op, p *Participant, r CallResult, wait time.Duration) {
+	host := HostOf(p.URI)
+	msg := "participant call failed; retrying"
+	var dns *net.DNSError
+	if errors.As(r.Err, &dns) {
+		msg = "participant host does not resolve; retrying"
+	}
+	args := []any{"id", id, "op", call, "host", host, "uri", p.URI, "attempt", p.Attempts, "status", r.Status, "error", p.LastError, "retry_in", wait.Round(time.Millisecond)}
+	c.log.Debug(msg, args...)
+	if n, ok := c.warns.allow(host, c.clock.Now()); ok {
+		c.log.Warn(msg, append(args, "failures_since_last_warning", n)...)
 	}
 }

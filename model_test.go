@@ -2,6 +2,7 @@ package tccd_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
@@ -43,19 +44,34 @@ func TestModel(t *testing.T) {
 type behaviour int
 
 const (
-	confirms behaviour = iota // 204
-	flaky                     // 503 twice, then 204
-	gone                      // 404: it had cancelled on its own
-	refuses                   // 400: permanent failure
+	confirms  behaviour = iota // 204
+	flaky                      // 503 twice, then 204
+	gone                       // 404: it had cancelled on its own
+	refuses                    // 400: permanent failure
+	lostReply                  // confirms, but its first two replies are lost (sent, no answer), then 204
+	lostCall                   // the first two calls are lost before it acts (sent, no answer), then 204
+	// silentApplied and silentGone answer nothing (sent, no answer) until
+	// their link expires, soon after the try: the first confirm reaching
+	// silentApplied before the expiry takes effect; silentGone never acts
+	// and cancels itself at the expiry. After the expiry both answer the
+	// truth. They leave the coordinator in doubt, so the model does not
+	// predict their outcome (it depends on timing) but checks that what
+	// the coordinator reports agrees with what they did.
+	silentApplied
+	silentGone
 )
 
-var behaviours = []behaviour{confirms, flaky, gone, refuses}
+var behaviours = []behaviour{confirms, flaky, gone, refuses, lostReply, lostCall, silentApplied, silentGone}
+
+// silent reports whether the model cannot predict b's outcome.
+func (b behaviour) silent() bool { return b == silentApplied || b == silentGone }
 
 // scriptedPart is one reservation at a scripted participant: its
 // behaviour, and what really happened to it.
 type scriptedPart struct {
 	b                  behaviour
 	failures           int
+	expires            time.Time
 	confirmed          bool
 	cancelled          bool
 	cancelAfterConfirm int
@@ -69,10 +85,24 @@ type scriptCaller struct {
 	parts map[string]*scriptedPart
 }
 
+var errLost = errors.New("connection reset after the request was written")
+
 func (s *scriptCaller) Call(_ context.Context, op tccd.Op, uri string) tccd.CallResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.parts[uri]
+	lost := tccd.CallResult{Err: errLost, Sent: true, Duration: time.Microsecond}
+	if p.b.silent() {
+		if time.Now().Before(p.expires) {
+			if op == tccd.OpConfirm && p.b == silentApplied && !p.cancelled {
+				p.confirmed = true
+			}
+			return lost
+		}
+		if !p.confirmed {
+			p.cancelled = true // at its expiry, on its own
+		}
+	}
 	if op == tccd.OpCancel {
 		if p.confirmed {
 			p.cancelAfterConfirm++
@@ -92,6 +122,13 @@ func (s *scriptCaller) Call(_ context.Context, op tccd.Op, uri string) tccd.Call
 	case p.b == flaky && p.failures > 0:
 		p.failures--
 		return tccd.CallResult{Status: 503, Duration: time.Microsecond}
+	case p.b == lostReply && p.failures > 0:
+		p.failures--
+		p.confirmed = true
+		return lost
+	case p.b == lostCall && p.failures > 0:
+		p.failures--
+		return lost
 	}
 	p.confirmed = true
 	return tccd.CallResult{Status: 204, Duration: time.Microsecond}
@@ -157,9 +194,13 @@ func (m *model) newPart(b behaviour) tccd.Link {
 	m.next++
 	uri := fmt.Sprintf("http://p%d.test/r/%d", m.next%3, m.next)
 	m.caller.mu.Lock()
-	m.caller.parts[uri] = &scriptedPart{b: b, failures: 2}
+	expires := time.Now().Add(time.Hour)
+	if b.silent() {
+		expires = time.Now().Add(time.Duration(20+m.next%40) * time.Millisecond)
+	}
+	m.caller.parts[uri] = &scriptedPart{b: b, failures: 2, expires: expires}
 	m.caller.mu.Unlock()
-	return tccd.Link{URI: uri, Expires: time.Now().Add(time.Hour)}
+	return tccd.Link{URI: uri, Expires: expires}
 }
 
 func (m *model) begin(t *rapid.T) {
@@ -231,13 +272,20 @@ func (m *model) enlist(t *rapid.T) {
 // a time: everything confirms; or one had cancelled (or refuses) before any
 // confirmed, so all are cancelled; or one did after another confirmed:
 // heuristic.
+// It returns "" when a participant's outcome depends on timing (a silent
+// one).
 func (m *model) expectConfirm(x *mtx) tccd.State {
 	m.caller.mu.Lock()
 	defer m.caller.mu.Unlock()
+	for _, u := range x.uris {
+		if m.caller.parts[u].b.silent() {
+			return ""
+		}
+	}
 	confirmed, failed := 0, 0
 	for _, u := range x.uris {
 		switch m.caller.parts[u].b {
-		case confirms, flaky:
+		case confirms, flaky, lostReply, lostCall:
 			if failed > 0 && confirmed == 0 {
 				return tccd.StateCancelled
 			}
@@ -275,6 +323,20 @@ func (m *model) confirm(t *rapid.T) {
 		return
 	}
 	want := m.expectConfirm(x)
+	if want == "" {
+		// Not predictable: the answer must agree with the record, and
+		// check compares the record with what the participants did.
+		stored, gerr := m.coord.Get(context.Background(), x.id)
+		if gerr != nil {
+			t.Fatalf("get: %v", gerr)
+		}
+		wantCode := map[tccd.State]tccd.Code{tccd.StateConfirmed: "", tccd.StateCancelled: tccd.ETimedOut, tccd.StateHeuristic: tccd.EHeuristic}
+		if code, ok := wantCode[stored.State]; !ok || got != stored.State || tccd.ErrorCode(err) != code {
+			t.Fatalf("confirm answered %s (err %v); the record says %s", got, err, stored.State)
+		}
+		x.decided, x.outcome = "confirm", stored.State
+		return
+	}
 	if got != want {
 		t.Fatalf("confirm of %d participants: %s (err %v), model says %s", len(x.uris), got, err, want)
 	}
@@ -321,8 +383,12 @@ func (m *model) cancel(t *rapid.T) {
 			}
 			return
 		}
-		if tccd.ErrorCode(err) != tccd.EConflict {
-			t.Fatalf("cancel after confirm (%s): %v", x.outcome, err)
+		want := tccd.EConflict
+		if x.outcome == tccd.StateHeuristic {
+			want = tccd.EHeuristic
+		}
+		if tccd.ErrorCode(err) != want {
+			t.Fatalf("cancel after confirm (%s): %v, want %s", x.outcome, err, want)
 		}
 	}
 }
@@ -362,14 +428,22 @@ func (m *model) check(t *rapid.T) {
 		}
 		confirmed := 0
 		m.caller.mu.Lock()
-		for _, u := range x.uris {
+		for i, u := range x.uris {
 			p := m.caller.parts[u]
-			if p.cancelAfterConfirm > 0 {
+			// A DELETE may reach a confirmed participant only when the
+			// coordinator could not know: its confirm was in doubt.
+			if p.cancelAfterConfirm > 0 && !p.b.silent() && p.b != lostReply {
 				m.caller.mu.Unlock()
 				t.Fatalf("participant %s was asked to cancel after it confirmed", u)
 			}
 			if p.confirmed {
 				confirmed++
+			}
+			// What the record says of each participant is what it did.
+			rec := tx.Participants[tx.Participant(u)].State
+			if (rec == tccd.ParticipantConfirmed) != p.confirmed || rec == tccd.ParticipantPending {
+				m.caller.mu.Unlock()
+				t.Fatalf("transaction %s (%s): participant %d (%s) recorded %s, but confirmed=%v", x.id, tx.State, i, u, rec, p.confirmed)
 			}
 		}
 		m.caller.mu.Unlock()

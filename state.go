@@ -20,15 +20,23 @@ const (
 // States lists every transaction state, in lifecycle order.
 var States = []State{StateActive, StateConfirming, StateConfirmed, StateCancelling, StateCancelled, StateHeuristic}
 
+// StateNone is the "state" of a transaction that does not exist yet: its
+// row of the transition table lists the states a record may be created
+// in, and every store's Create checks it.
+const StateNone State = ""
+
 // transitions is the one table of legal state changes. A self-transition
 // records progress (an enlisted link, a participant attempt) without
-// changing the state. The way out of heuristic is an operator's
-// resolution (reason resolved): the coordinator itself never takes it,
-// and it sends nothing to the participants.
+// changing the state. A record is born through the StateNone row: active
+// (registered, begin) or straight into a decision (one-shot confirm or
+// cancel of the Atomikos protocol). The way out of heuristic is an
+// operator's resolution (reason resolved): the coordinator itself never
+// takes it, and it sends nothing to the participants.
 var transitions = map[State][]State{
+	StateNone:       {StateActive, StateConfirming, StateCancelling},
 	StateActive:     {StateActive, StateConfirming, StateCancelling},
 	StateConfirming: {StateConfirming, StateConfirmed, StateCancelling, StateHeuristic},
-	StateCancelling: {StateCancelling, StateCancelled},
+	StateCancelling: {StateCancelling, StateCancelled, StateHeuristic},
 	StateConfirmed:  nil,
 	StateCancelled:  nil,
 	StateHeuristic:  {StateConfirmed, StateCancelled},
@@ -44,10 +52,13 @@ func CanTransition(from, to State) bool {
 	return false
 }
 
+// CanCreate reports whether a new record may be created in state s.
+func CanCreate(s State) bool { return CanTransition(StateNone, s) }
+
 // Valid reports whether s is one of the defined states.
 func (s State) Valid() bool {
 	_, ok := transitions[s]
-	return ok
+	return ok && s != StateNone
 }
 
 // Final reports whether s is an end state: nothing more will be sent to
@@ -58,7 +69,7 @@ func (s State) Final() bool {
 }
 
 // Decided reports whether the coordinator has settled on confirm or cancel.
-func (s State) Decided() bool { return s != StateActive }
+func (s State) Decided() bool { return s != StateActive && s != StateNone }
 
 // ParseState parses a state name as used on the wire.
 func ParseState(v string) (State, error) {
@@ -74,8 +85,19 @@ type ParticipantState string
 
 // Participant states.
 const (
-	// ParticipantPending: not settled yet (not called, or being retried).
+	// ParticipantPending: not settled yet, and no confirm sent to it can
+	// have taken effect (not called yet, or every call failed before the
+	// participant could act on it).
 	ParticipantPending ParticipantState = "pending"
+	// ParticipantInDoubt: not settled, and a confirm may have taken
+	// effect: a PUT was sent without a definite answer (a timeout, a reset
+	// connection or a 5xx after the request was written), or the
+	// coordinator restarted while confirming. Reaching the link's expiry
+	// does not settle it: the coordinator keeps asking with the same PUT
+	// (2xx: confirmed; 404/410: cancelled) until the expiry plus the
+	// in-doubt window, and never reports it cancelled without a definite
+	// answer (see Coordinator and docs/ARCHITECTURE.md).
+	ParticipantInDoubt ParticipantState = "in_doubt"
 	// ParticipantConfirmed: the participant answered 2xx to PUT.
 	ParticipantConfirmed ParticipantState = "confirmed"
 	// ParticipantCancelled: the participant answered 2xx, 404, 405 or 410 to
@@ -84,10 +106,27 @@ const (
 	// ParticipantExpired: the link expired before the participant gave a
 	// definite answer; by contract it has cancelled on its own.
 	ParticipantExpired ParticipantState = "expired"
-	// ParticipantFailed: the participant gave a permanent error (a 4xx
-	// other than those above); see LastStatus and LastError.
+	// ParticipantFailed: the participant refused to confirm with a
+	// permanent error (a 4xx other than 404/410), so it did not confirm;
+	// see LastStatus and LastError.
 	ParticipantFailed ParticipantState = "failed"
+	// ParticipantCancelRefused: the participant answered DELETE with a 4xx
+	// other than 404/405/410 (409: "I am confirmed", typically) until its
+	// link expired: it is not known to be cancelled.
+	ParticipantCancelRefused ParticipantState = "cancel_refused"
 )
 
-// Settled reports whether nothing more will be sent to the participant.
-func (s ParticipantState) Settled() bool { return s != ParticipantPending }
+// ParticipantStates lists every participant state.
+var ParticipantStates = []ParticipantState{
+	ParticipantPending, ParticipantInDoubt, ParticipantConfirmed, ParticipantCancelled,
+	ParticipantExpired, ParticipantFailed, ParticipantCancelRefused,
+}
+
+// Settled reports whether the coordinator has a definite view of the
+// participant: nothing more will be sent to it for the current decision.
+// A participant still in doubt when its window ran out is not settled
+// (the coordinator never learnt its outcome) even though nothing more is
+// sent.
+func (s ParticipantState) Settled() bool {
+	return s != ParticipantPending && s != ParticipantInDoubt
+}

@@ -13,6 +13,8 @@ func TestTransitionTable(t *testing.T) {
 		{StateConfirming, StateHeuristic}:  true,
 		{StateCancelling, StateCancelling}: true,
 		{StateCancelling, StateCancelled}:  true,
+		// A cancel refused, or a participant in doubt that confirmed.
+		{StateCancelling, StateHeuristic}: true,
 		// An operator's resolution of a heuristic outcome.
 		{StateHeuristic, StateConfirmed}: true,
 		{StateHeuristic, StateCancelled}: true,
@@ -26,6 +28,16 @@ func TestTransitionTable(t *testing.T) {
 	}
 	if CanTransition("bogus", StateActive) || CanTransition(StateActive, "bogus") {
 		t.Error("unknown states must not transition")
+	}
+	// The initial row: a record is born active, or decided (one-shot).
+	for _, st := range States {
+		want := st == StateActive || st == StateConfirming || st == StateCancelling
+		if CanCreate(st) != want {
+			t.Errorf("CanCreate(%s) = %v, want %v", st, CanCreate(st), want)
+		}
+	}
+	if CanCreate(StateNone) || CanCreate("bogus") || StateNone.Valid() {
+		t.Error("no record is created in no state or an unknown one")
 	}
 }
 

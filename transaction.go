@@ -27,8 +27,9 @@ const (
 	ReasonRequested    Reason = "requested"     // the client asked to confirm or cancel
 	ReasonTimeout      Reason = "timeout"       // an active transaction's timeout passed
 	ReasonExpiryMargin Reason = "expiry_margin" // a link expired, or expired too soon to confirm safely
-	ReasonParticipant  Reason = "participant"   // a participant refused or had cancelled on its own
+	ReasonParticipant  Reason = "participant"   // a participant refused (to confirm, or to cancel) or had cancelled on its own
 	ReasonMixedOutcome Reason = "mixed_outcome" // some participants confirmed and some did not
+	ReasonInDoubt      Reason = "in_doubt"      // a participant's outcome stayed unknown for the whole in-doubt window
 	ReasonResolved     Reason = "resolved"      // an operator resolved a heuristic outcome
 )
 

@@ -24,8 +24,12 @@ const (
 const (
 	HeaderTransactionID = "Tcc-Transaction-Id"
 	HeaderExpires       = "Tcc-Expires"
-	RelTransaction      = "tcc-transaction"
-	RelParticipant      = "tcc"
+	// HeaderErrorCode carries the error code (Code…) of an error answer of
+	// the Atomikos endpoints, whose body is plain text: their 409 may be a
+	// heuristic outcome or a conflict (a cancel of a confirmed set).
+	HeaderErrorCode = "Tcc-Error-Code"
+	RelTransaction  = "tcc-transaction"
+	RelParticipant  = "tcc"
 	// MicroTxRelTransaction and MicroTxRelParticipant are Oracle MicroTx's
 	// relations, accepted on input.
 	MicroTxRelTransaction = "https://otmm.oracle.com/tcc-transaction"

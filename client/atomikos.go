@@ -24,8 +24,12 @@ func (c *Client) Confirm(ctx context.Context, links ...Link) error {
 }
 
 // Cancel cancels a set of participant links in one call (PUT
-// /coordinator/cancel). It never undoes a confirmation: for a set being
-// confirmed or confirmed it also returns nil. Errors as for Confirm.
+// /coordinator/cancel). It returns nil once the set is cancelled, or
+// decided to cancel with no participant that may have confirmed. It
+// never undoes a confirmation: for a set being confirmed or confirmed it
+// returns a *ConflictError (ErrConflict); a *HeuristicError when a
+// participant refused to cancel or may have confirmed. Other errors as
+// for Confirm.
 func (c *Client) Cancel(ctx context.Context, links ...Link) error {
 	return c.oneShot(ctx, "/coordinator/cancel", links)
 }

@@ -106,9 +106,9 @@ func TestOneShot(t *testing.T) {
 		if n := p1.svc.Stats().ConfirmCalls; n != calls {
 			t.Errorf("repeating the confirm called the participant again (%d calls, was %d)", n, calls)
 		}
-		// Cancel never undoes a confirmation.
-		if err := e.c.Cancel(ctx, l1, l2); err != nil {
-			t.Fatalf("Cancel after Confirm: %v", err)
+		// Cancel never undoes a confirmation, and says so.
+		if err := e.c.Cancel(ctx, l1, l2); !errors.Is(err, client.ErrConflict) {
+			t.Fatalf("Cancel after Confirm = %v, want ErrConflict", err)
 		}
 		if s := p1.state(l1.URI); s != testpart.Confirmed {
 			t.Errorf("state after cancel = %s, want confirmed", s)

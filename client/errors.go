@@ -7,6 +7,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/tccd/tccd/api"
@@ -186,9 +187,10 @@ const maxErrorBody = 64 << 10
 const maxMessage = 512
 
 // decodeError reads an error answer. A problem document gives the code; a
-// plain-text answer of the Atomikos endpoints is read by that protocol's
-// table (404 timed out, 409 heuristic); anything else gets the code that
-// api's table gives its status, when exactly one does.
+// plain-text answer of the Atomikos endpoints gives it in the
+// Tcc-Error-Code header, or (from another coordinator) is read by that
+// protocol's table (404 timed out, 409 heuristic); anything else gets the
+// code that api's table gives its status, when exactly one does.
 func decodeError(resp *http.Response, atomikos bool) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	e := &Error{Status: resp.StatusCode}
@@ -206,7 +208,10 @@ func decodeError(resp *http.Response, atomikos bool) error {
 	if len(e.Message) > maxMessage {
 		e.Message = e.Message[:maxMessage] + "…"
 	}
-	switch {
+	switch code := resp.Header.Get(api.HeaderErrorCode); {
+	case atomikos && slices.Contains(api.Codes(), code):
+		// tccd names the code of its plain-text answers.
+		e.Code = code
 	case atomikos && resp.StatusCode == http.StatusNotFound:
 		e.Code = api.CodeTimedOut
 	case atomikos && resp.StatusCode == http.StatusConflict:

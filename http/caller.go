@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/netip"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -116,14 +118,25 @@ func (c *Caller) Call(ctx context.Context, op tccd.Op, uri string) tccd.CallResu
 			return tccd.CallResult{Err: err, Permanent: true}
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, method, uri, nil)
+	// Whether the request was written tells a call that failed before the
+	// participant could act on it (no connection) from one that may have
+	// taken effect (a timeout or a reset after the write): the latter
+	// leaves a confirm in doubt. The transport may write it more than
+	// once (it retries idempotent requests on a broken idle connection).
+	var sent atomic.Bool
+	trace := &httptrace.ClientTrace{WroteRequest: func(info httptrace.WroteRequestInfo) {
+		if info.Err == nil {
+			sent.Store(true)
+		}
+	}}
+	req, err := http.NewRequestWithContext(httptrace.WithClientTrace(ctx, trace), method, uri, nil)
 	if err != nil {
 		return tccd.CallResult{Err: err}
 	}
 	req.Header = http.Header{"Accept": hdrTCC, "Content-Type": hdrTCC, "User-Agent": hdrAgent}
 	resp, err := c.client.Do(req)
 	if err != nil {
-		return tccd.CallResult{Err: err, Duration: time.Since(start), Permanent: refused(err)}
+		return tccd.CallResult{Err: err, Duration: time.Since(start), Permanent: refused(err), Sent: sent.Load()}
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
 	resp.Body.Close()
@@ -131,6 +144,7 @@ func (c *Caller) Call(ctx context.Context, op tccd.Op, uri string) tccd.CallResu
 		Status:     resp.StatusCode,
 		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		Duration:   time.Since(start),
+		Sent:       true,
 	}
 }
 

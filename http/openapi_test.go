@@ -77,14 +77,16 @@ func TestOpenAPIValid(t *testing.T) {
 		states = append(states, string(s))
 	}
 	enum("TransactionState", "", states)
-	enum("ParticipantState", "", []string{
-		string(tccd.ParticipantPending), string(tccd.ParticipantConfirmed), string(tccd.ParticipantCancelled),
-		string(tccd.ParticipantExpired), string(tccd.ParticipantFailed),
-	})
+	var pstates []string
+	for _, s := range tccd.ParticipantStates {
+		pstates = append(pstates, string(s))
+	}
+	enum("ParticipantState", "", pstates)
 	enum("Protocol", "", []string{string(tccd.ProtocolNative), string(tccd.ProtocolAtomikos)})
 	enum("Reason", "", []string{
 		string(tccd.ReasonRequested), string(tccd.ReasonTimeout), string(tccd.ReasonExpiryMargin),
-		string(tccd.ReasonParticipant), string(tccd.ReasonMixedOutcome), string(tccd.ReasonResolved),
+		string(tccd.ReasonParticipant), string(tccd.ReasonMixedOutcome), string(tccd.ReasonInDoubt),
+		string(tccd.ReasonResolved),
 	})
 	codes := api.Codes()
 	enum("Problem", "code", codes)
@@ -433,8 +435,21 @@ func TestOpenAPIResponses(t *testing.T) {
 	h.do(apiCall{method: "PUT", path: "/coordinator/confirm", ctype: "text/plain", body: "x", invalid: true}, http.StatusUnsupportedMediaType)
 	h.do(apiCall{method: "PUT", path: "/coordinator/confirm", ctype: tcc,
 		body: `{"participantLinks":[` + link("ok/8", future) + `,` + link("ok/9", future) + `]}`}, http.StatusNoContent)
+	// A cancel never undoes a confirm, and says so.
+	_, body = h.do(apiCall{method: "PUT", path: "/coordinator/cancel", ctype: tcc,
+		body: `{"participantLinks":[` + link("ok/8", future) + `,` + link("ok/9", future) + `]}`}, http.StatusConflict)
+	if string(body) != "these participant links were confirmed; a cancel never undoes a confirm\n" {
+		t.Errorf("atomikos cancel of a confirmed set: %q", body)
+	}
 	h.do(apiCall{method: "PUT", path: "/coordinator/cancel", ctype: tcc,
-		body: `{"participantLinks":[` + link("ok/8", future) + `,` + link("ok/9", future) + `]}`}, http.StatusNoContent)
+		body: `{"participantLinks":[` + link("ok/8b", future) + `]}`}, http.StatusNoContent)
+	// A body that does not say what to do is refused.
+	for _, b := range []string{`{}`, `{"participantLink":[` + link("ok/8c", future) + `]}`, `{"links":[]}`, `{"participantLinks":null}`} {
+		_, body = h.do(apiCall{method: "PUT", path: "/coordinator/confirm", ctype: tcc, body: b, invalid: true}, http.StatusBadRequest)
+		if !strings.Contains(string(body), "participantLinks") {
+			t.Errorf("atomikos confirm %s: %q", b, body)
+		}
+	}
 	_, body = h.do(apiCall{method: "PUT", path: "/coordinator/confirm", ctype: tcc,
 		body: `{"participantLinks":[` + link("ok/10", past) + `]}`}, http.StatusNotFound)
 	if string(body) != "transaction has timed out and was cancelled\n" {

@@ -87,6 +87,14 @@ func atomikosText(err error) string {
 	case tccd.ETimedOut:
 		return "transaction has timed out and was cancelled"
 	case tccd.EHeuristic:
+		if tx := tccd.ErrorTx(err); tx != nil {
+			switch tx.Reason {
+			case tccd.ReasonInDoubt:
+				return "outcome unknown - some participants gave no definite answer; check each participant for details"
+			case tccd.ReasonParticipant:
+				return "partial cancellation - some participants refused to cancel; check each participant for details"
+			}
+		}
 		return "partial confirmation - check each participant for details"
 	case tccd.EInternal:
 		return "internal error"

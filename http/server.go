@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/tccd/tccd"
+	"github.com/tccd/tccd/api"
 )
 
 //go:embed openapi.json
@@ -374,6 +375,7 @@ func (s *Server) writeAtomikosError(w http.ResponseWriter, r *http.Request, err 
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set(api.HeaderErrorCode, string(code))
 	w.WriteHeader(status)
 	_, _ = io.WriteString(w, atomikosText(err)+"\n")
 }
@@ -616,14 +618,30 @@ func (s *Server) atomikosConfirm(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// atomikosCancel answers 204; it never undoes a confirmation.
+// atomikosCancel answers 204 when the link set is cancelled, or decided
+// to cancel with no participant that may have confirmed (each either
+// receives its DELETE or cancels itself at its expiry); 503 with
+// Retry-After while that is not known yet (a participant in doubt, or
+// refusing); 409 when the set was confirmed (a cancel never undoes a
+// confirm) or ended heuristic.
 func (s *Server) atomikosCancel(w http.ResponseWriter, r *http.Request) error {
 	links, err := s.atomikosLinks(w, r)
 	if err != nil {
 		return err
 	}
-	if _, err := s.coord.CancelLinks(r.Context(), links); err != nil {
+	tx, err := s.coord.CancelLinks(r.Context(), links)
+	if err != nil {
 		return err
+	}
+	if tx != nil {
+		switch {
+		case tx.State == tccd.StateHeuristic:
+			return &tccd.Error{Code: tccd.EHeuristic, Message: "heuristic outcome", Tx: tx}
+		case tx.State == tccd.StateConfirming || tx.State == tccd.StateConfirmed:
+			return &tccd.Error{Code: tccd.EConflict, Message: "these participant links were confirmed; a cancel never undoes a confirm", Tx: tx}
+		case !tccd.CancelCertain(tx):
+			return tccd.Errorf(tccd.EUnavailable, "cancellation in progress - repeat the request for the outcome")
+		}
 	}
 	w.WriteHeader(http.StatusNoContent)
 	return nil

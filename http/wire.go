@@ -292,5 +292,10 @@ func DecodeAtomikos(body []byte) ([]tccd.Link, error) {
 	if err := strictDecode(body, &req, false); err != nil {
 		return nil, err
 	}
+	if req.ParticipantLinks == nil {
+		// {} or {"participantLink": …} says nothing to confirm or cancel;
+		// taking it for an empty set would answer "all confirmed".
+		return nil, tccd.FieldError("participantLinks", "transaction must have a 'participantLinks' array (an empty array for no participants)")
+	}
 	return toLinks(req.ParticipantLinks, "participantLinks")
 }

@@ -23,9 +23,7 @@ func TestPurgePassesOverLaterFinish(t *testing.T) {
 	late := &tccd.Transaction{ID: "late", State: tccd.StateConfirmed, CreatedAt: base, FinishedAt: base.Add(time.Hour)}
 	early := &tccd.Transaction{ID: "early", State: tccd.StateConfirmed, CreatedAt: base.Add(time.Minute), FinishedAt: base.Add(2 * time.Minute)}
 	for _, tx := range []*tccd.Transaction{late, early} {
-		if err := s.Create(ctx, tx, false); err != nil {
-			t.Fatal(err)
-		}
+		createFinal(t, s, tx)
 	}
 	n, err := s.Purge(ctx, base.Add(30*time.Minute), 10)
 	if err != nil || n != 1 {
@@ -49,9 +47,7 @@ func TestOpenDropsOldIndexes(t *testing.T) {
 	}
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tx := &tccd.Transaction{ID: "x", State: tccd.StateConfirmed, CreatedAt: base, FinishedAt: base.Add(time.Second)}
-	if err := s.Create(t.Context(), tx, false); err != nil {
-		t.Fatal(err)
-	}
+	createFinal(t, s, tx)
 	old := [][]byte{
 		append(be64([]byte(oldPfxCreated), nanos(base)), "x"...),
 		append(be64([]byte(oldPfxFinished), nanos(base.Add(time.Second))), "x"...),
@@ -78,5 +74,23 @@ func TestOpenDropsOldIndexes(t *testing.T) {
 	txs, _, err := s.List(t.Context(), tccd.Filter{Limit: 10})
 	if err != nil || len(txs) != 1 || txs[0].ID != "x" {
 		t.Fatalf("List = %v, %v; want x", txs, err)
+	}
+}
+
+// createFinal stores tx, which is in a final state, the way the
+// coordinator does: created confirming (or cancelling), then moved.
+func createFinal(t *testing.T, s *Store, tx *tccd.Transaction) {
+	t.Helper()
+	final := tx.State
+	tx.State = tccd.StateConfirming
+	if final == tccd.StateCancelled {
+		tx.State = tccd.StateCancelling
+	}
+	if err := s.Create(t.Context(), tx, false); err != nil {
+		t.Fatal(err)
+	}
+	tx.State = final
+	if err := s.Update(t.Context(), tx, false); err != nil {
+		t.Fatal(err)
 	}
 }

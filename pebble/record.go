@@ -45,14 +45,34 @@ func fromNanos(n int64) time.Time {
 	return time.Unix(0, n).UTC()
 }
 
-// stateCode gives each state a one-byte code for keys and headers.
-func stateCode(s tccd.State) byte {
-	for i, st := range tccd.States {
-		if st == s {
-			return byte('a' + i)
-		}
+// stateCodes gives each state the one-byte code it has in keys and
+// headers. The codes are stored: they never change, and a new state gets
+// a new code (never one derived from a position in tccd.States).
+var stateCodes = map[tccd.State]byte{
+	tccd.StateActive:     'a',
+	tccd.StateConfirming: 'b',
+	tccd.StateConfirmed:  'c',
+	tccd.StateCancelling: 'd',
+	tccd.StateCancelled:  'e',
+	tccd.StateHeuristic:  'f',
+}
+
+// codeStates is stateCodes inverted.
+var codeStates = func() map[byte]tccd.State {
+	m := make(map[byte]tccd.State, len(stateCodes))
+	for s, c := range stateCodes {
+		m[c] = s
 	}
-	return 0
+	return m
+}()
+
+// stateCode returns the stored code of a state, 0 for an unknown one.
+func stateCode(s tccd.State) byte { return stateCodes[s] }
+
+// stateOfCode returns the state of a stored code.
+func stateOfCode(c byte) (tccd.State, bool) {
+	s, ok := codeStates[c]
+	return s, ok
 }
 
 func appendString(b []byte, s string) []byte {

@@ -244,8 +244,8 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	if err := s.space.check(); err != nil {
 		return err
 	}
-	if !tx.State.Valid() {
-		return tccd.Errorf(tccd.EInvalid, "invalid state %q", tx.State)
+	if !tccd.CanCreate(tx.State) {
+		return tccd.Errorf(tccd.EInvalid, "a transaction cannot be created in state %q", tx.State)
 	}
 	st := s.lock(tx.ID)
 	defer st.mu.Unlock()
@@ -319,10 +319,10 @@ func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	if h.version != tx.Version {
 		return tccd.Errorf(tccd.EConflict, "transaction %s was changed concurrently (version %d, not %d)", tx.ID, h.version, tx.Version)
 	}
-	if h.state < 'a' || int(h.state-'a') >= len(tccd.States) {
+	from, ok := stateOfCode(h.state)
+	if !ok {
 		return fmt.Errorf("corrupt record %s: state code %d", tx.ID, h.state)
 	}
-	from := tccd.States[h.state-'a']
 	if !tccd.CanTransition(from, tx.State) {
 		return tccd.Errorf(tccd.EConflict, "transaction %s cannot move from %s to %s", tx.ID, from, tx.State)
 	}

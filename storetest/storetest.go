@@ -26,6 +26,7 @@ func Run(t *testing.T, newOpener func(t *testing.T) Opener) {
 	}{
 		{"CreateGetRoundTrip", testRoundTrip},
 		{"CreateDuplicate", testCreateDuplicate},
+		{"CreateOnlyInInitialStates", testCreateInitialStates},
 		{"GetMissing", testGetMissing},
 		{"UpdateCompareAndSet", testUpdateCAS},
 		{"UpdateIllegalTransition", testIllegalTransition},
@@ -85,10 +86,28 @@ func sample(id string, created time.Time, state tccd.State) *tccd.Transaction {
 	return tx
 }
 
+// mustCreate stores tx in its state. A record cannot be created in a
+// final state (see tccd.CanCreate), so one is created in the state the
+// coordinator passes through before it and then moved.
 func mustCreate(t *testing.T, s tccd.Store, tx *tccd.Transaction) {
 	t.Helper()
+	want := tx.State
+	if !tccd.CanCreate(want) {
+		switch want {
+		case tccd.StateCancelled:
+			tx.State = tccd.StateCancelling
+		default:
+			tx.State = tccd.StateConfirming
+		}
+	}
 	if err := s.Create(context.Background(), tx, false); err != nil {
 		t.Fatalf("Create(%s): %v", tx.ID, err)
+	}
+	if tx.State != want {
+		tx.State = want
+		if err := s.Update(context.Background(), tx, false); err != nil {
+			t.Fatalf("Update(%s) to %s: %v", tx.ID, want, err)
+		}
 	}
 }
 
@@ -128,11 +147,14 @@ func testRoundTrip(t *testing.T, o Opener) {
 	ctx := context.Background()
 	for _, st := range tccd.States {
 		tx := sample("rt-"+string(st), base, st)
-		if err := s.Create(ctx, tx, true); err != nil {
-			t.Fatal(err)
+		// A final state is reached by one Update after the Create.
+		wantVersion := uint64(1)
+		if !tccd.CanCreate(st) {
+			wantVersion = 2
 		}
-		if tx.Version != 1 {
-			t.Fatalf("Version after Create = %d, want 1", tx.Version)
+		mustCreate(t, s, tx)
+		if tx.Version != wantVersion {
+			t.Fatalf("Version after Create = %d, want %d", tx.Version, wantVersion)
 		}
 		got, err := s.Get(ctx, tx.ID)
 		if err != nil {
@@ -143,6 +165,31 @@ func testRoundTrip(t *testing.T, o Opener) {
 		again, _ := s.Get(ctx, tx.ID)
 		if again.Participants[0].URI == "changed" {
 			t.Fatal("Get returned shared memory")
+		}
+	}
+}
+
+// testCreateInitialStates: a record is born only in a state of the
+// transition table's initial row (tccd.CanCreate); any other is refused
+// and nothing is stored.
+func testCreateInitialStates(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	for _, st := range append(append([]tccd.State(nil), tccd.States...), "bogus", tccd.StateNone) {
+		tx := sample("init-"+string(st), base, st)
+		err := s.Create(ctx, tx, true)
+		if tccd.CanCreate(st) {
+			if err != nil {
+				t.Errorf("Create in %q: %v", st, err)
+			}
+			continue
+		}
+		if err == nil {
+			t.Errorf("Create in %q succeeded", st)
+			continue
+		}
+		if _, gerr := s.Get(ctx, tx.ID); tccd.ErrorCode(gerr) != tccd.ENotFound {
+			t.Errorf("after a refused Create in %q, Get = %v, want not found", st, gerr)
 		}
 	}
 }

@@ -59,6 +59,7 @@ func TestConfigDefaults(t *testing.T) {
 			MaxLinks: tccd.DefaultMaxLinks, Retention: tccd.DefaultRetention,
 			PurgeInterval: tccd.DefaultPurgeInterval, ShutdownGrace: tccd.DefaultShutdownGrace,
 			RecoveryDrives: tccd.DefaultRecoveryDrives, RedriveInterval: tccd.DefaultRedriveInterval,
+			InDoubtWindow: tccd.DefaultInDoubtWindow,
 		},
 		Server: tccdhttp.ServerConfig{
 			MaxBody: tccdhttp.DefaultMaxBody, ReadHeaderTimeout: tccdhttp.DefaultReadHeaderTimeout,

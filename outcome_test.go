@@ -1,0 +1,261 @@
+package tccd_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/tccd/tccd"
+	"github.com/tccd/tccd/internal/testpart"
+)
+
+// respell writes a participant URI another way that names the same
+// reservation (RFC 3986 normalisation): upper-case scheme and host, the
+// default port made explicit... here the host is an IP, so: the scheme,
+// a dot segment and a percent-encoded unreserved character.
+func respell(uri string) string {
+	rest := strings.TrimPrefix(uri, "http://")
+	host, path, _ := strings.Cut(rest, "/")
+	path = strings.Replace(path, "reservations/", "x/../reservations/./", 1)
+	path = strings.Replace(path, "r", "%72", 1)
+	return "HTTP://" + host + "/" + path
+}
+
+// TestOneReservationOneIdentity: a reservation spelled another way is the
+// same reservation: the same Atomikos transaction, a duplicate in a set,
+// the same owner; it is stored, called and shown in canonical form.
+func TestOneReservationOneIdentity(t *testing.T) {
+	e := newEnv(t, testConfig(), 2)
+	alice, bob := as("alice", tccd.RoleClient), as("bob", tccd.RoleClient)
+	a, b := e.parts[0].link(0), e.parts[1].link(0)
+	other := []tccd.Link{{URI: respell(a.URI), Expires: a.Expires}, {URI: respell(b.URI), Expires: b.Expires}}
+	if other[0].URI == a.URI {
+		t.Fatal("respell did not change the URI")
+	}
+	tx, err := e.coord.ConfirmLinks(alice, []tccd.Link{a, b})
+	if err != nil || tx.State != tccd.StateConfirmed {
+		t.Fatalf("ConfirmLinks = %v, %v", tx, err)
+	}
+	again, err := e.coord.ConfirmLinks(alice, other)
+	if err != nil || again.ID != tx.ID {
+		t.Fatalf("the re-spelled set is another transaction: %v, %v (first %s)", again, err, tx.ID)
+	}
+	if n := e.parts[0].svc.Stats().ConfirmCalls; n != 1 {
+		t.Errorf("the reservation was confirmed %d times, want once", n)
+	}
+	// Another client cannot reach alice's set by re-spelling it.
+	if _, err := e.coord.CancelLinks(bob, other); tccd.ErrorCode(err) != tccd.EForbidden {
+		t.Fatalf("bob's cancel of alice's re-spelled set = %v, want forbidden", err)
+	}
+	// One reservation twice in a set is a duplicate, however spelled.
+	c := e.parts[0].link(0)
+	_, err = e.coord.ConfirmLinks(alice, []tccd.Link{c, {URI: respell(c.URI), Expires: c.Expires}})
+	wantCode(t, err, tccd.EInvalid)
+	reg := e.begin(time.Minute, c)
+	if _, added, err := e.coord.Enlist(context.Background(), reg.ID, tccd.Link{URI: respell(c.URI), Expires: c.Expires}); err != nil || added {
+		t.Fatalf("enlisting the same reservation re-spelled: added %v, %v", added, err)
+	}
+	// Stored and shown canonical.
+	d := tccd.Link{URI: "HTTP://" + strings.TrimPrefix(e.parts[1].link(0).URI, "http://"), Expires: time.Now().Add(time.Minute)}
+	reg2 := e.begin(time.Minute, d)
+	if got := reg2.Participants[0].URI; got != strings.ToLower(d.URI[:7])+d.URI[7:] {
+		t.Errorf("stored URI %q, want the canonical form", got)
+	}
+}
+
+// TestRefusalAfterAConfirmKeepsConfirming: once a participant confirmed,
+// a later refusal does not stop the others from being confirmed: the
+// transaction ends heuristic with each participant's state.
+func TestRefusalAfterAConfirmKeepsConfirming(t *testing.T) {
+	cfg := testConfig()
+	cfg.MaxParallel = 1 // one at a time, in order
+	e := newEnv(t, cfg, 3)
+	a, b, c := e.parts[0].link(0), e.parts[1].link(0), e.parts[2].link(0)
+	e.parts[1].svc.AddFault(testpart.Fault{Op: "confirm", Count: -1, Status: 400})
+	tx := e.begin(time.Minute, a, b, c)
+	_, err := e.coord.Confirm(context.Background(), tx.ID, nil)
+	wantCode(t, err, tccd.EHeuristic)
+	got := e.waitState(tx.ID, tccd.StateHeuristic)
+	want := []tccd.ParticipantState{tccd.ParticipantConfirmed, tccd.ParticipantFailed, tccd.ParticipantConfirmed}
+	for i, p := range got.Participants {
+		if p.State != want[i] {
+			t.Errorf("participant %d is %s, want %s", i, p.State, want[i])
+		}
+	}
+	if s := e.parts[2].state(c); s != testpart.Confirmed {
+		t.Errorf("the third participant is %s, want confirmed", s)
+	}
+	if got.Reason != tccd.ReasonMixedOutcome {
+		t.Errorf("reason %s", got.Reason)
+	}
+}
+
+// TestRetryWaitStopsAtExpiry: a participant's Retry-After longer than
+// what is left of its link does not push the next attempt past the
+// expiry, where its answer changes meaning.
+func TestRetryWaitStopsAtExpiry(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		fault  testpart.Fault
+		wantPS tccd.ParticipantState
+	}{
+		// 429: it did not act. At the expiry it has cancelled itself.
+		{"not acted", testpart.Fault{Op: "confirm", Count: -1, Status: 429, RetryAfter: 5}, tccd.ParticipantExpired},
+		// 503: it may have acted, so it is in doubt; asked again at the
+		// expiry, it answers 404 (it expired).
+		{"in doubt", testpart.Fault{Op: "confirm", Count: 1, Status: 503, RetryAfter: 5}, tccd.ParticipantCancelled},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, testConfig(), 1)
+			a := e.parts[0].link(800 * time.Millisecond)
+			e.parts[0].svc.AddFault(tc.fault)
+			tx := e.begin(time.Minute, a)
+			_, err := e.coord.Confirm(context.Background(), tx.ID, nil)
+			wantCode(t, err, tccd.ETimedOut)
+			got := e.waitState(tx.ID, tccd.StateCancelled)
+			p := got.Participants[0]
+			if p.State != tc.wantPS || p.Attempts != 2 {
+				t.Fatalf("participant %+v, want %s after 2 attempts", p, tc.wantPS)
+			}
+			// Retry-After said 5 s; the link had under a second.
+			if late := p.LastAttemptAt.Sub(a.Expires); late > 2*time.Second {
+				t.Errorf("the second attempt came %v after the expiry: the wait was not clamped to it", late)
+			}
+		})
+	}
+}
+
+// TestExpiryMarginBoundary pins the boundary of the expiry safety margin:
+// a link expiring exactly at now + margin may be confirmed; one expiring
+// a nanosecond earlier is refused (the transaction is cancelled, reason
+// expiry_margin).
+func TestExpiryMarginBoundary(t *testing.T) {
+	now := time.Now().Truncate(time.Millisecond)
+	cfg := testConfig()
+	cfg.MarginFloor = 30 * time.Second
+	for _, tc := range []struct {
+		name    string
+		expires time.Time
+		confirm bool
+	}{
+		{"at now+margin", now.Add(30 * time.Second), true},
+		{"a nanosecond inside the margin", now.Add(30*time.Second - time.Nanosecond), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, cfg, 1)
+			e.close()
+			e.clock = fixedClock{now}
+			e.open()
+			// The reservation itself lives long: only the link handed to
+			// the coordinator carries the expiry under test.
+			r := e.parts[0].link(time.Hour)
+			tx := e.begin(time.Hour, tccd.Link{URI: r.URI, Expires: tc.expires})
+			got, err := e.coord.Confirm(context.Background(), tx.ID, nil)
+			if tc.confirm {
+				if err != nil || got.State != tccd.StateConfirmed {
+					t.Fatalf("Confirm = %v, %v; want confirmed", got, err)
+				}
+				return
+			}
+			wantCode(t, err, tccd.ETimedOut)
+			if r := tccd.ErrorTx(err).Reason; r != tccd.ReasonExpiryMargin {
+				t.Errorf("reason %s, want expiry_margin", r)
+			}
+		})
+	}
+}
+
+// fixedClock is a clock that does not move.
+type fixedClock struct{ t time.Time }
+
+func (c fixedClock) Now() time.Time { return c.t }
+
+// flakyStore refuses writes while failing is set, as a full disk does.
+type flakyStore struct {
+	tccd.Store
+	failing atomic.Bool
+}
+
+var errDiskFull = errors.New("no space left on device")
+
+func (s *flakyStore) Update(ctx context.Context, tx *tccd.Transaction, durable bool) error {
+	if s.failing.Load() {
+		return errDiskFull
+	}
+	return s.Store.Update(ctx, tx, durable)
+}
+
+// TestRedriveFinishesWithoutARestart: a driver that cannot record the
+// outcome stops, leaving the transaction decided; the re-drive loop
+// finishes it once the store accepts writes again, with no restart and no
+// repeated request.
+func TestRedriveFinishesWithoutARestart(t *testing.T) {
+	cfg := testConfig()
+	cfg.RedriveInterval = 50 * time.Millisecond
+	e := newEnv(t, cfg, 1)
+	e.close()
+	fs := &flakyStore{}
+	e.wrap = func(s tccd.Store) tccd.Store { fs.Store = s; return fs }
+	e.open()
+	a := e.parts[0].link(0)
+	tx := e.begin(time.Minute, a)
+	// The decision is written; then every write fails: the participant is
+	// confirmed, but neither progress nor outcome can be recorded.
+	e.parts[0].svc.SetLatency(50 * time.Millisecond)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.coord.Confirm(context.Background(), tx.ID, nil)
+	}()
+	for e.parts[0].svc.Stats().ConfirmCalls == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	fs.failing.Store(true)
+	<-done
+	if got, _ := e.coord.Get(context.Background(), tx.ID); got.State != tccd.StateConfirming {
+		t.Fatalf("state %s while the store refuses writes, want confirming", got.State)
+	}
+	fs.failing.Store(false)
+	e.waitState(tx.ID, tccd.StateConfirmed)
+}
+
+// TestShutdownKeepsWhatArrives: at shutdown, a participant that answers
+// within the grace has its answer recorded, and the waiting request is
+// answered with the outcome; the next start sends nothing again.
+func TestShutdownKeepsWhatArrives(t *testing.T) {
+	cfg := testConfig()
+	cfg.ShutdownGrace = 5 * time.Second
+	e := newEnv(t, cfg, 1)
+	a := e.parts[0].link(0)
+	e.parts[0].svc.SetLatency(300 * time.Millisecond)
+	tx := e.begin(time.Minute, a)
+	type answer struct {
+		tx  *tccd.Transaction
+		err error
+	}
+	ans := make(chan answer, 1)
+	go func() {
+		got, err := e.coord.Confirm(context.Background(), tx.ID, nil)
+		ans <- answer{got, err}
+	}()
+	for e.parts[0].svc.Stats().ConfirmCalls == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	e.coord.Close() // the call is in flight; it answers within the grace
+	got := <-ans
+	if got.err != nil || got.tx.State != tccd.StateConfirmed {
+		t.Fatalf("the waiting confirm was answered %v, %v; want confirmed", got.tx, got.err)
+	}
+	e.store.Close()
+	e.coord, e.store = nil, nil
+	e.open()
+	if cur, err := e.coord.Get(context.Background(), tx.ID); err != nil || cur.State != tccd.StateConfirmed {
+		t.Fatalf("after restart: %v, %v; want confirmed", cur, err)
+	}
+	if n := e.parts[0].svc.Stats().ConfirmCalls; n != 1 {
+		t.Errorf("%d confirm calls, want 1: the restart sent it again", n)
+	}
+}
