@@ -3,13 +3,20 @@ package tccd_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"net"
+	"net/http/httptest"
+	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/tccd/tccd"
+	tccdhttp "github.com/tccd/tccd/http"
 	"github.com/tccd/tccd/internal/testpart"
+	"github.com/tccd/tccd/pebble"
 )
 
 // respell writes a participant URI another way that names the same
@@ -257,5 +264,114 @@ func TestShutdownKeepsWhatArrives(t *testing.T) {
 	}
 	if n := e.parts[0].svc.Stats().ConfirmCalls; n != 1 {
 		t.Errorf("%d confirm calls, want 1: the restart sent it again", n)
+	}
+}
+
+// logRecorder keeps the log records of a test.
+type logRecorder struct {
+	mu   sync.Mutex
+	recs []slog.Record
+}
+
+func (l *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+func (l *logRecorder) Handle(_ context.Context, r slog.Record) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.recs = append(l.recs, r.Clone())
+	return nil
+}
+func (l *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return l }
+func (l *logRecorder) WithGroup(string) slog.Handler      { return l }
+
+// find returns the records at level whose message contains msg, as
+// maps of their attributes.
+func (l *logRecorder) find(level slog.Level, msg string) []map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []map[string]string
+	for _, r := range l.recs {
+		if r.Level != level || !strings.Contains(r.Message, msg) {
+			continue
+		}
+		attrs := map[string]string{}
+		r.Attrs(func(a slog.Attr) bool {
+			attrs[a.Key] = a.Value.String()
+			return true
+		})
+		out = append(out, attrs)
+	}
+	return out
+}
+
+// noDNS is a resolver for which no name resolves, as for a host name
+// that does not exist; nothing leaves the machine.
+type noDNS struct{}
+
+func (noDNS) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
+}
+
+// TestParticipantTroubleIsLogged: retries are logged at debug level with
+// the transaction, the host and the status; a host that does not resolve
+// is a rate-limited warning naming it; a permanent failure and a
+// heuristic outcome are warnings and errors.
+func TestParticipantTroubleIsLogged(t *testing.T) {
+	rec := &logRecorder{}
+	log := slog.New(rec)
+	store, err := pebble.Open(t.TempDir(), pebble.Options{CacheSize: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	caller := tccdhttp.NewCallerWith(tccdhttp.CallerConfig{Resolver: noDNS{}})
+	coord := tccd.NewCoordinator(testConfig(), store, caller, nil, log)
+	if err := coord.Open(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer coord.Close()
+
+	// A host that does not resolve, until its link expires.
+	tx, err := coord.Begin(context.Background(), tccd.BeginRequest{Participants: []tccd.Link{
+		{URI: "http://no-such-host.invalid/r/1", Expires: time.Now().Add(700 * time.Millisecond)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coord.Confirm(context.Background(), tx.ID, nil); tccd.ErrorCode(err) != tccd.ETimedOut {
+		t.Fatalf("Confirm = %v", err)
+	}
+	debug := rec.find(slog.LevelDebug, "does not resolve")
+	warn := rec.find(slog.LevelWarn, "does not resolve")
+	if len(debug) < 3 || len(warn) != 1 {
+		t.Fatalf("%d debug and %d warning records of the unresolvable host; want every retry at debug, one (rate-limited) warning", len(debug), len(warn))
+	}
+	if w := warn[0]; w["host"] != "no-such-host.invalid" || w["id"] != tx.ID {
+		t.Errorf("warning %v lacks the host or the transaction", w)
+	}
+
+	// A participant that answers 503 once, then refuses (400).
+	p := testpart.New(time.Minute)
+	srv := httptest.NewServer(p)
+	defer srv.Close()
+	p.AddFault(testpart.Fault{Op: "confirm", Count: 1, Status: 503})
+	p.AddFault(testpart.Fault{Op: "confirm", Count: 1, Status: 400})
+	r1 := p.Try(0)
+	tx2, err := coord.Begin(context.Background(), tccd.BeginRequest{Participants: []tccd.Link{
+		{URI: srv.URL + "/reservations/" + r1.ID, Expires: r1.Expires}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	coord.Confirm(context.Background(), tx2.ID, nil)
+	retries := rec.find(slog.LevelDebug, "participant call failed; retrying")
+	found := false
+	for _, r := range retries {
+		if r["id"] == tx2.ID && r["status"] == "503" && r["host"] == strings.TrimPrefix(srv.URL, "http://") {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no debug record of the 503 retry with id, host and status: %v", retries)
+	}
+	if refused := rec.find(slog.LevelWarn, "refused to confirm"); len(refused) != 1 || refused[0]["status"] != "400" || refused[0]["id"] != tx2.ID {
+		t.Errorf("permanent failure records: %v", refused)
 	}
 }

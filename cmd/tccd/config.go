@@ -4,6 +4,10 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -140,6 +144,7 @@ func (c *Config) Load(path string, getenv func(string) string) error {
 	for _, o := range opts {
 		byName[o.name] = o
 	}
+	var errs []error
 	if path != "" {
 		raw := map[string]any{}
 		if _, err := toml.DecodeFile(path, &raw); err != nil {
@@ -151,36 +156,43 @@ func (c *Config) Load(path string, getenv func(string) string) error {
 		}
 		sort.Strings(keys)
 		for _, k := range keys {
-			o, ok := byName[k]
-			if !ok {
-				return fmt.Errorf("config file %s: unknown key %q", path, k)
-			}
-			// Every option but the lists is one scalar: fmt.Sprint would
-			// turn a list or table into a plausible string (data = ["/a"]
-			// → "[/a]").
-			if l, ok := o.value.(*listValue); ok {
-				if err := l.setTOML(raw[k]); err != nil {
-					return fmt.Errorf("config file %s: %s: %w", path, k, err)
-				}
-				continue
-			}
-			switch raw[k].(type) {
-			case []any, []map[string]any:
-				return fmt.Errorf("config file %s: %s: must be a single value, not a list", path, k)
-			case map[string]any:
-				return fmt.Errorf("config file %s: %s: must be a single value, not a table", path, k)
-			}
-			if err := o.value.Set(fmt.Sprint(raw[k])); err != nil {
-				return fmt.Errorf("config file %s: %s: %w", path, k, err)
+			if err := setFromFile(byName, k, raw[k]); err != nil {
+				errs = append(errs, fmt.Errorf("config file %s: %w", path, err))
 			}
 		}
 	}
 	for _, o := range opts {
 		if v := getenv(envName(o.name)); v != "" {
 			if err := o.value.Set(v); err != nil {
-				return fmt.Errorf("environment %s: %w", envName(o.name), err)
+				errs = append(errs, fmt.Errorf("environment %s: %w", envName(o.name), err))
 			}
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// setFromFile sets option k from its value in the config file.
+func setFromFile(byName map[string]option, k string, v any) error {
+	o, ok := byName[k]
+	if !ok {
+		return fmt.Errorf("unknown key %q", k)
+	}
+	// Every option but the lists is one scalar: fmt.Sprint would turn a
+	// list or table into a plausible string (data = ["/a"] → "[/a]").
+	if l, ok := o.value.(*listValue); ok {
+		if err := l.setTOML(v); err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		return nil
+	}
+	switch v.(type) {
+	case []any, []map[string]any:
+		return fmt.Errorf("%s: must be a single value, not a list", k)
+	case map[string]any:
+		return fmt.Errorf("%s: must be a single value, not a table", k)
+	}
+	if err := o.value.Set(fmt.Sprint(v)); err != nil {
+		return fmt.Errorf("%s: %w", k, err)
 	}
 	return nil
 }
@@ -413,4 +425,50 @@ func (v *durationValue) Set(s string) error {
 	}
 	*v = durationValue(d)
 	return nil
+}
+
+// checkEnvironment reports, for --check-config, what would stop a start
+// with this configuration: a listen address that cannot be bound, a data
+// directory that cannot be written. It changes nothing.
+func (c Config) checkEnvironment() error {
+	var errs []error
+	if c.Listen != "" {
+		if ln, err := net.Listen("tcp", c.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("listen address %s cannot be used: %w", c.Listen, err))
+		} else {
+			ln.Close()
+		}
+	}
+	if c.Data != "" {
+		if err := checkWritableDir(c.Data); err != nil {
+			errs = append(errs, fmt.Errorf("data directory %s: %w", c.Data, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkWritableDir reports whether dir, or the nearest existing directory
+// above it (where it would be created), can be written.
+func checkWritableDir(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err == nil {
+			if !fi.IsDir() {
+				return fmt.Errorf("%s is not a directory", d)
+			}
+			f, err := os.CreateTemp(d, ".tccd-check-*")
+			if err != nil {
+				if d == dir {
+					return fmt.Errorf("cannot be written: %w", err)
+				}
+				return fmt.Errorf("cannot be created in %s: %w", d, err)
+			}
+			f.Close()
+			os.Remove(f.Name())
+			return nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) || filepath.Dir(d) == d {
+			return err
+		}
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -401,7 +402,13 @@ func TestRun(t *testing.T) {
 			// serving returns at once instead of hanging.
 			ctx, cancel := context.WithCancel(context.Background())
 			cancel()
-			err := run(ctx, tt.args, &stdout, &stderr, fakeEnv(tt.env))
+			// --check-config binds the listen address to check it: use a
+			// free port, not the default one, which may be in use.
+			env := map[string]string{"TCCD_LISTEN": "127.0.0.1:0"}
+			for k, v := range tt.env {
+				env[k] = v
+			}
+			err := run(ctx, tt.args, &stdout, &stderr, fakeEnv(env))
 			switch {
 			case tt.wantErr == nil && err != nil:
 				t.Fatalf("run(%q): %v (stderr %q)", tt.args, err, stderr.String())
@@ -426,3 +433,52 @@ func TestRun(t *testing.T) {
 }
 
 var errAny = errors.New("any error")
+
+// TestCheckConfigReportsEverything: --check-config reports every problem
+// in one run — every unknown key, bad values, missing files, a listen
+// address that cannot be bound, a data directory that cannot be written —
+// and changes nothing.
+func TestCheckConfigReportsEverything(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	notDir := writeFile(t, "x")
+	cfg := writeFile(t, "nope = 1\nalso-nope = 2\nretry-min = \"soon\"\nauth-tokens-file = \"/no/such/tokens\"\n")
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"serve", "--check-config", "--config", cfg,
+		"--listen", busy.Addr().String(), "--data", filepath.Join(notDir, "data"), "--participant-ca", "/no/such/ca.pem"},
+		&stdout, &stderr, fakeEnv(map[string]string{"TCCD_MAX_LINKS": "many"}))
+	if err == nil {
+		t.Fatal("check-config passed")
+	}
+	for _, want := range []string{`unknown key "nope"`, `unknown key "also-nope"`, "retry-min", "TCCD_MAX_LINKS",
+		"auth-tokens-file", "participant-ca", "listen address " + busy.Addr().String(), "data directory", "not a directory"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("check-config error lacks %q:\n%v", want, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(notDir, "data")); err == nil {
+		t.Error("check-config created the data directory")
+	}
+}
+
+// TestServeChecksListenFirst: a serve that cannot bind its address fails
+// before it creates the data directory.
+func TestServeChecksListenFirst(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	data := filepath.Join(t.TempDir(), "data")
+	var stdout, stderr bytes.Buffer
+	err = run(context.Background(), []string{"serve", "--listen", busy.Addr().String(), "--data", data}, &stdout, &stderr, fakeEnv(nil))
+	if err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("serve on a busy address = %v", err)
+	}
+	if _, err := os.Stat(data); err == nil {
+		t.Error("serve created the data directory before finding its address busy")
+	}
+}

@@ -147,19 +147,21 @@ func (m *Main) ParseFlags(args []string) error {
 		path = m.getenv("TCCD_CONFIG")
 	}
 	m.Config = DefaultConfig()
-	if err := m.Config.Load(path, m.getenv); err != nil {
-		return err
-	}
+	// Every problem is reported in one run: the file's and the
+	// environment's, then what does not validate or load.
+	loadErr := m.Config.Load(path, m.getenv)
 	// Second pass: flags override the file and the environment.
 	if err := m.flagSet(&m.Config).Parse(args); err != nil {
 		return err
 	}
 	m.ConfigPath = path
-	if err := m.Config.Validate(); err != nil {
-		return err
-	}
+	errs := []error{loadErr, m.Config.Validate()}
 	sec, err := m.Config.loadSecurity()
-	if err != nil {
+	errs = append(errs, err)
+	if m.CheckConfig {
+		errs = append(errs, m.Config.checkEnvironment())
+	}
+	if err := errors.Join(errs...); err != nil {
 		return err
 	}
 	m.sec = sec
@@ -188,13 +190,17 @@ func (m *Main) Run(ctx context.Context) error {
 		}
 		m.sec = sec
 	}
+	// The address first: a start that cannot serve creates nothing.
+	ln, err := net.Listen("tcp", m.Config.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
 	if err := m.initStore(); err != nil {
+		ln.Close()
 		return fmt.Errorf("store: %w", err)
 	}
 	m.initCoordinator()
-	if err := m.initServer(); err != nil {
-		return fmt.Errorf("server: %w", err)
-	}
+	m.initServer(ln)
 	if err := m.initDebug(); err != nil {
 		return fmt.Errorf("debug server: %w", err)
 	}
@@ -242,11 +248,7 @@ func (m *Main) initCoordinator() {
 	m.coord = tccd.NewCoordinator(cfg, m.store, m.caller, nil, m.Log)
 }
 
-func (m *Main) initServer() error {
-	ln, err := net.Listen("tcp", m.Config.Listen)
-	if err != nil {
-		return err
-	}
+func (m *Main) initServer(ln net.Listener) {
 	cfg := m.Config.Server
 	cfg.Tokens, cfg.TLS = m.sec.tokens, m.sec.serverTLS
 	m.server = tccdhttp.NewServer(m.coord, cfg, m.Log)
@@ -255,7 +257,6 @@ func (m *Main) initServer() error {
 	if m.sec.tokens == nil && !isLoopback(ln.Addr()) {
 		m.Log.Warn("authentication is off and the API listens beyond loopback: anyone who reaches it can use it; set auth-tokens-file (see docs/SECURITY.md)")
 	}
-	return nil
 }
 
 // isLoopback reports whether a listener's address is on loopback only.

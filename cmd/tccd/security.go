@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"crypto/tls"
 	"crypto/x509"
 	"flag"
@@ -26,22 +27,23 @@ type security struct {
 // hash or a key.
 func (c Config) loadSecurity() (*security, error) {
 	sec := &security{}
+	var errs []error
 	var err error
 	if c.AuthTokensFile != "" {
 		if sec.tokens, err = tccdhttp.LoadTokens(c.AuthTokensFile); err != nil {
-			return nil, fmt.Errorf("auth-tokens-file must name a valid tokens file: %w", err)
+			errs = append(errs, fmt.Errorf("auth-tokens-file must name a valid tokens file: %w", err))
 		}
 	}
 	if c.TLSCert != "" {
 		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
-			return nil, fmt.Errorf("tls-cert and tls-key must be a PEM certificate and its key: %w", err)
+			errs = append(errs, fmt.Errorf("tls-cert and tls-key must be a PEM certificate and its key: %w", err))
 		}
 		sec.serverTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 		if c.TLSClientCA != "" {
 			pool, err := loadPool(c.TLSClientCA)
 			if err != nil {
-				return nil, fmt.Errorf("tls-client-ca must be a PEM file of CA certificates: %w", err)
+				errs = append(errs, fmt.Errorf("tls-client-ca must be a PEM file of CA certificates: %w", err))
 			}
 			sec.serverTLS.ClientCAs = pool
 			sec.serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
@@ -51,19 +53,22 @@ func (c Config) loadSecurity() (*security, error) {
 		sec.participantTLS = &tls.Config{MinVersion: tls.VersionTLS12}
 		if c.ParticipantCA != "" {
 			if sec.participantTLS.RootCAs, err = loadPool(c.ParticipantCA); err != nil {
-				return nil, fmt.Errorf("participant-ca must be a PEM file of CA certificates: %w", err)
+				errs = append(errs, fmt.Errorf("participant-ca must be a PEM file of CA certificates: %w", err))
 			}
 		}
 		if c.ParticipantCert != "" {
 			cert, err := tls.LoadX509KeyPair(c.ParticipantCert, c.ParticipantKey)
 			if err != nil {
-				return nil, fmt.Errorf("participant-cert and participant-key must be a PEM certificate and its key: %w", err)
+				errs = append(errs, fmt.Errorf("participant-cert and participant-key must be a PEM certificate and its key: %w", err))
 			}
 			sec.participantTLS.Certificates = []tls.Certificate{cert}
 		}
 	}
 	if sec.allow, err = tccd.ParseAllowlist(c.ParticipantAllow); err != nil {
-		return nil, fmt.Errorf("participant-allow must be a list of valid rules: %w", err)
+		errs = append(errs, fmt.Errorf("participant-allow must be a list of valid rules: %w", err))
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return sec, nil
 }

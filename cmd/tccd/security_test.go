@@ -90,7 +90,7 @@ func TestCheckConfigSecurity(t *testing.T) {
 	check := func(args ...string) (string, error) {
 		t.Helper()
 		var stdout, stderr bytes.Buffer
-		err := run(context.Background(), append([]string{"serve", "--check-config"}, args...), &stdout, &stderr, fakeEnv(nil))
+		err := run(context.Background(), append([]string{"serve", "--check-config"}, args...), &stdout, &stderr, fakeEnv(map[string]string{"TCCD_LISTEN": "127.0.0.1:0"}))
 		out := stdout.String() + stderr.String()
 		if err != nil {
 			out += err.Error()

@@ -45,6 +45,9 @@ type Service struct {
 
 	mu     sync.Mutex
 	faults []*Fault
+	// silenced holds the reservations whose confirm replies are lost
+	// until they expire (fault mode lost_until_expiry).
+	silenced map[string]bool
 }
 
 // Fault makes the next Count confirm or cancel calls misbehave.
@@ -57,10 +60,19 @@ type Fault struct {
 	//   reset       close the connection without doing anything
 	//   lost_reply  do the work, then close the connection without answering
 	//   refuse      answer 400 to a confirm: a breach of the contract
+	//   lost_until_expiry
+	//               (confirm) the reservations of the next Count confirms
+	//               lose every confirm reply until they expire: the first
+	//               confirm does the work, the connection closes without
+	//               an answer each time; after the expiry the kit answers
+	//   gone        (confirm) cancel the reservation at once, before its
+	//               expiry, then answer as the kit does (404): a breach
 	Mode   string `json:"mode"`
 	Count  int    `json:"count"`
 	Status int    `json:"status,omitempty"`
 	Delay  string `json:"delay,omitempty"`
+	// Reservation, when set, limits the fault to that reservation id.
+	Reservation string `json:"reservation,omitempty"`
 }
 
 // Open opens (creating if needed) the bank in the SQLite file at path,
@@ -211,8 +223,9 @@ type Audit struct {
 	DoubleSettled int `json:"double_settled"`
 	// Reservations counts the kit's bookkeeping rows by state.
 	Reservations map[string]int `json:"reservations"`
-	// Breaches lists the reservations whose confirm this bank refused
-	// against its contract (fault mode refuse).
+	// Breaches lists the reservations this bank let down against its
+	// contract: a confirm refused (fault mode refuse), or a reservation
+	// cancelled before its expiry (fault mode gone).
 	Breaches []string `json:"breaches"`
 }
 
@@ -285,7 +298,7 @@ func (s *Service) addFault(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch f.Mode {
-	case "status", "slow", "reset", "lost_reply", "refuse":
+	case "status", "slow", "reset", "lost_reply", "refuse", "lost_until_expiry", "gone":
 	default:
 		http.Error(w, "unknown fault mode", http.StatusBadRequest)
 		return
@@ -299,20 +312,34 @@ func (s *Service) addFault(w http.ResponseWriter, r *http.Request) {
 func (s *Service) clearFaults(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.faults = nil
+	s.silenced = nil
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// take returns the fault for this call, consuming one use.
-func (s *Service) take(op string) *Fault {
+// take returns the fault for this call of op on reservation id,
+// consuming one use.
+func (s *Service) take(op, id string) *Fault {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if op == "confirm" && s.silenced[id] {
+		return &Fault{Op: op, Mode: "lost_until_expiry"}
+	}
 	for i, f := range s.faults {
 		if f.Op != op && f.Op != "any" {
 			continue
 		}
-		if f.Mode == "refuse" && op != "confirm" {
+		if f.Reservation != "" && f.Reservation != id {
 			continue
+		}
+		if (f.Mode == "refuse" || f.Mode == "lost_until_expiry" || f.Mode == "gone") && op != "confirm" {
+			continue
+		}
+		if f.Mode == "lost_until_expiry" {
+			if s.silenced == nil {
+				s.silenced = make(map[string]bool)
+			}
+			s.silenced[id] = true
 		}
 		c := *f
 		f.Count--
@@ -327,7 +354,7 @@ func (s *Service) take(op string) *Fault {
 // faulty puts fault injection in front of the kit's confirm or cancel.
 func (s *Service) faulty(op string, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		f := s.take(op)
+		f := s.take(op, r.PathValue("id"))
 		if f == nil {
 			next.ServeHTTP(w, r)
 			return
@@ -348,6 +375,32 @@ func (s *Service) faulty(op string, next http.Handler) http.Handler {
 			rec := httptest.NewRecorder()
 			next.ServeHTTP(rec, r)
 			hijackClose(w)
+		case "lost_until_expiry":
+			id := r.PathValue("id")
+			rec, ok, err := s.kit.Lookup(r.Context(), id)
+			if err != nil || !ok || !time.Now().Before(rec.Expires) {
+				s.mu.Lock()
+				delete(s.silenced, id)
+				s.mu.Unlock()
+				next.ServeHTTP(w, r)
+				return
+			}
+			next.ServeHTTP(httptest.NewRecorder(), r)
+			hijackClose(w)
+		case "gone":
+			// Cancel before the expiry (a breach if it was still tried),
+			// then let the kit answer the confirm: 404.
+			id := r.PathValue("id")
+			if rec, ok, err := s.kit.Lookup(r.Context(), id); err == nil && ok && rec.State == participant.Tried {
+				if _, err := s.db.ExecContext(r.Context(), `INSERT OR IGNORE INTO breaches (reservation) VALUES (?)`, id); err != nil {
+					http.Error(w, err.Error(), http.StatusInternalServerError)
+					return
+				}
+				del := httptest.NewRequestWithContext(r.Context(), http.MethodDelete, r.URL.Path, nil)
+				del.SetPathValue("id", id)
+				next.ServeHTTP(httptest.NewRecorder(), del)
+			}
+			next.ServeHTTP(w, r)
 		case "refuse":
 			// Only a breach if the reservation was still tried: refusing a
 			// confirm it could keep. Record it before answering.

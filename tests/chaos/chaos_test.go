@@ -212,11 +212,23 @@ func (h *harness) coordURL() string { return "http://" + h.coordAddr }
 
 // restartCoordinator kills the coordinator with SIGKILL, waits, and starts
 // it again on the same address and data directory.
-func (h *harness) restartCoordinator(down time.Duration) {
+func (h *harness) restartCoordinator(down time.Duration) { h.restart(down, false) }
+
+// restart stops the coordinator — with SIGTERM when graceful, which lets
+// participant calls in flight finish within the shutdown grace and
+// answers the requests waiting for them; with SIGKILL otherwise — waits,
+// and starts it again on the same address and data directory.
+func (h *harness) restart(down time.Duration, graceful bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	start := time.Now()
-	h.coord.Kill()
+	if graceful {
+		if err := h.coord.Stop(); err != nil {
+			h.t.Errorf("coordinator did not stop cleanly on SIGTERM: %v\n%s", err, h.coord.Log())
+		}
+	} else {
+		h.coord.Kill()
+	}
 	time.Sleep(down) // the downtime is the fault being injected
 	h.coord = testproc.StartTccd(h.t, bins["tccd"], append(h.coordFlags, "--listen", h.coordAddr)...)
 	h.downMu.Lock()
@@ -444,6 +456,9 @@ func (h *harness) inject(ctx context.Context) {
 		{"participant connection reset", 2, func() { h.fault(bankpart.Fault{Op: "any", Mode: "reset", Count: 10}) }},
 		{"lost reply", 3, func() { h.fault(bankpart.Fault{Op: "any", Mode: "lost_reply", Count: 10}) }},
 		{"participant breaks its contract", 1, func() { h.fault(bankpart.Fault{Op: "confirm", Mode: "refuse", Count: 1}) }},
+		{"confirm replies lost until expiry", 2, func() { h.fault(bankpart.Fault{Op: "confirm", Mode: "lost_until_expiry", Count: 2}) }},
+		{"cancel refused after a lost confirm reply", 1, h.lostThenRefused},
+		{"coordinator SIGTERM mid-confirm", 2, h.sigtermMidConfirm},
 		{"disk full", 2, h.fillDisk},
 	}
 	total := 0
@@ -491,10 +506,70 @@ func (h *harness) inject(ctx context.Context) {
 
 // fault installs a fault at a random bank.
 func (h *harness) fault(f bankpart.Fault) {
+	h.faultAt(h.intn(*flagBanks), f)
+}
+
+// faultAt installs a fault at bank i.
+func (h *harness) faultAt(i int, f bankpart.Fault) {
 	h.mu.Lock()
-	addr := h.bankAddrs[h.intn(*flagBanks)]
+	addr := h.bankAddrs[i]
 	h.mu.Unlock()
 	h.do("POST", "http://"+addr+"/admin/faults", "application/json", f)
+}
+
+// lostThenRefused runs one transfer in which the debit's confirm replies
+// are lost until it expires (it confirmed, the coordinator cannot know)
+// while the credit turns out cancelled (its bank lets it go before its
+// expiry: a breach). The coordinator switches to cancel; the debit, in
+// doubt, refuses the DELETE (it is confirmed). It must end heuristic —
+// never reported cancelled.
+func (h *harness) lostThenRefused() {
+	from, to := h.intn(*flagBanks), h.intn(*flagBanks)
+	fa, ta := h.intn(*flagAccounts), h.intn(*flagAccounts)
+	if from == to && fa == ta {
+		ta = (ta + 1) % *flagAccounts
+	}
+	debit, err := h.try(from, fa, "debit", 1, 3*time.Second)
+	if err != nil {
+		return
+	}
+	tr := &transfer{native: h.intn(2) == 0, debit: debit, amount: 1}
+	h.tmu.Lock()
+	h.transfers = append(h.transfers, tr)
+	h.tmu.Unlock()
+	credit, err := h.try(to, ta, "credit", 1, 3*time.Second)
+	if err != nil {
+		tr.outcome = abandoned
+		return
+	}
+	tr.credit = credit
+	h.faultAt(from, bankpart.Fault{Op: "confirm", Mode: "lost_until_expiry", Count: 1, Reservation: lastSegment(debit.URI)})
+	h.faultAt(to, bankpart.Fault{Op: "confirm", Mode: "gone", Count: 1, Reservation: lastSegment(credit.URI)})
+	// The outcome is known after the debit's expiry; the injector waits
+	// for it (repeating the confirm, as a client does).
+	tr.outcome, tr.id = h.confirm(tr)
+	for tries := 0; (tr.outcome == unknown || tr.outcome == refusedLog) && tries < 100; tries++ {
+		if tr.native && tr.id == "" {
+			tr.outcome = abandoned
+			return
+		}
+		time.Sleep(200 * time.Millisecond) // back off before asking again
+		tr.outcome, tr.id = h.confirm(tr)
+	}
+}
+
+func lastSegment(uri string) string { return uri[strings.LastIndexByte(uri, '/')+1:] }
+
+// sigtermMidConfirm slows the banks' confirms, so that calls are in
+// flight, then stops the coordinator with SIGTERM and starts it again:
+// answers that arrive within the shutdown grace are recorded and the
+// waiting requests get them.
+func (h *harness) sigtermMidConfirm() {
+	for i := range h.bankAddrs {
+		h.faultAt(i, bankpart.Fault{Op: "confirm", Mode: "slow", Delay: "200ms", Count: 6})
+	}
+	time.Sleep(100 * time.Millisecond) // let confirms reach the slowed banks: the fault is the timing
+	h.restart(time.Duration(100+h.intn(400))*time.Millisecond, true)
 }
 
 // fillDisk fills the coordinator's tmpfs to a few MiB short of full for
@@ -632,6 +707,96 @@ func (h *harness) reservationState(uri string) string {
 	return r.State
 }
 
+// record is what the coordinator's record says of one participant.
+type record struct {
+	txID, txState, reason, state string
+}
+
+// records lists every transaction the coordinator holds, by participant URI.
+func (h *harness) records() (map[string]record, error) {
+	out := map[string]record{}
+	cursor := ""
+	for {
+		code, body, err := h.do("GET", h.coordURL()+"/api/v1/transactions?limit=1000&cursor="+cursor, "", nil)
+		if err != nil || code != http.StatusOK {
+			return nil, fmt.Errorf("list: %d %v %s", code, err, body)
+		}
+		var l struct {
+			Transactions []struct {
+				ID, State, Reason string
+				Participants      []struct{ URI, State string }
+			}
+			NextCursor string `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(body, &l); err != nil {
+			return nil, err
+		}
+		for _, tx := range l.Transactions {
+			for _, p := range tx.Participants {
+				out[p.URI] = record{txID: tx.ID, txState: tx.State, reason: tx.Reason, state: p.State}
+			}
+		}
+		if l.NextCursor == "" {
+			return out, nil
+		}
+		cursor = l.NextCursor
+	}
+}
+
+// checkRecords holds the coordinator to the truth: every participant
+// state it recorded agrees with what the bank did, and every answer a
+// client got agrees with the record.
+func (h *harness) checkRecords(add func(string, ...any), breaches map[string]bool) {
+	recs, err := h.records()
+	if err != nil {
+		add("cannot list the coordinator's records: %v", err)
+		return
+	}
+	answer := map[outcome]string{confirmed: "confirmed", timedOut: "cancelled", heuristic: "heuristic"}
+	for _, tr := range h.transfers {
+		if tr.credit.URI == "" {
+			continue
+		}
+		rd, okd := recs[tr.debit.URI]
+		rc, okc := recs[tr.credit.URI]
+		if want, ok := answer[tr.outcome]; ok {
+			if !okd || !okc {
+				// Purged after the retention: nothing left to compare.
+				continue
+			}
+			if rd.txState != want || rc.txState != want {
+				add("transfer %s was answered %s, but the record says %s (%s)", tr.debit.URI, tr.outcome, rd.txState, rd.txID)
+			}
+		}
+		for _, l := range []struct {
+			uri string
+			rec record
+			ok  bool
+		}{{tr.debit.URI, rd, okd}, {tr.credit.URI, rc, okc}} {
+			if !l.ok {
+				continue
+			}
+			bank := h.reservationState(l.uri)
+			switch l.rec.state {
+			case "confirmed":
+				if bank != "confirmed" {
+					add("%s recorded confirmed at the coordinator, %s at its bank (transaction %s)", l.uri, bank, l.rec.txID)
+				}
+			case "cancelled", "expired", "failed":
+				if bank == "confirmed" {
+					add("%s recorded %s at the coordinator, but confirmed at its bank (transaction %s, %s)", l.uri, l.rec.state, l.rec.txID, l.rec.txState)
+				}
+			case "cancel_refused":
+				if bank != "confirmed" && !breaches[l.uri] {
+					add("%s recorded cancel_refused, %s at its bank (transaction %s)", l.uri, bank, l.rec.txID)
+				}
+			default:
+				add("%s is %s at the coordinator after quiescence (transaction %s, %s)", l.uri, l.rec.state, l.rec.txID, l.rec.txState)
+			}
+		}
+	}
+}
+
 // check verifies the invariants and returns the anomalies.
 func (h *harness) check() []string {
 	var anomalies []string
@@ -682,6 +847,7 @@ func (h *harness) check() []string {
 	if n := h.listCount("confirming") + h.listCount("cancelling"); n != 0 {
 		add("%d transactions not final at the coordinator", n)
 	}
+	h.checkRecords(add, breaches)
 	for _, tr := range h.transfers {
 		if tr.credit.URI == "" {
 			if s := h.reservationState(tr.debit.URI); s == "confirmed" {
@@ -709,8 +875,8 @@ func (h *harness) check() []string {
 			if (d == "confirmed") != (c == "confirmed") && !breached {
 				add("transfer %s ended %s: debit %s, credit %s", tr.debit.URI, tr.outcome, d, c)
 			}
-			if tr.outcome == timedOut && (d == "confirmed" || c == "confirmed") {
-				add("transfer reported cancelled but confirmed at a participant: %s", tr.debit.URI)
+			if (tr.outcome == timedOut || tr.outcome == abandoned) && (d == "confirmed" || c == "confirmed") {
+				add("transfer reported %s but confirmed at a participant: %s", tr.outcome, tr.debit.URI)
 			}
 		}
 	}
