@@ -34,6 +34,7 @@ var conformance = []struct {
 	{"RetriedTry", testRetriedTry},
 	{"TryRejected", testTryRejected},
 	{"Expiry", testExpiry},
+	{"ConfirmWaitsPastExpiry", testConfirmWaitsPastExpiry},
 	{"ConcurrentConfirmCancel", testConcurrentConfirmCancel},
 	{"ConcurrentTries", testConcurrentTries},
 	{"ConfirmFailureRollsBack", testConfirmFailureRollsBack},
@@ -344,6 +345,53 @@ func testExpiry(t *testing.T, s *server) {
 	}
 	// The other reservation is untouched and still confirmable.
 	wantStatus(t, "confirm live", h.confirm(live.uri), http.StatusNoContent)
+}
+
+// testConfirmWaitsPastExpiry: a confirm that reaches the database while
+// another transaction holds the lock it needs (SQLite: the one writer;
+// PostgreSQL and MySQL: the bookkeeping row, SELECT … FOR UPDATE), and
+// gets it only after the reservation has expired, must not confirm: the
+// expiry is judged once the row is locked, not when the request arrived.
+func testConfirmWaitsPastExpiry(t *testing.T, s *server) {
+	sp, obs := observe(t, s.newSpace(t))
+	h := newHarnessIn(t, sp)
+	ctx := context.Background()
+	l := h.mustTry("?ttl=1m", "")
+
+	holder, err := s.newHolder(ctx, sp, h.table, l.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := obs.arm()
+	answered := make(chan answer, 1)
+	go func() { answered <- h.confirm(l.uri) }()
+	select {
+	case <-used: // the confirm is at the database, waiting for the lock
+	case a := <-answered:
+		holder.Rollback()
+		t.Fatalf("the confirm answered %d while the lock was held: %s", a.status, a.body)
+	case <-time.After(10 * time.Second):
+		holder.Rollback()
+		t.Fatal("the confirm did not reach the database")
+	}
+	h.clock.Advance(time.Minute) // exactly the expiry: too late
+	if err := holder.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	a := <-answered
+	wantStatus(t, "confirm that got the lock after the expiry", a, http.StatusNotFound)
+	if p := a.problem(t); p.State != "expired" {
+		t.Errorf("problem %+v", p)
+	}
+	if hd := h.app.holding(t, l.id); hd.state != "held" || hd.confirms != 0 {
+		t.Errorf("holding %+v: the expired reservation was confirmed", hd)
+	}
+	if n, err := h.p.Sweep(ctx); n != 1 || err != nil {
+		t.Errorf("Sweep = %d, %v", n, err)
+	}
+	if hd := h.app.holding(t, l.id); hd.state != "released" {
+		t.Errorf("holding after the sweep %+v", hd)
+	}
 }
 
 // retryBusy repeats a request answered 503, as a coordinator would.

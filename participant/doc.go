@@ -40,30 +40,34 @@
 // # The three anomalies
 //
 // This is the sub-transaction barrier of DTM and the TCC fence of Seata,
-// reduced to one row per reservation. Every operation writes the row
-// first and runs the application's function second, in the same
-// transaction; the primary key serialises operations on one id, and no
-// operation reads a row that may not exist with SELECT … FOR UPDATE (which
-// takes gap locks under MySQL's repeatable read and deadlocks).
+// reduced to one row per reservation. Every operation writes or locks the
+// row first and runs the application's function second, in the same
+// transaction; the primary key serialises operations on one id. No
+// operation that may insert the id locks it with SELECT … FOR UPDATE
+// beforehand (under MySQL's repeatable read that takes a gap lock, and two
+// such transactions inserting deadlock).
 //
 //   - Try inserts the row as tried, unless the id exists ("ON CONFLICT DO
 //     NOTHING", "INSERT IGNORE" on MySQL), then calls Try. If the id exists
 //     the try is not run: a live reservation under that id is answered
 //     again (200, a retried try); a cancelled, expired or void one refuses
 //     the try with 409 — the hanging try, whose cancel came first.
-//   - Confirm moves the row tried → confirmed where expires_at is still in
-//     the future, and only then calls Confirm. Moving nothing means a
-//     repeated confirm (the row is confirmed: 204, nothing run again) or a
-//     reservation cancelled, expired or unknown (404).
+//   - Confirm locks the row (SELECT … FOR UPDATE; on SQLite the write
+//     lock), and only then reads the clock and judges: a tried row whose
+//     expiry is still ahead moves to confirmed and Confirm runs; a
+//     confirmed one is a repeated confirm (204, nothing run again); an
+//     expired, cancelled, void or missing one answers 404. Judging after
+//     the lock means that a confirm that waited for the lock past the
+//     expiry does not confirm, however long it waited.
 //   - Cancel first inserts the row as void unless the id exists (on MySQL
 //     with ON DUPLICATE KEY UPDATE, which locks the existing row
 //     exclusively and so cannot deadlock with the update that follows),
-//     then moves tried → cancelled and only then calls Cancel. A void row
-//     is the empty cancel: nothing is run, the answer is 404 (which a
-//     coordinator takes as "cancelled"), and the row refuses a later try
-//     of that id until it expires (MaxTTL). A row already cancelled or
-//     expired answers 204 (repeated cancel); a confirmed one 409: a cancel
-//     never undoes a confirm.
+//     then locks and reads it, moves tried → cancelled and only then calls
+//     Cancel. A void row is the empty cancel: nothing is run, the answer is
+//     404 (which a coordinator takes as "cancelled"), and the row refuses a
+//     later try of that id until it expires (MaxTTL). A row already
+//     cancelled or expired answers 204 (repeated cancel); a confirmed one
+//     409: a cancel never undoes a confirm.
 //   - The sweeper moves tried → expired where expires_at has passed and
 //     calls Cancel, one transaction per reservation.
 //
@@ -84,8 +88,9 @@
 // # Expiry and time
 //
 // Expiry is decided by the kit's clock (Config.Now), stored as integers:
-// confirm succeeds while now < expires_at, and the sweeper cancels once
-// now >= expires_at; the link's expires is exactly expires_at. Run several
+// confirm succeeds while now < expires_at, now read once the row is
+// locked, and the sweeper cancels once now >= expires_at; the link's
+// expires is exactly expires_at. Run several
 // replicas if you like: the guarded updates make them safe together.
 //
 // # Cleanup

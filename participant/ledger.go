@@ -17,8 +17,10 @@ import (
 // function runs second. Writing the row first ("insert-first") means:
 //
 //   - the primary key serialises every operation on one id without a
-//     SELECT … FOR UPDATE on a row that may not exist (which, under
-//     MySQL's repeatable read, takes gap locks that deadlock);
+//     SELECT … FOR UPDATE before an insert of a row that may not exist
+//     (which, under MySQL's repeatable read, takes gap locks that
+//     deadlock); confirm, which inserts nothing, does lock the row first,
+//     so that it judges the expiry after any wait for the lock;
 //   - the row is always locked before any business row, so the kit's own
 //     operations on one reservation take locks in one order;
 //   - a hanging try or a repeated call is recognised before any business
@@ -28,18 +30,28 @@ import (
 type queries struct {
 	probe, insertTried, insertVoid, setExpiry, get, due, cleanup string
 	move, moveLive, moveDue                                      string
+	// getLocked reads a row and locks it (FOR UPDATE); on SQLite, where
+	// there is no FOR UPDATE, touch locks it first.
+	getLocked, touch string
 }
 
 var columns = []string{"id", "state", "expires_at", "created_at", "updated_at"}
 
 func newQueries(d Dialect, t string, batch int) queries {
 	move := "UPDATE " + t + " SET state = ?, updated_at = ? WHERE id = ? AND state = ?"
+	get := "SELECT state, expires_at, created_at, updated_at FROM " + t + " WHERE id = ?"
+	getLocked, touch := get+" FOR UPDATE", ""
+	if d == SQLite {
+		getLocked, touch = get, d.Rebind("UPDATE "+t+" SET state = state WHERE id = ?")
+	}
 	return queries{
+		getLocked:   d.Rebind(getLocked),
+		touch:       touch,
 		probe:       "SELECT id, state, expires_at, created_at, updated_at FROM " + t + " WHERE 1 = 0",
 		insertTried: d.Rebind(d.insertIgnore(t, columns)),
 		insertVoid:  d.Rebind(d.insertOrLock(t, columns)),
 		setExpiry:   d.Rebind("UPDATE " + t + " SET expires_at = ? WHERE id = ?"),
-		get:         d.Rebind("SELECT state, expires_at, created_at, updated_at FROM " + t + " WHERE id = ?"),
+		get:         d.Rebind(get),
 		move:        d.Rebind(move),
 		moveLive:    d.Rebind(move + " AND expires_at > ?"),
 		moveDue:     d.Rebind(move + " AND expires_at <= ?"),
@@ -83,9 +95,28 @@ type querier interface {
 // lookup reads reservation id's row through q (the database, or a
 // transaction to see its own writes).
 func (p *Participant) lookup(ctx context.Context, q querier, id string) (Record, bool, error) {
+	return p.read(ctx, q, p.q.get, id)
+}
+
+// lockRow locks reservation id's row in tx, waiting for any transaction
+// that holds it, and reads it. On PostgreSQL and MySQL that is SELECT …
+// FOR UPDATE (on a missing row MySQL takes a gap lock, which can delay a
+// concurrent insert of that id but not deadlock with it: the caller
+// inserts nothing after it); on SQLite a write to the row takes the
+// database's write lock first, unless BEGIN IMMEDIATE took it already.
+func (p *Participant) lockRow(ctx context.Context, tx *sql.Tx, id string) (Record, bool, error) {
+	if p.q.touch != "" {
+		if _, err := tx.ExecContext(ctx, p.q.touch, id); err != nil {
+			return Record{}, false, fmt.Errorf("participant: lock reservation %s: %w", id, err)
+		}
+	}
+	return p.read(ctx, tx, p.q.getLocked, id)
+}
+
+func (p *Participant) read(ctx context.Context, q querier, query, id string) (Record, bool, error) {
 	var state string
 	var expires, created, updated int64
-	err := q.QueryRowContext(ctx, p.q.get, id).Scan(&state, &expires, &created, &updated)
+	err := q.QueryRowContext(ctx, query, id).Scan(&state, &expires, &created, &updated)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, false, nil
 	}
@@ -237,43 +268,47 @@ func (p *Participant) confirm(ctx context.Context, id string) error {
 }
 
 func (p *Participant) confirmOnce(ctx context.Context, id string) error {
-	now := p.nowMilli()
 	tx, err := p.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	moved, err := p.move(ctx, tx, id, Tried, Confirmed, now, guardLive)
+	rec, ok, err := p.lockRow(ctx, tx, id)
 	if err != nil {
 		return err
 	}
-	if moved {
-		if err := p.confirmFn(ctx, tx, id); err != nil {
-			return fmt.Errorf("participant: confirm %s: %w", id, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("participant: commit confirm %s: %w", id, err)
-		}
-		return nil
-	}
-	_ = tx.Rollback()
-	rec, ok, err := p.lookup(ctx, p.db, id)
+	// The clock is read once the row is locked, not when the request
+	// arrived: however long the wait for the lock (another writer, a
+	// sweeper, a SELECT … FOR UPDATE elsewhere), the expiry is judged at
+	// the moment the decision is written, and nothing can change the row
+	// between the two.
+	now := p.nowMilli()
 	switch {
-	case err != nil:
-		return err
 	case !ok:
 		return rejectState(http.StatusNotFound, "", "no reservation %s", id)
 	case rec.State == Confirmed:
 		return nil
 	case rec.State == Tried && rec.Expires.UnixMilli() <= now:
 		return rejectState(http.StatusNotFound, Expired, "reservation %s expired at %s", id, formatTime(rec.Expires))
-	case rec.State == Tried:
-		return errRace // its try committed between the two statements
 	case rec.State == Void:
 		return rejectState(http.StatusNotFound, Void, "no reservation %s (it was cancelled before any try)", id)
-	default:
+	case rec.State != Tried:
 		return rejectState(http.StatusNotFound, rec.State, "reservation %s was %s", id, rec.State)
 	}
+	moved, err := p.move(ctx, tx, id, Tried, Confirmed, now, guardLive)
+	if err != nil {
+		return err
+	}
+	if !moved {
+		return errRace // cannot happen under the lock; run again to explain it
+	}
+	if err := p.confirmFn(ctx, tx, id); err != nil {
+		return fmt.Errorf("participant: confirm %s: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("participant: commit confirm %s: %w", id, err)
+	}
+	return nil
 }
 
 // cancel cancels reservation id; nil means it is cancelled or expired (now
@@ -292,15 +327,25 @@ func (p *Participant) cancelOnce(ctx context.Context, id string) error {
 	defer tx.Rollback()
 	// Insert first: a Void row if none exists (an empty cancel, remembered
 	// against a hanging try); otherwise nothing, but on MySQL the existing
-	// row is now locked exclusively for the update below.
+	// row is now locked exclusively.
 	if _, err := tx.ExecContext(ctx, p.q.insertVoid, id, Void, now+p.maxTTL.Milliseconds(), now, now); err != nil {
 		return fmt.Errorf("participant: record cancel %s: %w", id, err)
 	}
-	moved, err := p.move(ctx, tx, id, Tried, Cancelled, now, guardNone)
+	rec, ok, err := p.lockRow(ctx, tx, id)
 	if err != nil {
 		return err
 	}
-	if moved {
+	switch {
+	case !ok:
+		return errRace // removed by Cleanup meanwhile
+	case rec.State == Tried:
+		moved, err := p.move(ctx, tx, id, Tried, Cancelled, now, guardNone)
+		if err != nil {
+			return err
+		}
+		if !moved {
+			return errRace
+		}
 		if err := p.cancelFn(ctx, tx, id); err != nil {
 			return fmt.Errorf("participant: cancel %s: %w", id, err)
 		}
@@ -308,25 +353,17 @@ func (p *Participant) cancelOnce(ctx context.Context, id string) error {
 			return fmt.Errorf("participant: commit cancel %s: %w", id, err)
 		}
 		return nil
-	}
-	rec, ok, err := p.lookup(ctx, tx, id)
-	if err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil { // keeps a Void row just inserted
-		return fmt.Errorf("participant: commit cancel %s: %w", id, err)
-	}
-	switch {
-	case !ok:
-		return errRace // removed by Cleanup meanwhile
 	case rec.State == Cancelled || rec.State == Expired:
 		return nil
 	case rec.State == Void:
+		if err := tx.Commit(); err != nil { // keeps a Void row just inserted
+			return fmt.Errorf("participant: commit cancel %s: %w", id, err)
+		}
 		return rejectState(http.StatusNotFound, Void, "no reservation %s was tried; the cancel is recorded and a later try will be refused", id)
 	case rec.State == Confirmed:
 		return rejectState(http.StatusConflict, Confirmed, "reservation %s is confirmed; a cancel never undoes a confirm", id)
 	default:
-		return errRace
+		return fmt.Errorf("participant: reservation %s in unknown state %q", id, rec.State)
 	}
 }
 
