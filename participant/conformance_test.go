@@ -591,61 +591,77 @@ func testMissingTable(t *testing.T, s *server) {
 	}
 }
 
+// retention is the shortest age Cleanup accepts in the tests.
+const retention = participant.MinRetention
+
+// testCleanup: Cleanup keeps every row until its expiry (for a void row:
+// the end of its refusal) plus the retention, so that a coordinator that
+// repeats a confirm long after the expiry still hears 204, and a repeated
+// try with a derived id is answered from the row instead of running the
+// business try again.
 func testCleanup(t *testing.T, s *server) {
 	h := newHarness(t, s)
 	ctx := context.Background()
-	confirmed := h.mustTry("?ttl=5m", "")
-	cancelledLong := h.mustTry("?ttl=5m", "tx-long")
-	cancelledShort := h.mustTry("?ttl=1m", "tx-short")
-	expired := h.mustTry("?ttl=1m", "")
-	tried := h.mustTry("?ttl=10m", "")
-	voidID := participant.DeriveID("tx-void", txIDResource)
+	start := h.clock.Now()
+	confirmed := h.mustTry("?ttl=24h&data=1", "tx-c")
+	cancelled := h.mustTry("?ttl=1h", "tx-x")
+	expired := h.mustTry("?ttl=1m", "tx-e")
+	tried := h.mustTry("?ttl=24h", "")
+	voidID := participant.DeriveID("tx-v", txIDResource)
 	wantStatus(t, "confirm", h.confirm(confirmed.uri), http.StatusNoContent)
-	wantStatus(t, "cancel", h.cancel(cancelledLong.uri), http.StatusNoContent)
-	wantStatus(t, "cancel", h.cancel(cancelledShort.uri), http.StatusNoContent)
+	wantStatus(t, "cancel", h.cancel(cancelled.uri), http.StatusNoContent)
 	wantStatus(t, "empty cancel", h.cancel(h.uriOf(voidID)), http.StatusNotFound)
 	h.clock.Advance(90 * time.Second)
 	if n, err := h.p.Sweep(ctx); n != 1 || err != nil {
 		t.Fatalf("Sweep = %d, %v", n, err)
 	}
-	h.clock.Advance(90 * time.Second) // 3 minutes after the start
 
-	if _, err := h.p.Cleanup(ctx, -time.Second); err == nil {
-		t.Error("Cleanup accepted a negative age")
+	for _, age := range []time.Duration{-time.Second, 0, time.Hour, retention - time.Millisecond} {
+		if _, err := h.p.Cleanup(ctx, age); err == nil {
+			t.Errorf("Cleanup accepted the age %v", age)
+		}
 	}
-	if n, err := h.p.Cleanup(ctx, time.Hour); n != 0 || err != nil {
-		t.Errorf("Cleanup(1h) = %d, %v", n, err)
-	}
-	n, err := h.p.Cleanup(ctx, time.Minute)
-	if err != nil || n != 3 {
-		t.Fatalf("Cleanup(1m) = %d, %v; want 3", n, err)
+	// Long after every row settled, but not after every expiry plus the
+	// retention: only the reservation that expired after a minute goes.
+	h.clock.Set(start.Add(retention + 2*time.Minute))
+	n, err := h.p.Cleanup(ctx, retention)
+	if err != nil || n != 1 {
+		t.Errorf("Cleanup = %d, %v; want 1", n, err)
 	}
 	for _, c := range []struct {
 		what string
 		id   string
 		want participant.State
 	}{
-		{"confirmed", confirmed.id, ""},
-		{"expired", expired.id, ""},
-		{"cancelled, expiry passed", cancelledShort.id, ""},
-		{"cancelled, expiry ahead", cancelledLong.id, participant.Cancelled},
-		{"void", voidID, participant.Void},
+		{"expired a minute after the start", expired.id, ""},
+		{"confirmed, expiry 24h after the start", confirmed.id, participant.Confirmed},
+		{"cancelled, expiry an hour after the start", cancelled.id, participant.Cancelled},
+		{"void, refusing tries for 24h", voidID, participant.Void},
 		{"tried", tried.id, participant.Tried},
 	} {
 		if got := h.record(c.id).State; got != c.want {
 			t.Errorf("%s: state %q after Cleanup, want %q", c.what, got, c.want)
 		}
 	}
-	// The rows kept still refuse late tries.
-	wantStatus(t, "hanging try", h.try("", "tx-void").answer, http.StatusConflict)
-	wantStatus(t, "late try", h.try("", "tx-long").answer, http.StatusConflict)
-	if n := h.app.tries.Load(); n != 5 {
-		t.Errorf("business try ran %d times, want 5", n)
+	// The rows kept answer as before: a repeated confirm, a repeated try,
+	// hanging tries.
+	wantStatus(t, "repeated confirm", h.confirm(confirmed.uri), http.StatusNoContent)
+	again := h.try("?data=1", "tx-c")
+	wantStatus(t, "repeated try of the confirmed reservation", again.answer, http.StatusOK)
+	if again.uri != confirmed.uri {
+		t.Errorf("repeated try answered %s, want %s", again.uri, confirmed.uri)
 	}
-	// Past its expiry the cancelled row goes too; the tried one never.
-	h.clock.Advance(3 * time.Minute)
-	if n, err := h.p.Cleanup(ctx, time.Minute); n != 1 || err != nil {
-		t.Errorf("Cleanup after the expiry = %d, %v; want 1", n, err)
+	wantStatus(t, "try after the cancel", h.try("", "tx-x").answer, http.StatusConflict)
+	wantStatus(t, "hanging try", h.try("", "tx-v").answer, http.StatusConflict)
+	if n := h.app.tries.Load(); n != 4 {
+		t.Errorf("business try ran %d times, want 4", n)
+	}
+
+	// Past every expiry plus the retention, every settled row goes; the
+	// tried one never.
+	h.clock.Set(start.Add(24*time.Hour + retention + time.Millisecond))
+	if n, err := h.p.Cleanup(ctx, retention); n != 3 || err != nil {
+		t.Errorf("Cleanup after every expiry = %d, %v; want 3", n, err)
 	}
 	if got := h.record(tried.id).State; got != participant.Tried {
 		t.Errorf("tried row: %q", got)
@@ -653,7 +669,7 @@ func testCleanup(t *testing.T, s *server) {
 }
 
 func testRun(t *testing.T, s *server) {
-	h := newHarness(t, s, func(c *participant.Config) { c.SweepEvery = 5 * time.Millisecond; c.Retention = time.Hour })
+	h := newHarness(t, s, func(c *participant.Config) { c.SweepEvery = 5 * time.Millisecond; c.Retention = retention })
 	l := h.mustTry("?ttl=1m", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})

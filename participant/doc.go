@@ -95,10 +95,15 @@
 //
 // # Cleanup
 //
-// Rows stay after they settle, so that repeated calls keep their answers.
-// Cleanup (or Run with Config.Retention) deletes rows settled for longer
-// than a horizon — but never a cancelled or void row whose expiry is still
-// ahead, since that row is what refuses a hanging try.
+// Rows stay after they settle, so that repeated calls keep their answers:
+// a coordinator repeats a confirm whose answer it lost long after the
+// expiry, and reads 404 as "cancelled"; an initiator repeats a try with a
+// derived id, and a void or cancelled row is what refuses a hanging try.
+// Cleanup (or Run with Config.Retention) deletes a settled row only once
+// its expiry (a void row's: the end of its refusal) lies further in the
+// past than the retention, which must be at least MinRetention (48 hours;
+// a week is a good choice). Without Retention or Cleanup the table grows
+// without end: every DELETE of an unknown id adds a void row.
 //
 // # SQLite
 //

@@ -60,7 +60,7 @@ func newQueries(d Dialect, t string, batch int) queries {
 		due: d.Rebind("SELECT id, expires_at FROM " + t +
 			" WHERE state = ? AND expires_at <= ? AND (expires_at > ? OR (expires_at = ? AND id > ?))" +
 			" ORDER BY expires_at, id LIMIT " + strconv.Itoa(batch)),
-		cleanup: d.Rebind("DELETE FROM " + t + " WHERE updated_at < ? AND (state IN (?, ?) OR (state IN (?, ?) AND expires_at <= ?))"),
+		cleanup: d.Rebind("DELETE FROM " + t + " WHERE state IN (?, ?, ?, ?) AND updated_at < ? AND expires_at < ?"),
 	}
 }
 

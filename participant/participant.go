@@ -22,6 +22,29 @@ const (
 	DefaultMaxBody    = 1 << 20
 )
 
+// MinRetention is the shortest retention Cleanup and Config.Retention
+// accept. A bookkeeping row is kept until its expiry (for a void row: the
+// end of its refusal of late tries) plus the retention, and never less
+// than this, because the row is what answers the calls that can still
+// arrive after the expiry:
+//
+//   - a coordinator whose confirm got no answer (a lost 204) repeats the
+//     same PUT for an in-doubt window after the link's expiry — tccd for
+//     up to 24 hours by default — and reads 404 as "the participant
+//     cancelled": without the row a confirmed reservation would answer
+//     404, and the coordinator would report a transaction it confirmed as
+//     cancelled or heuristic;
+//   - an initiator may repeat a try with the same derived id
+//     (Config.ReservationID) for as long as its transaction lives — up to
+//     tccd's max-timeout, 24 hours by default: without the row the
+//     business try would run again (a second seat), or a hanging try
+//     would no longer be refused.
+//
+// 48 hours covers both windows at their defaults with a day to spare for
+// clock differences and retries. Raise Retention if the coordinator's
+// windows are longer.
+const MinRetention = 48 * time.Hour
+
 // TryFunc is the application's try: reserve what the request asks for,
 // using tx only, under the reservation id given. The kit has already
 // recorded the reservation as tried in tx; it commits tx (business change
@@ -104,9 +127,12 @@ type Config struct {
 	// DefaultSweepBatch).
 	SweepEvery time.Duration
 	SweepBatch int
-	// Retention, when positive, makes Run also delete settled bookkeeping
-	// rows older than it, about once a minute (see Cleanup). Zero: Run
-	// leaves them; call Cleanup yourself.
+	// Retention, when set, makes Run also delete, about once a minute,
+	// the settled bookkeeping rows whose expiry (for a void row: the end
+	// of its refusal) lies more than Retention in the past (see Cleanup).
+	// It must be at least MinRetention; a week (7*24*time.Hour) is a good
+	// choice. Zero: Run keeps every row; call Cleanup yourself, or the
+	// table grows without end (every DELETE of an unknown id adds a row).
 	Retention time.Duration
 
 	// MaxBody limits the try's request body (default DefaultMaxBody);
@@ -209,8 +235,12 @@ func (cfg Config) build() (*Participant, error) {
 	if p.defaultTTL < time.Millisecond || p.maxTTL < p.defaultTTL {
 		bad("DefaultTTL %v and MaxTTL %v: need 1ms <= DefaultTTL <= MaxTTL", p.defaultTTL, p.maxTTL)
 	}
-	if p.sweepEvery < 0 || p.retention < 0 || p.sweepBatch < 0 || p.maxBody < 0 {
-		bad("SweepEvery, Retention, SweepBatch and MaxBody must not be negative")
+	if p.sweepEvery < 0 || p.sweepBatch < 0 || p.maxBody < 0 {
+		bad("SweepEvery, SweepBatch and MaxBody must not be negative")
+	}
+	if p.retention != 0 && p.retention < MinRetention {
+		bad("Retention %v: must be zero (keep every row) or at least MinRetention (%v), since a row must outlive "+
+			"the retries of a coordinator and of an initiator after its expiry", p.retention, MinRetention)
 	}
 	if p.sweepBatch == 0 {
 		p.sweepBatch = DefaultSweepBatch
