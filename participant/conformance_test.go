@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -42,6 +43,7 @@ var conformance = []struct {
 	{"SweepFailureRetried", testSweepFailureRetried},
 	{"BusyDatabase", testBusyDatabase},
 	{"MissingTable", testMissingTable},
+	{"UpgradeTable", testUpgradeTable},
 	{"Cleanup", testCleanup},
 	{"Run", testRun},
 }
@@ -228,7 +230,14 @@ func testEmptyCancelThenHangingTry(t *testing.T, s *server) {
 	}
 	g := h.do(http.MethodGet, h.uriOf(id), nil)
 	wantStatus(t, "get void", g, http.StatusOK)
-	if !strings.Contains(string(g.body), `"state":"void"`) {
+	var void map[string]any
+	if err := json.Unmarshal(g.body, &void); err != nil {
+		t.Fatal(err)
+	}
+	// A void row has no expiry; what it has is a time until which it
+	// refuses a late try.
+	until := h.clock.Now().Add(participant.DefaultMaxTTL).Format(time.RFC3339Nano)
+	if void["state"] != "void" || void["refuses_try_until"] != until || void["expires"] != nil {
 		t.Errorf("GET %s", g.body)
 	}
 
@@ -259,18 +268,27 @@ func testEmptyCancelThenHangingTry(t *testing.T, s *server) {
 
 func testRetriedTry(t *testing.T, s *server) {
 	h := newHarness(t, s)
-	first := h.mustTry("?ttl=3m", "tx-r")
+	first := h.mustTry("?ttl=3m&data=1", "tx-r")
 	h.clock.Advance(time.Second)
+	// The retry answers like the first try, data included, whatever it
+	// asks: the business try does not run again.
 	again := h.try("?ttl=5m", "tx-r")
 	wantStatus(t, "retried try", again.answer, http.StatusOK)
-	if again.uri != first.uri || !again.expires.Equal(first.expires) {
-		t.Errorf("retried try answered %s %v, first %s %v", again.uri, again.expires, first.uri, first.expires)
+	if again.uri != first.uri || !again.expires.Equal(first.expires) || string(again.data) != string(first.data) {
+		t.Errorf("retried try answered %s %v %s, first %s %v %s", again.uri, again.expires, again.data, first.uri, first.expires, first.data)
 	}
 	if n := h.app.tries.Load(); n != 1 {
 		t.Errorf("business try ran %d times", n)
 	}
 	wantStatus(t, "confirm", h.confirm(first.uri), http.StatusNoContent)
-	wantStatus(t, "try after confirm", h.try("", "tx-r").answer, http.StatusOK)
+	if a := h.try("", "tx-r"); a.status != http.StatusOK || string(a.data) != `{"seat":"12A"}` {
+		t.Errorf("try after confirm: %d %s", a.status, a.body)
+	}
+	// A try that returned no data is answered again without.
+	plain := h.mustTry("", "tx-p")
+	if a := h.try("?data=1", "tx-p"); a.status != http.StatusOK || a.data != nil || a.uri != plain.uri {
+		t.Errorf("retried plain try: %d %s", a.status, a.body)
+	}
 	// Once the reservation has expired unconfirmed, a retried try is refused.
 	h.mustTry("?ttl=1m", "tx-e")
 	h.clock.Advance(time.Minute)
@@ -588,6 +606,62 @@ func testMissingTable(t *testing.T, s *server) {
 	}
 	if _, err := participant.New(ctx, cfg); err != nil {
 		t.Fatalf("New after Migrate: %v", err)
+	}
+}
+
+// firstTable is the bookkeeping table as the first version of the kit
+// created it: without the columns added since.
+var firstTable = map[participant.Dialect]string{
+	participant.PostgreSQL: `CREATE TABLE %s (id VARCHAR(128) NOT NULL PRIMARY KEY, state VARCHAR(16) NOT NULL,
+	expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`,
+	participant.SQLite: `CREATE TABLE %s (id TEXT NOT NULL PRIMARY KEY, state TEXT NOT NULL,
+	expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)`,
+	participant.MySQL: `CREATE TABLE %s (id VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+	state VARCHAR(16) CHARACTER SET ascii NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL) ENGINE=InnoDB`,
+}
+
+// testUpgradeTable: a bookkeeping table of the first version is refused
+// by New with the DDL to run, and upgraded by Migrate; its rows keep
+// working.
+func testUpgradeTable(t *testing.T, s *server) {
+	sp := s.newSpace(t)
+	ctx := context.Background()
+	app := newBizApp(t, sp)
+	table := sp.q("tcc_reservation")
+	sp.exec(t, fmt.Sprintf(firstTable[sp.d], table))
+	clock := newClock()
+	old := clock.Now().Add(time.Hour).UnixMilli()
+	sp.exec(t, fmt.Sprintf("INSERT INTO %s (id, state, expires_at, created_at, updated_at) VALUES ('before', 'tried', %d, 0, 0)", table, old))
+	cfg := participant.Config{DB: sp.db, Dialect: sp.d, Table: table, Try: app.try, Confirm: app.confirm, Cancel: app.cancel,
+		Now: clock.Now, Logger: testLogger(t),
+		ReservationID: func(r *http.Request) (string, error) { return r.URL.Query().Get("id"), nil }}
+	_, err := participant.New(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "participant.Migrate") || !strings.Contains(err.Error(), "ALTER TABLE "+table+" ADD COLUMN data") {
+		t.Fatalf("New with a table of the first version: %v", err)
+	}
+	t.Log(err)
+	for range 2 { // Migrate again is harmless
+		if err := participant.Migrate(ctx, sp.db, sp.d, table); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+	}
+	p, err := participant.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("New after Migrate: %v", err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	h := &harness{t: t, sp: sp, clock: clock, app: app, p: p, srv: srv, table: table}
+	// The row from before answers a retried try (without data) and a confirm.
+	if a := h.try("?id=before", ""); a.status != http.StatusOK || a.data != nil {
+		t.Errorf("retried try of a row from before: %d %s", a.status, a.body)
+	}
+	sp.exec(t, fmt.Sprintf("INSERT INTO %s (id, state, confirms, cancels) VALUES ('before', 'held', 0, 0)", app.table))
+	wantStatus(t, "confirm a row from before", h.confirm(h.uriOf("before")), http.StatusNoContent)
+	l := h.mustTry("?id=after&data=1", "")
+	if a := h.try("?id=after", ""); a.status != http.StatusOK || string(a.data) != string(l.data) {
+		t.Errorf("retried try after the upgrade: %d %s", a.status, a.body)
 	}
 }
 

@@ -8,6 +8,10 @@
 //	DELETE <Path>/{id}   cancel  → 204 (again 204 if repeated); 404 if never tried; 409 if confirmed
 //	GET    <Path>/{id}   the bookkeeping row as JSON, for diagnosis
 //
+// A try whose id (Config.ReservationID) names a reservation that still
+// holds or is confirmed is answered 200 with the same link and data, and
+// the application's Try does not run again.
+//
 // and cancels on its own, with an expiry sweeper (Participant.Run), every
 // reservation left tried past its expiry. Errors are problem+json.
 //
@@ -28,7 +32,11 @@
 // the DDL per dialect, Migrate runs it; New refuses to start without the
 // table):
 //
-//	id PRIMARY KEY, state, expires_at, created_at, updated_at   (times: Unix ms)
+//	id PRIMARY KEY, state, expires_at, created_at, updated_at, data   (times: Unix ms)
+//
+// where data is the try's answer data, kept to answer a retried try alike.
+// Migrate also upgrades a table made by an earlier version of the kit;
+// New refuses such a table and names the ALTER TABLE to run.
 //
 // with states tried, confirmed, cancelled, expired (cancelled by the
 // sweeper) and void (cancelled before any try). The only changes are
@@ -83,7 +91,11 @@
 // the inbound transaction id and the resource (DeriveID): then a retried
 // try lands on the same reservation, and an initiator that lost a try's
 // answer can still cancel it — this is where the empty cancel and the
-// hanging try happen in practice; with random ids they cannot.
+// hanging try happen in practice; with random ids they cannot. A derived
+// id names one reservation: two reservations of one resource type in one
+// transaction need distinct parts (DeriveID(tx, "seat", "12A") and
+// DeriveID(tx, "seat", "12B")), or the second try is answered as a repeat
+// of the first and reserves nothing.
 //
 // # Expiry and time
 //

@@ -25,12 +25,16 @@ type wireLink struct {
 
 // wireRecord is a reservation as GET shows it.
 type wireRecord struct {
-	ID        string `json:"id"`
-	URI       string `json:"uri"`
-	State     State  `json:"state"`
-	Expires   string `json:"expires"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
+	ID    string `json:"id"`
+	URI   string `json:"uri"`
+	State State  `json:"state"`
+	// Expires is the reservation's expiry; a void row has none, but
+	// refuses a late try until RefusesTryUntil.
+	Expires         string          `json:"expires,omitempty"`
+	RefusesTryUntil string          `json:"refuses_try_until,omitempty"`
+	CreatedAt       string          `json:"created_at"`
+	UpdatedAt       string          `json:"updated_at"`
+	Data            json.RawMessage `json:"data,omitempty"`
 }
 
 // handle turns a handler that returns an error into an http.Handler; the
@@ -112,10 +116,16 @@ func (p *Participant) serveGet(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Content-Type", api.MediaJSON)
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSONBody(w, wireRecord{
+	out := wireRecord{
 		ID: rec.ID, URI: p.baseOf(r) + strings.TrimSuffix(r.URL.EscapedPath(), "/"), State: rec.State,
-		Expires: formatTime(rec.Expires), CreatedAt: formatTime(rec.Created), UpdatedAt: formatTime(rec.Updated),
-	})
+		CreatedAt: formatTime(rec.Created), UpdatedAt: formatTime(rec.Updated), Data: rec.Data,
+	}
+	if rec.State == Void {
+		out.RefusesTryUntil = formatTime(rec.Expires)
+	} else {
+		out.Expires = formatTime(rec.Expires)
+	}
+	return writeJSONBody(w, out)
 }
 
 // uri is the reservation URI of id tried by r: the base, the try's path,

@@ -28,8 +28,8 @@ import (
 
 // queries are the statements, built once for a dialect and table.
 type queries struct {
-	probe, insertTried, insertVoid, setExpiry, get, due, cleanup string
-	move, moveLive, moveDue                                      string
+	probe, baseProbe, insertTried, insertVoid, setAnswer, get, due, cleanup string
+	move, moveLive, moveDue                                                 string
 	// getLocked reads a row and locks it (FOR UPDATE); on SQLite, where
 	// there is no FOR UPDATE, touch locks it first.
 	getLocked, touch string
@@ -39,7 +39,7 @@ var columns = []string{"id", "state", "expires_at", "created_at", "updated_at"}
 
 func newQueries(d Dialect, t string, batch int) queries {
 	move := "UPDATE " + t + " SET state = ?, updated_at = ? WHERE id = ? AND state = ?"
-	get := "SELECT state, expires_at, created_at, updated_at FROM " + t + " WHERE id = ?"
+	get := "SELECT state, expires_at, created_at, updated_at, data FROM " + t + " WHERE id = ?"
 	getLocked, touch := get+" FOR UPDATE", ""
 	if d == SQLite {
 		getLocked, touch = get, d.Rebind("UPDATE "+t+" SET state = state WHERE id = ?")
@@ -47,10 +47,11 @@ func newQueries(d Dialect, t string, batch int) queries {
 	return queries{
 		getLocked:   d.Rebind(getLocked),
 		touch:       touch,
-		probe:       "SELECT id, state, expires_at, created_at, updated_at FROM " + t + " WHERE 1 = 0",
+		probe:       "SELECT id, state, expires_at, created_at, updated_at, data FROM " + t + " WHERE 1 = 0",
+		baseProbe:   "SELECT id, state, expires_at, created_at, updated_at FROM " + t + " WHERE 1 = 0",
 		insertTried: d.Rebind(d.insertIgnore(t, columns)),
 		insertVoid:  d.Rebind(d.insertOrLock(t, columns)),
-		setExpiry:   d.Rebind("UPDATE " + t + " SET expires_at = ? WHERE id = ?"),
+		setAnswer:   d.Rebind("UPDATE " + t + " SET expires_at = ?, data = ? WHERE id = ?"),
 		get:         d.Rebind(get),
 		move:        d.Rebind(move),
 		moveLive:    d.Rebind(move + " AND expires_at > ?"),
@@ -116,14 +117,19 @@ func (p *Participant) lockRow(ctx context.Context, tx *sql.Tx, id string) (Recor
 func (p *Participant) read(ctx context.Context, q querier, query, id string) (Record, bool, error) {
 	var state string
 	var expires, created, updated int64
-	err := q.QueryRowContext(ctx, query, id).Scan(&state, &expires, &created, &updated)
+	var data sql.NullString
+	err := q.QueryRowContext(ctx, query, id).Scan(&state, &expires, &created, &updated, &data)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, false, nil
 	}
 	if err != nil {
 		return Record{}, false, fmt.Errorf("participant: read reservation %s: %w", id, err)
 	}
-	return record(id, state, expires, created, updated), true, nil
+	rec := record(id, state, expires, created, updated)
+	if data.Valid {
+		rec.Data = json.RawMessage(data.String)
+	}
+	return rec, true, nil
 }
 
 // Lookup returns the bookkeeping row of reservation id, and whether there
@@ -221,16 +227,19 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 	case ttl > p.maxTTL:
 		ttl = p.maxTTL
 	}
-	if ms := max(ttl.Milliseconds(), 1); now+ms != expires {
-		expires = now + ms
-		if _, err := tx.ExecContext(ctx, p.q.setExpiry, expires, id); err != nil {
-			return tried{}, p.dbErr(fmt.Errorf("participant: set expiry of %s: %w", id, err))
-		}
-	}
 	var data json.RawMessage
 	if out.Body != nil {
 		if data, err = json.Marshal(out.Body); err != nil {
 			return tried{}, fmt.Errorf("participant: try %s: encode Body: %w", id, err)
+		}
+	}
+	// The answer is stored with the reservation, so that a retried try is
+	// answered with the same link and data.
+	if ms := max(ttl.Milliseconds(), 1); now+ms != expires || data != nil {
+		expires = now + ms
+		stored := sql.NullString{String: string(data), Valid: data != nil}
+		if _, err := tx.ExecContext(ctx, p.q.setAnswer, expires, stored, id); err != nil {
+			return tried{}, p.dbErr(fmt.Errorf("participant: record the answer to try %s: %w", id, err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -251,7 +260,7 @@ func (p *Participant) tryAgain(ctx context.Context, id string, now int64) (tried
 	case !ok:
 		return tried{}, errUnavailable{errRace} // removed by Cleanup meanwhile
 	case rec.State == Confirmed || rec.State == Tried && rec.Expires.UnixMilli() > now:
-		return tried{id: id, expires: rec.Expires.UnixMilli()}, nil
+		return tried{id: id, expires: rec.Expires.UnixMilli(), data: rec.Data}, nil
 	case rec.State == Tried:
 		return tried{}, rejectState(http.StatusConflict, Expired, "reservation %s expired at %s", id, formatTime(rec.Expires))
 	case rec.State == Void:

@@ -76,7 +76,8 @@ type Reservation struct {
 	// zero means Config.DefaultTTL, more than Config.MaxTTL means MaxTTL.
 	TTL time.Duration
 	// Body, when not nil, is encoded as JSON under "data" in the answer to
-	// the try, beside "participantLink".
+	// the try, beside "participantLink". It is stored with the reservation
+	// (the bookkeeping row's data) and answered again to a retried try.
 	Body any
 }
 
@@ -181,10 +182,26 @@ func New(ctx context.Context, cfg Config) (*Participant, error) {
 		return nil, err
 	}
 	if _, err := p.db.ExecContext(ctx, p.q.probe); err != nil {
+		if _, baseErr := p.db.ExecContext(ctx, p.q.baseProbe); baseErr == nil {
+			return nil, p.outdated(ctx)
+		}
 		return nil, fmt.Errorf("participant: bookkeeping table %s is missing or lacks a column "+
 			"(create it with participant.Migrate or the DDL of participant.Schema): %w", p.table, err)
 	}
 	return p, nil
+}
+
+// outdated is the refusal of a bookkeeping table made by an earlier
+// version of the kit: it names the columns it lacks and the DDL that adds
+// them.
+func (p *Participant) outdated(ctx context.Context) error {
+	var names, ddl []string
+	for _, c := range missingColumns(ctx, p.db, p.table) {
+		names = append(names, c.name)
+		ddl = append(ddl, c.add(p.d, p.table))
+	}
+	return fmt.Errorf("participant: bookkeeping table %s lacks the column(s) %s of this version of the kit: "+
+		"run participant.Migrate, or this DDL: %s;", p.table, strings.Join(names, ", "), strings.Join(ddl, "; "))
 }
 
 func (cfg Config) build() (*Participant, error) {

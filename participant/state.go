@@ -1,6 +1,9 @@
 package participant
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // State is the state of a reservation in the bookkeeping table.
 type State string
@@ -45,11 +48,16 @@ func canMove(from, to State) bool {
 
 // Record is a row of the bookkeeping table.
 type Record struct {
-	ID      string
-	State   State
+	ID    string
+	State State
+	// Expires is the reservation's expiry; for a Void row, the end of its
+	// refusal of a late try.
 	Expires time.Time
 	Created time.Time
 	Updated time.Time
+	// Data is the "data" of the answer to the try (the TryFunc's Body,
+	// encoded), nil if it had none; a retried try is answered with it.
+	Data json.RawMessage
 }
 
 // record reads a row's integer columns.
