@@ -45,6 +45,7 @@ var conformance = []struct {
 	{"MissingTable", testMissingTable},
 	{"UpgradeTable", testUpgradeTable},
 	{"Cleanup", testCleanup},
+	{"PathWildcards", testPathWildcards},
 	{"Run", testRun},
 }
 
@@ -637,7 +638,8 @@ func testUpgradeTable(t *testing.T, s *server) {
 		Now: clock.Now, Logger: testLogger(t),
 		ReservationID: func(r *http.Request) (string, error) { return r.URL.Query().Get("id"), nil }}
 	_, err := participant.New(ctx, cfg)
-	if err == nil || !strings.Contains(err.Error(), "participant.Migrate") || !strings.Contains(err.Error(), "ALTER TABLE "+table+" ADD COLUMN data") {
+	if err == nil || !strings.Contains(err.Error(), "participant.Migrate") || !strings.Contains(err.Error(), "ALTER TABLE "+table+" ADD COLUMN data") ||
+		!strings.Contains(err.Error(), "ALTER TABLE "+table+" ADD COLUMN scope") {
 		t.Fatalf("New with a table of the first version: %v", err)
 	}
 	t.Log(err)
@@ -791,6 +793,53 @@ func testBusyDatabase(t *testing.T, s *server) {
 	}
 	h.app.busyConfirm.Store(0)
 	wantStatus(t, "confirm when it passed", h.confirm(m.uri), http.StatusNoContent)
+}
+
+// testPathWildcards: a reservation tried under a collection path with
+// wildcards (/flights/LX318/seats) is found only under that path: a
+// confirm, cancel or GET naming it under another (/flights/NOPE/seats)
+// answers 404 and changes nothing, and its id cannot be tried again there.
+func testPathWildcards(t *testing.T, s *server) {
+	h := newHarness(t, s, func(c *participant.Config) {
+		c.Path = "/flights/{flight}/seats"
+		derived := c.ReservationID
+		c.ReservationID = func(r *http.Request) (string, error) {
+			if id := r.URL.Query().Get("id"); id != "" {
+				return id, nil // as a careless application might: the same id on every flight
+			}
+			return derived(r)
+		}
+	})
+	base := h.srv.URL + "/flights/"
+	a := h.do(http.MethodPost, base+"LX318/seats?id=r1", nil)
+	wantStatus(t, "try", a, http.StatusCreated)
+	right, wrong := base+"LX318/seats/r1", base+"NOPE/seats/r1"
+	if loc := a.header.Get("Location"); loc != right {
+		t.Fatalf("Location %q, want %q", loc, right)
+	}
+	for _, m := range []string{http.MethodPut, http.MethodDelete, http.MethodGet} {
+		wantStatus(t, m+" under another flight", h.do(m, wrong, nil), http.StatusNotFound)
+	}
+	wantStatus(t, "retried try under another flight", h.do(http.MethodPost, base+"NOPE/seats?id=r1", nil), http.StatusConflict)
+	if rec := h.record("r1"); rec.State != participant.Tried || h.app.confirms.Load()+h.app.cancels.Load() != 0 {
+		t.Fatalf("after calls under another flight: %+v, %d confirms, %d cancels", rec, h.app.confirms.Load(), h.app.cancels.Load())
+	}
+	wantStatus(t, "get", h.do(http.MethodGet, right, nil), http.StatusOK)
+	wantStatus(t, "retried try", h.do(http.MethodPost, base+"LX318/seats?id=r1", nil), http.StatusOK)
+	wantStatus(t, "confirm", h.do(http.MethodPut, right, nil), http.StatusNoContent)
+	wantStatus(t, "repeated confirm under another flight", h.do(http.MethodPut, wrong, nil), http.StatusNotFound)
+	wantStatus(t, "cancel after confirm under another flight", h.do(http.MethodDelete, wrong, nil), http.StatusNotFound)
+	wantStatus(t, "cancel after confirm", h.do(http.MethodDelete, right, nil), http.StatusConflict)
+	// An empty cancel is remembered under its path: the id is refused
+	// under every flight, and known under its own only.
+	wantStatus(t, "empty cancel", h.do(http.MethodDelete, base+"U2/seats/r2", nil), http.StatusNotFound)
+	wantStatus(t, "hanging try", h.do(http.MethodPost, base+"U2/seats?id=r2", nil), http.StatusConflict)
+	wantStatus(t, "try of a voided id under another flight", h.do(http.MethodPost, base+"LX318/seats?id=r2", nil), http.StatusConflict)
+	wantStatus(t, "get void", h.do(http.MethodGet, base+"U2/seats/r2", nil), http.StatusOK)
+	wantStatus(t, "get void under another flight", h.do(http.MethodGet, base+"LX318/seats/r2", nil), http.StatusNotFound)
+	if n := h.app.tries.Load(); n != 1 {
+		t.Errorf("business try ran %d times", n)
+	}
 }
 
 // TestPathAndBaseURL: a collection path with a wildcard that the try

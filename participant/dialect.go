@@ -155,6 +155,8 @@ const DefaultTable = "tcc_reservation"
 //	created_at  Unix milliseconds
 //	updated_at  Unix milliseconds of the last change of state
 //	data        the "data" of the answer to the try (JSON text), or NULL
+//	scope       the values of the collection path's wildcards the reservation
+//	            was tried under, URL-encoded ("flight=LX318"), or ''
 //
 // with one index for the expiry sweeper (state, expires_at) and one for
 // Cleanup (state, updated_at). Times are integers so that every dialect
@@ -250,7 +252,16 @@ var addedColumns = []addedColumn{
 		SQLite:     "TEXT",
 		MySQL:      "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
 	}},
+	{name: "scope", def: map[Dialect]string{
+		PostgreSQL: "VARCHAR(1024) NOT NULL DEFAULT ''",
+		SQLite:     "TEXT NOT NULL DEFAULT ''",
+		MySQL:      "VARCHAR(1024) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''",
+	}},
 }
+
+// maxScopeLen bounds the scope column: the URL-encoded values of the
+// path's wildcards.
+const maxScopeLen = 1024
 
 // add is the DDL that adds c to table.
 func (c addedColumn) add(d Dialect, table string) string {

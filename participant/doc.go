@@ -32,9 +32,11 @@
 // the DDL per dialect, Migrate runs it; New refuses to start without the
 // table):
 //
-//	id PRIMARY KEY, state, expires_at, created_at, updated_at, data   (times: Unix ms)
+//	id PRIMARY KEY, state, expires_at, created_at, updated_at, data, scope   (times: Unix ms)
 //
-// where data is the try's answer data, kept to answer a retried try alike.
+// where data is the try's answer data, kept to answer a retried try alike,
+// and scope the values of Config.Path's wildcards the reservation was
+// tried under: a request naming the id under other values answers 404.
 // Migrate also upgrades a table made by an earlier version of the kit;
 // New refuses such a table and names the ALTER TABLE to run.
 //

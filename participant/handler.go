@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -78,11 +79,11 @@ func (p *Participant) serveTry(w http.ResponseWriter, r *http.Request) error {
 // serveConfirm: PUT Path/{id}. 204 confirmed (again 204 if repeated); 404
 // cancelled, expired or unknown; 503 busy; 500.
 func (p *Participant) serveConfirm(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if checkID(id) != nil {
-		return rejectState(http.StatusNotFound, "", "no reservation %q", id)
+	id, scope, err := p.itemOf(r)
+	if err != nil {
+		return err
 	}
-	if err := p.confirm(r.Context(), id); err != nil {
+	if err := p.confirm(r.Context(), id, scope); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -93,11 +94,11 @@ func (p *Participant) serveConfirm(w http.ResponseWriter, r *http.Request) error
 // repeated); 404 never tried (remembered: a later try is refused); 409
 // confirmed; 503 busy; 500.
 func (p *Participant) serveCancel(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if checkID(id) != nil {
-		return rejectState(http.StatusNotFound, "", "no reservation %q", id)
+	id, scope, err := p.itemOf(r)
+	if err != nil {
+		return err
 	}
-	if err := p.cancel(r.Context(), id); err != nil {
+	if err := p.cancel(r.Context(), id, scope); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -106,12 +107,15 @@ func (p *Participant) serveCancel(w http.ResponseWriter, r *http.Request) error 
 
 // serveGet: GET Path/{id}. 200 with the bookkeeping row; 404 if none.
 func (p *Participant) serveGet(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	rec, ok, err := p.Lookup(r.Context(), id)
+	id, scope, err := p.itemOf(r)
+	if err != nil {
+		return err
+	}
+	rec, ok, err := p.lookup(r.Context(), p.db, id)
 	if err != nil {
 		return p.dbErr(err)
 	}
-	if !ok {
+	if !ok || !rec.under(scope) {
 		return rejectState(http.StatusNotFound, "", "no reservation %q", id)
 	}
 	w.Header().Set("Content-Type", api.MediaJSON)
@@ -126,6 +130,33 @@ func (p *Participant) serveGet(w http.ResponseWriter, r *http.Request) error {
 		out.Expires = formatTime(rec.Expires)
 	}
 	return writeJSONBody(w, out)
+}
+
+// itemOf reads the reservation id and the scope (the values of Path's
+// wildcards) of a request on Path/{id}. An id or a scope that no try
+// could have made is a Rejection 404.
+func (p *Participant) itemOf(r *http.Request) (id, scope string, err error) {
+	id, scope = r.PathValue("id"), p.scopeOf(r)
+	if checkID(id) != nil || len(scope) > maxScopeLen {
+		return "", "", rejectState(http.StatusNotFound, "", "no reservation %q", id)
+	}
+	return id, scope, nil
+}
+
+// scopeOf is the scope of a request under Path: the values of Path's
+// wildcards, URL-encoded in the order of their names; "" when Path has
+// none. It is recorded with a reservation by its try (or empty cancel)
+// and compared by every later request naming the reservation, so that
+// /flights/NOPE/bookings/{id} does not find a booking of LX318.
+func (p *Participant) scopeOf(r *http.Request) string {
+	if len(p.wildcards) == 0 {
+		return ""
+	}
+	v := url.Values{}
+	for _, name := range p.wildcards {
+		v.Set(name, r.PathValue(name))
+	}
+	return v.Encode()
 }
 
 // uri is the reservation URI of id tried by r: the base, the try's path,

@@ -35,11 +35,11 @@ type queries struct {
 	getLocked, touch string
 }
 
-var columns = []string{"id", "state", "expires_at", "created_at", "updated_at"}
+var columns = []string{"id", "state", "expires_at", "created_at", "updated_at", "scope"}
 
 func newQueries(d Dialect, t string, batch int) queries {
 	move := "UPDATE " + t + " SET state = ?, updated_at = ? WHERE id = ? AND state = ?"
-	get := "SELECT state, expires_at, created_at, updated_at, data FROM " + t + " WHERE id = ?"
+	get := "SELECT state, expires_at, created_at, updated_at, data, scope FROM " + t + " WHERE id = ?"
 	getLocked, touch := get+" FOR UPDATE", ""
 	if d == SQLite {
 		getLocked, touch = get, d.Rebind("UPDATE "+t+" SET state = state WHERE id = ?")
@@ -47,7 +47,7 @@ func newQueries(d Dialect, t string, batch int) queries {
 	return queries{
 		getLocked:   d.Rebind(getLocked),
 		touch:       touch,
-		probe:       "SELECT id, state, expires_at, created_at, updated_at, data FROM " + t + " WHERE 1 = 0",
+		probe:       "SELECT id, state, expires_at, created_at, updated_at, data, scope FROM " + t + " WHERE 1 = 0",
 		baseProbe:   "SELECT id, state, expires_at, created_at, updated_at FROM " + t + " WHERE 1 = 0",
 		insertTried: d.Rebind(d.insertIgnore(t, columns)),
 		insertVoid:  d.Rebind(d.insertOrLock(t, columns)),
@@ -118,7 +118,8 @@ func (p *Participant) read(ctx context.Context, q querier, query, id string) (Re
 	var state string
 	var expires, created, updated int64
 	var data sql.NullString
-	err := q.QueryRowContext(ctx, query, id).Scan(&state, &expires, &created, &updated, &data)
+	var scope string
+	err := q.QueryRowContext(ctx, query, id).Scan(&state, &expires, &created, &updated, &data, &scope)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, false, nil
 	}
@@ -126,6 +127,7 @@ func (p *Participant) read(ctx context.Context, q querier, query, id string) (Re
 		return Record{}, false, fmt.Errorf("participant: read reservation %s: %w", id, err)
 	}
 	rec := record(id, state, expires, created, updated)
+	rec.Scope = scope
 	if data.Valid {
 		rec.Data = json.RawMessage(data.String)
 	}
@@ -186,6 +188,10 @@ type tried struct {
 // tryReserve runs a try: insert the row as tried (nothing is inserted if
 // the id exists), run the TryFunc, fix the expiry, commit.
 func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, error) {
+	scope := p.scopeOf(r)
+	if len(scope) > maxScopeLen {
+		return tried{}, Rejectf(http.StatusBadRequest, "the values of the path's wildcards are longer than %d bytes", maxScopeLen)
+	}
 	id, err := p.newID(r)
 	if err != nil {
 		return tried{}, fmt.Errorf("participant: reservation id: %w", err)
@@ -201,7 +207,7 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 		return tried{}, p.dbErr(err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, p.q.insertTried, id, Tried, expires, now, now)
+	res, err := tx.ExecContext(ctx, p.q.insertTried, id, Tried, expires, now, now, scope)
 	if err != nil {
 		return tried{}, p.dbErr(fmt.Errorf("participant: record try %s: %w", id, err))
 	}
@@ -211,7 +217,7 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 	}
 	if n == 0 {
 		_ = tx.Rollback()
-		return p.tryAgain(ctx, id, now)
+		return p.tryAgain(ctx, id, scope, now)
 	}
 
 	out, err := p.try(ctx, tx, id, r)
@@ -251,7 +257,7 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 // tryAgain answers a try whose id has a row already: the same reservation
 // again if it still holds (a retried try), else refused (a hanging try:
 // its cancel, or its expiry, came first).
-func (p *Participant) tryAgain(ctx context.Context, id string, now int64) (tried, error) {
+func (p *Participant) tryAgain(ctx context.Context, id, scope string, now int64) (tried, error) {
 	rec, ok, err := p.lookup(ctx, p.db, id)
 	if err != nil {
 		return tried{}, p.dbErr(err)
@@ -259,6 +265,8 @@ func (p *Participant) tryAgain(ctx context.Context, id string, now int64) (tried
 	switch {
 	case !ok:
 		return tried{}, errUnavailable{errRace} // removed by Cleanup meanwhile
+	case !rec.under(scope):
+		return tried{}, rejectState(http.StatusConflict, "", "reservation id %s is taken by a reservation under another path", id)
 	case rec.State == Confirmed || rec.State == Tried && rec.Expires.UnixMilli() > now:
 		return tried{id: id, expires: rec.Expires.UnixMilli(), data: rec.Data}, nil
 	case rec.State == Tried:
@@ -272,11 +280,11 @@ func (p *Participant) tryAgain(ctx context.Context, id string, now int64) (tried
 
 // confirm confirms reservation id; nil means it is confirmed (now or
 // before). A Rejection 404 says it was cancelled, expired or never tried.
-func (p *Participant) confirm(ctx context.Context, id string) error {
-	return p.retry(ctx, func() error { return p.confirmOnce(ctx, id) })
+func (p *Participant) confirm(ctx context.Context, id, scope string) error {
+	return p.retry(ctx, func() error { return p.confirmOnce(ctx, id, scope) })
 }
 
-func (p *Participant) confirmOnce(ctx context.Context, id string) error {
+func (p *Participant) confirmOnce(ctx context.Context, id, scope string) error {
 	tx, err := p.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -293,7 +301,7 @@ func (p *Participant) confirmOnce(ctx context.Context, id string) error {
 	// between the two.
 	now := p.nowMilli()
 	switch {
-	case !ok:
+	case !ok || !rec.under(scope):
 		return rejectState(http.StatusNotFound, "", "no reservation %s", id)
 	case rec.State == Confirmed:
 		return nil
@@ -323,11 +331,11 @@ func (p *Participant) confirmOnce(ctx context.Context, id string) error {
 // cancel cancels reservation id; nil means it is cancelled or expired (now
 // or before). A Rejection 404 says it was never tried (recorded as Void so
 // that a late try is refused), 409 that it is confirmed.
-func (p *Participant) cancel(ctx context.Context, id string) error {
-	return p.retry(ctx, func() error { return p.cancelOnce(ctx, id) })
+func (p *Participant) cancel(ctx context.Context, id, scope string) error {
+	return p.retry(ctx, func() error { return p.cancelOnce(ctx, id, scope) })
 }
 
-func (p *Participant) cancelOnce(ctx context.Context, id string) error {
+func (p *Participant) cancelOnce(ctx context.Context, id, scope string) error {
 	now := p.nowMilli()
 	tx, err := p.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -337,7 +345,7 @@ func (p *Participant) cancelOnce(ctx context.Context, id string) error {
 	// Insert first: a Void row if none exists (an empty cancel, remembered
 	// against a hanging try); otherwise nothing, but on MySQL the existing
 	// row is now locked exclusively.
-	if _, err := tx.ExecContext(ctx, p.q.insertVoid, id, Void, now+p.maxTTL.Milliseconds(), now, now); err != nil {
+	if _, err := tx.ExecContext(ctx, p.q.insertVoid, id, Void, now+p.maxTTL.Milliseconds(), now, now, scope); err != nil {
 		return fmt.Errorf("participant: record cancel %s: %w", id, err)
 	}
 	rec, ok, err := p.lockRow(ctx, tx, id)
@@ -347,6 +355,8 @@ func (p *Participant) cancelOnce(ctx context.Context, id string) error {
 	switch {
 	case !ok:
 		return errRace // removed by Cleanup meanwhile
+	case !rec.under(scope):
+		return rejectState(http.StatusNotFound, "", "no reservation %s", id)
 	case rec.State == Tried:
 		moved, err := p.move(ctx, tx, id, Tried, Cancelled, now, guardNone)
 		if err != nil {

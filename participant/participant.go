@@ -97,7 +97,9 @@ type Config struct {
 	// Path is the collection: POST Path tries, PUT/DELETE/GET Path/{id}
 	// confirm, cancel and show. Default DefaultPath. It may contain
 	// wildcards of net/http patterns ("/flights/{flight}/seats") that
-	// TryFunc reads with r.PathValue; not {id}.
+	// TryFunc reads with r.PathValue; not {id}. Their values are recorded
+	// with the reservation: a confirm, cancel or GET naming it under other
+	// values (/flights/NOPE/seats/{id}) is answered 404.
 	Path string
 	// BaseURL ("https://seats.example.com", or with a path prefix when the
 	// handler is mounted under http.StripPrefix) starts the reservation
@@ -156,6 +158,7 @@ type Participant struct {
 	d          Dialect
 	table      string
 	path       string
+	wildcards  []string // the names of Path's wildcards, for scopeOf
 	baseURL    string
 	try        TryFunc
 	confirmFn  SettleFunc
@@ -237,6 +240,7 @@ func (cfg Config) build() (*Participant, error) {
 		strings.Contains(p.path, "{id}") || strings.Contains(p.path, "{id...}") {
 		bad("Path %q: must start with / and not end with /, hold no space, ? or #, and not use the wildcard {id}", p.path)
 	}
+	p.wildcards = wildcards(p.path)
 	if p.baseURL != "" {
 		u, err := url.Parse(p.baseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
@@ -280,6 +284,21 @@ func (cfg Config) build() (*Participant, error) {
 		return nil, fmt.Errorf("participant: invalid config: Path %q: %w", p.path, err)
 	}
 	return p, nil
+}
+
+// wildcards returns the names of the wildcards of a net/http pattern path
+// ("/flights/{flight}/seats" → flight), in order.
+func wildcards(path string) []string {
+	var names []string
+	for _, seg := range strings.Split(path, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			name = strings.TrimSuffix(strings.TrimSuffix(name, "}"), "...")
+			if name != "" && name != "$" {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
 }
 
 func setDefault(v *time.Duration, def time.Duration) {

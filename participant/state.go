@@ -58,7 +58,17 @@ type Record struct {
 	// Data is the "data" of the answer to the try (the TryFunc's Body,
 	// encoded), nil if it had none; a retried try is answered with it.
 	Data json.RawMessage
+	// Scope is the values of Config.Path's wildcards in the path the
+	// reservation was tried (or its empty cancel made) under, URL-encoded
+	// ("flight=LX318"); empty when Path has none. A request naming the id
+	// under other values does not find it.
+	Scope string
 }
+
+// under reports whether the record belongs to the collection path whose
+// wildcard values are scope. A row written before the kit recorded scopes
+// (empty Scope) belongs to every path.
+func (r Record) under(scope string) bool { return r.Scope == "" || r.Scope == scope }
 
 // record reads a row's integer columns.
 func record(id string, state string, expires, created, updated int64) Record {
