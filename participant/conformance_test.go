@@ -1,11 +1,13 @@
 package participant_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -886,4 +888,51 @@ func TestPathAndBaseURL(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || big.app.count(t) != 0 {
 		t.Errorf("big body: %d, %d business rows", resp.StatusCode, big.app.count(t))
 	}
+}
+
+// TestHostFallbackWarns: without BaseURL the reservation URIs are built
+// from the request's Host header, which a client chooses; the kit says so
+// in its log, once.
+func TestHostFallbackWarns(t *testing.T) {
+	s := &server{backend: backends[0]} // SQLite: the links do not depend on the dialect
+	for _, c := range []struct {
+		name     string
+		baseURL  string
+		warnings int
+	}{
+		{"no BaseURL", "", 1},
+		{"BaseURL", "http://seats.example", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var log syncBuffer
+			h := newHarness(t, s, func(cfg *participant.Config) {
+				cfg.BaseURL = c.baseURL
+				cfg.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			})
+			for range 3 {
+				h.mustTry("", "")
+			}
+			if n := strings.Count(log.String(), "no BaseURL"); n != c.warnings {
+				t.Errorf("%d warnings naming BaseURL, want %d:\n%s", n, c.warnings, log.String())
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

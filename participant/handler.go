@@ -173,6 +173,12 @@ func (p *Participant) baseOf(r *http.Request) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
+	// The Host header is the client's choice, and behind a proxy it is
+	// not this service's address: say so, once.
+	p.hostWarning.Do(func() {
+		p.log.Warn("participant: no BaseURL; reservation URIs are built from the request's Host header, "+
+			"which the client chooses and a proxy may change: set Config.BaseURL", "table", p.table, "host", r.Host)
+	})
 	return scheme + "://" + r.Host
 }
 

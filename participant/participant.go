@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -103,8 +104,10 @@ type Config struct {
 	Path string
 	// BaseURL ("https://seats.example.com", or with a path prefix when the
 	// handler is mounted under http.StripPrefix) starts the reservation
-	// URIs. Default: http(s)://<Host of the try request>. Set it behind a
-	// proxy, since the URI must reach this service from the coordinator.
+	// URIs. Default: http(s)://<Host of the try request>, with a warning
+	// logged once: the Host header is the client's choice, and behind a
+	// proxy not this service's address, while the URI must reach this
+	// service from the coordinator. Set it.
 	BaseURL string
 
 	// Try, Confirm and Cancel are the application's reservation logic.
@@ -174,6 +177,8 @@ type Participant struct {
 	log        *slog.Logger
 	q          queries
 	mux        *http.ServeMux
+	// hostWarning logs, once, that URIs come from the Host header.
+	hostWarning sync.Once
 }
 
 // New checks cfg, checks that the bookkeeping table exists with the
