@@ -104,8 +104,12 @@
 // Expiry is decided by the kit's clock (Config.Now), stored as integers:
 // confirm succeeds while now < expires_at, now read once the row is
 // locked, and the sweeper cancels once now >= expires_at; the link's
-// expires is exactly expires_at. Run several
-// replicas if you like: the guarded updates make them safe together.
+// expires is exactly expires_at. A Reservation.TTL above Config.MaxTTL
+// is cut to MaxTTL, and the link's expires says so; a service that takes
+// the lifetime from its caller (a ?ttl= parameter) should rather refuse
+// more than MaxTTL with a 400, as the examples do, than grant less in
+// silence. Run several replicas if you like: the guarded updates make
+// them safe together.
 //
 // # Cleanup
 //
