@@ -37,19 +37,38 @@ type env struct {
 }
 
 type part struct {
+	t   testing.TB
 	svc *testpart.Service
 	srv *httptest.Server
 }
 
 // link makes a reservation at p and returns its participant link.
 func (p *part) link(ttl time.Duration) tccd.Link {
-	r := p.svc.Try(ttl)
+	p.t.Helper()
+	r, err := p.svc.Try(context.Background(), ttl)
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	return tccd.Link{URI: p.srv.URL + "/reservations/" + r.ID, Expires: r.Expires}
 }
 
 func (p *part) state(l tccd.Link) testpart.State {
-	r, _ := p.svc.Get(l.URI[strings.LastIndex(l.URI, "/")+1:])
+	p.t.Helper()
+	r, _, err := p.svc.Get(context.Background(), l.URI[strings.LastIndex(l.URI, "/")+1:])
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	return r.State
+}
+
+// stats returns p's counters.
+func (p *part) stats() testpart.Stats {
+	p.t.Helper()
+	st, err := p.svc.Stats(context.Background())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return st
 }
 
 // testConfig retries fast so tests end quickly.
@@ -65,10 +84,10 @@ func newEnv(t *testing.T, cfg tccd.Config, participants int) *env {
 	t.Helper()
 	e := &env{t: t, dir: t.TempDir(), cfg: cfg}
 	for i := 0; i < participants; i++ {
-		svc := testpart.New(time.Minute)
+		svc := testpart.NewTest(t, time.Minute)
 		srv := httptest.NewServer(svc)
 		t.Cleanup(srv.Close)
-		e.parts = append(e.parts, &part{svc: svc, srv: srv})
+		e.parts = append(e.parts, &part{t: t, svc: svc, srv: srv})
 	}
 	e.open()
 	t.Cleanup(func() {
@@ -76,7 +95,7 @@ func newEnv(t *testing.T, cfg tccd.Config, participants int) *env {
 		// The invariant every test must keep: no participant was asked to
 		// cancel a reservation that was confirmed.
 		for i, p := range e.parts {
-			if n := p.svc.Stats().CancelAfterConfirm; n != 0 && !e.cancelAfterConfirm {
+			if n := p.stats().CancelAfterConfirm; n != 0 && !e.cancelAfterConfirm {
 				t.Errorf("participant %d: %d cancels after confirm", i, n)
 			}
 		}
@@ -171,12 +190,12 @@ func TestConfirmRegistered(t *testing.T) {
 		}
 	}
 	// Confirm again: same answer, no new calls.
-	calls := e.parts[0].svc.Stats().ConfirmCalls
+	calls := e.parts[0].stats().ConfirmCalls
 	again, err := e.coord.Confirm(ctx, tx.ID, nil)
 	if err != nil || again.State != tccd.StateConfirmed {
 		t.Fatalf("repeat confirm = %v, %v", again, err)
 	}
-	if e.parts[0].svc.Stats().ConfirmCalls != calls {
+	if e.parts[0].stats().ConfirmCalls != calls {
 		t.Error("repeat confirm called the participant again")
 	}
 	_, err = e.coord.Cancel(ctx, tx.ID)
@@ -517,7 +536,7 @@ func TestExpiryMarginRefusesToConfirm(t *testing.T) {
 	if got.Reason != tccd.ReasonExpiryMargin {
 		t.Errorf("reason = %s", got.Reason)
 	}
-	if n := e.parts[0].svc.Stats().ConfirmCalls + e.parts[1].svc.Stats().ConfirmCalls; n != 0 {
+	if n := e.parts[0].stats().ConfirmCalls + e.parts[1].stats().ConfirmCalls; n != 0 {
 		t.Errorf("%d confirm calls were sent", n)
 	}
 	if s := e.parts[0].state(a); s != testpart.Cancelled {
@@ -617,14 +636,14 @@ func TestAtomikosConfirmIsIdempotent(t *testing.T) {
 	if err != nil || again.ID != tx.ID {
 		t.Fatalf("repeat = %v, %v", again, err)
 	}
-	if n := e.parts[0].svc.Stats().ConfirmCalls; n != 1 {
+	if n := e.parts[0].stats().ConfirmCalls; n != 1 {
 		t.Errorf("participant confirmed %d times, want 1", n)
 	}
 	// Cancel of a confirmed set answers without undoing anything.
 	if _, err := e.coord.CancelLinks(ctx, links); err != nil {
 		t.Fatal(err)
 	}
-	if n := e.parts[0].svc.Stats().CancelCalls; n != 0 {
+	if n := e.parts[0].stats().CancelCalls; n != 0 {
 		t.Errorf("cancel after confirm sent %d DELETEs", n)
 	}
 	if tx, err := e.coord.ConfirmLinks(ctx, nil); tx != nil || err != nil {
@@ -644,7 +663,7 @@ func TestAtomikosExpiredLinkTimesOut(t *testing.T) {
 	if s := e.parts[0].state(a); s != testpart.Cancelled {
 		t.Errorf("participant a is %s, want cancelled", s)
 	}
-	if n := e.parts[0].svc.Stats().ConfirmCalls; n != 0 {
+	if n := e.parts[0].stats().ConfirmCalls; n != 0 {
 		t.Errorf("%d confirm calls", n)
 	}
 }

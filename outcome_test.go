@@ -50,7 +50,7 @@ func TestOneReservationOneIdentity(t *testing.T) {
 	if err != nil || again.ID != tx.ID {
 		t.Fatalf("the re-spelled set is another transaction: %v, %v (first %s)", again, err, tx.ID)
 	}
-	if n := e.parts[0].svc.Stats().ConfirmCalls; n != 1 {
+	if n := e.parts[0].stats().ConfirmCalls; n != 1 {
 		t.Errorf("the reservation was confirmed %d times, want once", n)
 	}
 	// Another client cannot reach alice's set by re-spelling it.
@@ -217,7 +217,7 @@ func TestRedriveFinishesWithoutARestart(t *testing.T) {
 		defer close(done)
 		e.coord.Confirm(context.Background(), tx.ID, nil)
 	}()
-	for e.parts[0].svc.Stats().ConfirmCalls == 0 {
+	for e.parts[0].stats().ConfirmCalls == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	fs.failing.Store(true)
@@ -248,7 +248,7 @@ func TestShutdownKeepsWhatArrives(t *testing.T) {
 		got, err := e.coord.Confirm(context.Background(), tx.ID, nil)
 		ans <- answer{got, err}
 	}()
-	for e.parts[0].svc.Stats().ConfirmCalls == 0 {
+	for e.parts[0].stats().ConfirmCalls == 0 {
 		time.Sleep(time.Millisecond)
 	}
 	e.coord.Close() // the call is in flight; it answers within the grace
@@ -262,7 +262,7 @@ func TestShutdownKeepsWhatArrives(t *testing.T) {
 	if cur, err := e.coord.Get(context.Background(), tx.ID); err != nil || cur.State != tccd.StateConfirmed {
 		t.Fatalf("after restart: %v, %v; want confirmed", cur, err)
 	}
-	if n := e.parts[0].svc.Stats().ConfirmCalls; n != 1 {
+	if n := e.parts[0].stats().ConfirmCalls; n != 1 {
 		t.Errorf("%d confirm calls, want 1: the restart sent it again", n)
 	}
 }
@@ -349,12 +349,15 @@ func TestParticipantTroubleIsLogged(t *testing.T) {
 	}
 
 	// A participant that answers 503 once, then refuses (400).
-	p := testpart.New(time.Minute)
+	p := testpart.NewTest(t, time.Minute)
 	srv := httptest.NewServer(p)
 	defer srv.Close()
 	p.AddFault(testpart.Fault{Op: "confirm", Count: 1, Status: 503})
 	p.AddFault(testpart.Fault{Op: "confirm", Count: 1, Status: 400})
-	r1 := p.Try(0)
+	r1, err := p.Try(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
 	tx2, err := coord.Begin(context.Background(), tccd.BeginRequest{Participants: []tccd.Link{
 		{URI: srv.URL + "/reservations/" + r1.ID, Expires: r1.Expires}}})
 	if err != nil {

@@ -113,7 +113,7 @@ func TestResolveHeuristic(t *testing.T) {
 	_, err = e.coord.Confirm(alice, tx.ID, nil)
 	wantCode(t, err, tccd.EHeuristic)
 	heur := tccd.ErrorTx(err)
-	calls := e.parts[0].svc.Stats().ConfirmCalls + e.parts[1].svc.Stats().ConfirmCalls + e.parts[0].svc.Stats().CancelCalls + e.parts[1].svc.Stats().CancelCalls
+	calls := e.parts[0].stats().ConfirmCalls + e.parts[1].stats().ConfirmCalls + e.parts[0].stats().CancelCalls + e.parts[1].stats().CancelCalls
 
 	for _, bad := range []struct {
 		to   tccd.State
@@ -155,7 +155,7 @@ func TestResolveHeuristic(t *testing.T) {
 	if c, err := e.coord.Confirm(alice, tx.ID, nil); err != nil || c.State != tccd.StateConfirmed {
 		t.Fatalf("confirm after resolution = %v, %v", c, err)
 	}
-	now := e.parts[0].svc.Stats().ConfirmCalls + e.parts[1].svc.Stats().ConfirmCalls + e.parts[0].svc.Stats().CancelCalls + e.parts[1].svc.Stats().CancelCalls
+	now := e.parts[0].stats().ConfirmCalls + e.parts[1].stats().ConfirmCalls + e.parts[0].stats().CancelCalls + e.parts[1].stats().CancelCalls
 	if now != calls {
 		t.Errorf("participants got %d calls after the heuristic outcome, want none", now-calls)
 	}
@@ -213,7 +213,7 @@ func TestLinkPolicy(t *testing.T) {
 	if got.Version != tx.Version || got.State != tccd.StateActive || len(got.Participants) != 1 {
 		t.Fatalf("transaction changed by refused links: %+v", got)
 	}
-	if e.parts[0].svc.Stats().ConfirmCalls != 0 {
+	if e.parts[0].stats().ConfirmCalls != 0 {
 		t.Error("a participant was called")
 	}
 }
@@ -230,7 +230,7 @@ func TestDialRefusalIsPermanent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := testpart.New(time.Minute)
+	svc := testpart.NewTest(t, time.Minute)
 	srv := httptest.NewServer(svc)
 	t.Cleanup(srv.Close)
 	port := srv.Listener.Addr().String()
@@ -253,7 +253,10 @@ func TestDialRefusalIsPermanent(t *testing.T) {
 	}
 	t.Cleanup(func() { coord.Close() })
 
-	r := svc.Try(time.Minute)
+	r, err := svc.Try(context.Background(), time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
 	link := tccd.Link{URI: "http://localhost:" + port + "/reservations/" + r.ID, Expires: r.Expires}
 	tx, err := coord.Begin(context.Background(), tccd.BeginRequest{Participants: []tccd.Link{link}})
 	if err != nil {
@@ -273,7 +276,7 @@ func TestDialRefusalIsPermanent(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("confirm took %v: the refusal was retried", d)
 	}
-	if st := svc.Stats(); st.ConfirmCalls != 0 || st.CancelCalls != 0 {
+	if st, err := svc.Stats(context.Background()); err != nil || st.ConfirmCalls != 0 || st.CancelCalls != 0 {
 		t.Fatalf("the participant got %d confirms and %d cancels, want none", st.ConfirmCalls, st.CancelCalls)
 	}
 }

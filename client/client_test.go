@@ -99,11 +99,11 @@ func TestOneShot(t *testing.T) {
 		if s1, s2 := p1.state(l1.URI), p2.state(l2.URI); s1 != testpart.Confirmed || s2 != testpart.Confirmed {
 			t.Fatalf("states = %s, %s; want confirmed", s1, s2)
 		}
-		calls := p1.svc.Stats().ConfirmCalls
+		calls := p1.stats().ConfirmCalls
 		if err := e.c.Confirm(ctx, l1, l2); err != nil {
 			t.Fatalf("repeated Confirm: %v", err)
 		}
-		if n := p1.svc.Stats().ConfirmCalls; n != calls {
+		if n := p1.stats().ConfirmCalls; n != calls {
 			t.Errorf("repeating the confirm called the participant again (%d calls, was %d)", n, calls)
 		}
 		// Cancel never undoes a confirmation, and says so.

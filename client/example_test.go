@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/tccd/tccd/client"
@@ -26,12 +27,19 @@ func sandbox(n int) (coordinatorURL string, services []*httptest.Server, stop fu
 	if err != nil {
 		log.Fatal(err)
 	}
+	var parts []*testpart.Service
 	for i := 0; i < n; i++ {
-		services = append(services, httptest.NewServer(testpart.New(time.Minute)))
+		p, err := testpart.Open(context.Background(), testpart.Config{DB: filepath.Join(dir, fmt.Sprintf("part%d.db", i)), TTL: time.Minute})
+		if err != nil {
+			log.Fatal(err)
+		}
+		parts = append(parts, p)
+		services = append(services, httptest.NewServer(p))
 	}
 	return co.URL, services, func() {
-		for _, s := range services {
+		for i, s := range services {
 			s.Close()
+			parts[i].Close()
 		}
 		co.stop()
 		os.RemoveAll(dir)

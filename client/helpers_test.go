@@ -126,13 +126,14 @@ func (r *recorder) saw(method, part string, status int) bool {
 // part is a participant service (testpart) on loopback. Its handler may be
 // wrapped, to answer try in other styles or to call further participants.
 type part struct {
+	t   testing.TB
 	svc *testpart.Service
 	srv *httptest.Server
 }
 
 func newPart(t *testing.T, wrap func(*part, http.Handler) http.Handler) *part {
 	t.Helper()
-	p := &part{svc: testpart.New(time.Minute)}
+	p := &part{t: t, svc: testpart.NewTest(t, time.Minute)}
 	var h http.Handler = p.svc
 	if wrap != nil {
 		// The server must exist before the wrapper learns its URL.
@@ -146,7 +147,7 @@ func newPart(t *testing.T, wrap func(*part, http.Handler) http.Handler) *part {
 	t.Cleanup(func() {
 		// The invariant of every test: no reservation both confirmed and
 		// asked to cancel.
-		if n := p.svc.Stats().CancelAfterConfirm; n != 0 {
+		if n := p.stats().CancelAfterConfirm; n != 0 {
 			t.Errorf("participant %s: %d cancels after confirm", p.srv.URL, n)
 		}
 	})
@@ -174,15 +175,43 @@ func (b *handlerBox) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // try makes a reservation directly and returns its link.
 func (p *part) try(ttl time.Duration) client.Link {
-	r := p.svc.Try(ttl)
+	p.t.Helper()
+	r, err := p.svc.Try(context.Background(), ttl)
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	return client.Link{URI: p.uri(r.ID), Expires: r.Expires}
+}
+
+// stats returns the participant's counters.
+func (p *part) stats() testpart.Stats {
+	p.t.Helper()
+	st, err := p.svc.Stats(context.Background())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return st
+}
+
+// onlyID returns the id of the participant's one reservation.
+func (p *part) onlyID() string {
+	p.t.Helper()
+	all, err := p.svc.List(context.Background())
+	if err != nil || len(all) != 1 {
+		p.t.Fatalf("want one reservation at %s, have %+v (%v)", p.srv.URL, all, err)
+	}
+	return all[0].ID
 }
 
 func (p *part) uri(id string) string { return p.srv.URL + "/reservations/" + id }
 
 // state returns the state of the reservation at uri.
 func (p *part) state(uri string) testpart.State {
-	r, ok := p.svc.Get(uri[strings.LastIndex(uri, "/")+1:])
+	p.t.Helper()
+	r, ok, err := p.svc.Get(context.Background(), uri[strings.LastIndex(uri, "/")+1:])
+	if err != nil {
+		p.t.Fatal(err)
+	}
 	if !ok {
 		return "unknown"
 	}

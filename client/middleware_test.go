@@ -27,7 +27,11 @@ func relay(c *client.Client, next func() string) func(*part, http.Handler) http.
 				h.ServeHTTP(w, r)
 				return
 			}
-			res := p.svc.Try(time.Minute)
+			res, err := p.svc.Try(r.Context(), time.Minute)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
 			if next != nil {
 				req, _ := http.NewRequestWithContext(r.Context(), "POST", next()+"/reservations", nil)
 				resp, err := hc.Do(req)
@@ -85,7 +89,7 @@ func TestMiddlewareChain(t *testing.T) {
 	for _, v := range resp.Header.Values("Link") {
 		linked = append(linked, v[1:strings.IndexByte(v, '>')])
 	}
-	want := []string{pa.uri("1"), pb.uri("1"), pc.uri("1")}
+	want := []string{pa.uri(pa.onlyID()), pb.uri(pb.onlyID()), pc.uri(pc.onlyID())}
 	if !slices.Equal(linked, want) {
 		t.Errorf("A's Link headers name %v, want %v", linked, want)
 	}
@@ -108,7 +112,7 @@ func TestMiddlewareChain(t *testing.T) {
 		t.Errorf("outcomes = %v", states(out))
 	}
 	for _, p := range []*part{pa, pb, pc} {
-		if s := p.state(p.uri("1")); s != testpart.Confirmed {
+		if s := p.state(p.uri(p.onlyID())); s != testpart.Confirmed {
 			t.Errorf("%s: reservation %s", p.srv.URL, s)
 		}
 	}

@@ -26,11 +26,15 @@ func styled(answer func(w http.ResponseWriter, uri, rel string, res *testpart.Re
 				h.ServeHTTP(w, r)
 				return
 			}
-			res := p.svc.Try(time.Minute)
+			res, err := p.svc.Try(r.Context(), time.Minute)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusInternalServerError)
+				return
+			}
 			w.Header().Set("X-Reservation", res.ID)
 			w.Header().Set("X-Seen-Link", strings.Join(r.Header.Values("Link"), ", "))
 			w.Header().Set("X-Seen-Id", r.Header.Get(api.HeaderTransactionID))
-			answer(w, p.uri(res.ID), "/reservations/"+res.ID, res)
+			answer(w, p.uri(res.ID), "/reservations/"+res.ID, &res)
 		})
 	}
 }
@@ -123,7 +127,10 @@ func TestTransportLinkStyles(t *testing.T) {
 			}
 
 			id := resp.Header.Get("X-Reservation")
-			res, _ := p.svc.Get(id)
+			res, _, err := p.svc.Get(ctx, id)
+			if err != nil {
+				t.Fatal(err)
+			}
 			cur, err := e.c.Get(ctx, tx.ID())
 			if err != nil {
 				t.Fatal(err)

@@ -48,6 +48,8 @@ type space struct {
 	d  participant.Dialect
 	// prefix qualifies a table name ("" on SQLite).
 	prefix string
+	// driver and dsn open more connections to the space (observe).
+	driver, dsn string
 }
 
 func (s space) q(name string) string { return s.prefix + name }
@@ -76,7 +78,8 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b *server)) {
 // which spaces are made.
 type server struct {
 	backend
-	db *sql.DB // nil for SQLite: each space has its own file
+	db  *sql.DB // nil for SQLite: each space has its own file
+	dsn string
 }
 
 // openServer opens b's server, skipping (or under CI=true failing) when
@@ -102,7 +105,7 @@ func openServer(t *testing.T, b backend) *server {
 		t.Fatalf("%s=%q: %v", b.envVar, dsn, err)
 	}
 	db.SetMaxOpenConns(20)
-	return &server{backend: b, db: db}
+	return &server{backend: b, db: db, dsn: dsn}
 }
 
 var spaceSeq atomic.Int64
@@ -123,7 +126,7 @@ func (s *server) newSpace(t testing.TB) space {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { db.Close() })
-		return space{db: db, d: s.dialect}
+		return space{db: db, d: s.dialect, driver: s.driver, dsn: dsn}
 	case participant.PostgreSQL:
 		if _, err := s.db.ExecContext(ctx, "CREATE SCHEMA "+name); err != nil {
 			t.Fatal(err)
@@ -143,5 +146,28 @@ func (s *server) newSpace(t testing.TB) space {
 			}
 		})
 	}
-	return space{db: s.db, d: s.dialect, prefix: name + "."}
+	return space{db: s.db, d: s.dialect, prefix: name + ".", driver: s.driver, dsn: s.dsn}
+}
+
+// newHolder begins a transaction on sp's own connection that holds the
+// lock a change of reservation id in table needs: on SQLite the database's
+// write lock (the space is opened with immediate transactions), elsewhere
+// the bookkeeping row's, with SELECT … FOR UPDATE. End it to release.
+func (s *server) newHolder(ctx context.Context, sp space, table, id string) (*sql.Tx, error) {
+	tx, err := sp.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	var q string
+	if s.dialect == participant.SQLite {
+		q = "UPDATE " + table + " SET updated_at = updated_at WHERE id = ? RETURNING id"
+	} else {
+		q = "SELECT id FROM " + table + " WHERE id = ? FOR UPDATE"
+	}
+	var got string
+	if err := tx.QueryRowContext(ctx, sp.d.Rebind(q), id).Scan(&got); err != nil {
+		tx.Rollback()
+		return nil, fmt.Errorf("lock %s: %w", id, err)
+	}
+	return tx, nil
 }

@@ -1,12 +1,15 @@
 package participant_test
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -34,6 +37,7 @@ var conformance = []struct {
 	{"RetriedTry", testRetriedTry},
 	{"TryRejected", testTryRejected},
 	{"Expiry", testExpiry},
+	{"ConfirmWaitsPastExpiry", testConfirmWaitsPastExpiry},
 	{"ConcurrentConfirmCancel", testConcurrentConfirmCancel},
 	{"ConcurrentTries", testConcurrentTries},
 	{"ConfirmFailureRollsBack", testConfirmFailureRollsBack},
@@ -41,7 +45,9 @@ var conformance = []struct {
 	{"SweepFailureRetried", testSweepFailureRetried},
 	{"BusyDatabase", testBusyDatabase},
 	{"MissingTable", testMissingTable},
+	{"UpgradeTable", testUpgradeTable},
 	{"Cleanup", testCleanup},
+	{"PathWildcards", testPathWildcards},
 	{"Run", testRun},
 }
 
@@ -227,7 +233,14 @@ func testEmptyCancelThenHangingTry(t *testing.T, s *server) {
 	}
 	g := h.do(http.MethodGet, h.uriOf(id), nil)
 	wantStatus(t, "get void", g, http.StatusOK)
-	if !strings.Contains(string(g.body), `"state":"void"`) {
+	var void map[string]any
+	if err := json.Unmarshal(g.body, &void); err != nil {
+		t.Fatal(err)
+	}
+	// A void row has no expiry; what it has is a time until which it
+	// refuses a late try.
+	until := h.clock.Now().Add(participant.DefaultMaxTTL).Format(time.RFC3339Nano)
+	if void["state"] != "void" || void["refuses_try_until"] != until || void["expires"] != nil {
 		t.Errorf("GET %s", g.body)
 	}
 
@@ -258,18 +271,27 @@ func testEmptyCancelThenHangingTry(t *testing.T, s *server) {
 
 func testRetriedTry(t *testing.T, s *server) {
 	h := newHarness(t, s)
-	first := h.mustTry("?ttl=3m", "tx-r")
+	first := h.mustTry("?ttl=3m&data=1", "tx-r")
 	h.clock.Advance(time.Second)
+	// The retry answers like the first try, data included, whatever it
+	// asks: the business try does not run again.
 	again := h.try("?ttl=5m", "tx-r")
 	wantStatus(t, "retried try", again.answer, http.StatusOK)
-	if again.uri != first.uri || !again.expires.Equal(first.expires) {
-		t.Errorf("retried try answered %s %v, first %s %v", again.uri, again.expires, first.uri, first.expires)
+	if again.uri != first.uri || !again.expires.Equal(first.expires) || string(again.data) != string(first.data) {
+		t.Errorf("retried try answered %s %v %s, first %s %v %s", again.uri, again.expires, again.data, first.uri, first.expires, first.data)
 	}
 	if n := h.app.tries.Load(); n != 1 {
 		t.Errorf("business try ran %d times", n)
 	}
 	wantStatus(t, "confirm", h.confirm(first.uri), http.StatusNoContent)
-	wantStatus(t, "try after confirm", h.try("", "tx-r").answer, http.StatusOK)
+	if a := h.try("", "tx-r"); a.status != http.StatusOK || string(a.data) != `{"seat":"12A"}` {
+		t.Errorf("try after confirm: %d %s", a.status, a.body)
+	}
+	// A try that returned no data is answered again without.
+	plain := h.mustTry("", "tx-p")
+	if a := h.try("?data=1", "tx-p"); a.status != http.StatusOK || a.data != nil || a.uri != plain.uri {
+		t.Errorf("retried plain try: %d %s", a.status, a.body)
+	}
 	// Once the reservation has expired unconfirmed, a retried try is refused.
 	h.mustTry("?ttl=1m", "tx-e")
 	h.clock.Advance(time.Minute)
@@ -344,6 +366,53 @@ func testExpiry(t *testing.T, s *server) {
 	}
 	// The other reservation is untouched and still confirmable.
 	wantStatus(t, "confirm live", h.confirm(live.uri), http.StatusNoContent)
+}
+
+// testConfirmWaitsPastExpiry: a confirm that reaches the database while
+// another transaction holds the lock it needs (SQLite: the one writer;
+// PostgreSQL and MySQL: the bookkeeping row, SELECT … FOR UPDATE), and
+// gets it only after the reservation has expired, must not confirm: the
+// expiry is judged once the row is locked, not when the request arrived.
+func testConfirmWaitsPastExpiry(t *testing.T, s *server) {
+	sp, obs := observe(t, s.newSpace(t))
+	h := newHarnessIn(t, sp)
+	ctx := context.Background()
+	l := h.mustTry("?ttl=1m", "")
+
+	holder, err := s.newHolder(ctx, sp, h.table, l.id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	used := obs.arm()
+	answered := make(chan answer, 1)
+	go func() { answered <- h.confirm(l.uri) }()
+	select {
+	case <-used: // the confirm is at the database, waiting for the lock
+	case a := <-answered:
+		holder.Rollback()
+		t.Fatalf("the confirm answered %d while the lock was held: %s", a.status, a.body)
+	case <-time.After(10 * time.Second):
+		holder.Rollback()
+		t.Fatal("the confirm did not reach the database")
+	}
+	h.clock.Advance(time.Minute) // exactly the expiry: too late
+	if err := holder.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	a := <-answered
+	wantStatus(t, "confirm that got the lock after the expiry", a, http.StatusNotFound)
+	if p := a.problem(t); p.State != "expired" {
+		t.Errorf("problem %+v", p)
+	}
+	if hd := h.app.holding(t, l.id); hd.state != "held" || hd.confirms != 0 {
+		t.Errorf("holding %+v: the expired reservation was confirmed", hd)
+	}
+	if n, err := h.p.Sweep(ctx); n != 1 || err != nil {
+		t.Errorf("Sweep = %d, %v", n, err)
+	}
+	if hd := h.app.holding(t, l.id); hd.state != "released" {
+		t.Errorf("holding after the sweep %+v", hd)
+	}
 }
 
 // retryBusy repeats a request answered 503, as a coordinator would.
@@ -543,61 +612,134 @@ func testMissingTable(t *testing.T, s *server) {
 	}
 }
 
+// firstTable is the bookkeeping table as the first version of the kit
+// created it: without the columns added since.
+var firstTable = map[participant.Dialect]string{
+	participant.PostgreSQL: `CREATE TABLE %s (id VARCHAR(128) NOT NULL PRIMARY KEY, state VARCHAR(16) NOT NULL,
+	expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`,
+	participant.SQLite: `CREATE TABLE %s (id TEXT NOT NULL PRIMARY KEY, state TEXT NOT NULL,
+	expires_at INTEGER NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)`,
+	participant.MySQL: `CREATE TABLE %s (id VARCHAR(128) CHARACTER SET ascii COLLATE ascii_bin NOT NULL PRIMARY KEY,
+	state VARCHAR(16) CHARACTER SET ascii NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL,
+	updated_at BIGINT NOT NULL) ENGINE=InnoDB`,
+}
+
+// testUpgradeTable: a bookkeeping table of the first version is refused
+// by New with the DDL to run, and upgraded by Migrate; its rows keep
+// working.
+func testUpgradeTable(t *testing.T, s *server) {
+	sp := s.newSpace(t)
+	ctx := context.Background()
+	app := newBizApp(t, sp)
+	table := sp.q("tcc_reservation")
+	sp.exec(t, fmt.Sprintf(firstTable[sp.d], table))
+	clock := newClock()
+	old := clock.Now().Add(time.Hour).UnixMilli()
+	sp.exec(t, fmt.Sprintf("INSERT INTO %s (id, state, expires_at, created_at, updated_at) VALUES ('before', 'tried', %d, 0, 0)", table, old))
+	cfg := participant.Config{DB: sp.db, Dialect: sp.d, Table: table, Try: app.try, Confirm: app.confirm, Cancel: app.cancel,
+		Now: clock.Now, Logger: testLogger(t),
+		ReservationID: func(r *http.Request) (string, error) { return r.URL.Query().Get("id"), nil }}
+	_, err := participant.New(ctx, cfg)
+	if err == nil || !strings.Contains(err.Error(), "participant.Migrate") || !strings.Contains(err.Error(), "ALTER TABLE "+table+" ADD COLUMN data") ||
+		!strings.Contains(err.Error(), "ALTER TABLE "+table+" ADD COLUMN scope") {
+		t.Fatalf("New with a table of the first version: %v", err)
+	}
+	t.Log(err)
+	for range 2 { // Migrate again is harmless
+		if err := participant.Migrate(ctx, sp.db, sp.d, table); err != nil {
+			t.Fatalf("Migrate: %v", err)
+		}
+	}
+	p, err := participant.New(ctx, cfg)
+	if err != nil {
+		t.Fatalf("New after Migrate: %v", err)
+	}
+	srv := httptest.NewServer(p)
+	t.Cleanup(srv.Close)
+	h := &harness{t: t, sp: sp, clock: clock, app: app, p: p, srv: srv, table: table}
+	// The row from before answers a retried try (without data) and a confirm.
+	if a := h.try("?id=before", ""); a.status != http.StatusOK || a.data != nil {
+		t.Errorf("retried try of a row from before: %d %s", a.status, a.body)
+	}
+	sp.exec(t, fmt.Sprintf("INSERT INTO %s (id, state, confirms, cancels) VALUES ('before', 'held', 0, 0)", app.table))
+	wantStatus(t, "confirm a row from before", h.confirm(h.uriOf("before")), http.StatusNoContent)
+	l := h.mustTry("?id=after&data=1", "")
+	if a := h.try("?id=after", ""); a.status != http.StatusOK || string(a.data) != string(l.data) {
+		t.Errorf("retried try after the upgrade: %d %s", a.status, a.body)
+	}
+}
+
+// retention is the shortest age Cleanup accepts in the tests.
+const retention = participant.MinRetention
+
+// testCleanup: Cleanup keeps every row until its expiry (for a void row:
+// the end of its refusal) plus the retention, so that a coordinator that
+// repeats a confirm long after the expiry still hears 204, and a repeated
+// try with a derived id is answered from the row instead of running the
+// business try again.
 func testCleanup(t *testing.T, s *server) {
 	h := newHarness(t, s)
 	ctx := context.Background()
-	confirmed := h.mustTry("?ttl=5m", "")
-	cancelledLong := h.mustTry("?ttl=5m", "tx-long")
-	cancelledShort := h.mustTry("?ttl=1m", "tx-short")
-	expired := h.mustTry("?ttl=1m", "")
-	tried := h.mustTry("?ttl=10m", "")
-	voidID := participant.DeriveID("tx-void", txIDResource)
+	start := h.clock.Now()
+	confirmed := h.mustTry("?ttl=24h&data=1", "tx-c")
+	cancelled := h.mustTry("?ttl=1h", "tx-x")
+	expired := h.mustTry("?ttl=1m", "tx-e")
+	tried := h.mustTry("?ttl=24h", "")
+	voidID := participant.DeriveID("tx-v", txIDResource)
 	wantStatus(t, "confirm", h.confirm(confirmed.uri), http.StatusNoContent)
-	wantStatus(t, "cancel", h.cancel(cancelledLong.uri), http.StatusNoContent)
-	wantStatus(t, "cancel", h.cancel(cancelledShort.uri), http.StatusNoContent)
+	wantStatus(t, "cancel", h.cancel(cancelled.uri), http.StatusNoContent)
 	wantStatus(t, "empty cancel", h.cancel(h.uriOf(voidID)), http.StatusNotFound)
 	h.clock.Advance(90 * time.Second)
 	if n, err := h.p.Sweep(ctx); n != 1 || err != nil {
 		t.Fatalf("Sweep = %d, %v", n, err)
 	}
-	h.clock.Advance(90 * time.Second) // 3 minutes after the start
 
-	if _, err := h.p.Cleanup(ctx, -time.Second); err == nil {
-		t.Error("Cleanup accepted a negative age")
+	for _, age := range []time.Duration{-time.Second, 0, time.Hour, retention - time.Millisecond} {
+		if _, err := h.p.Cleanup(ctx, age); err == nil {
+			t.Errorf("Cleanup accepted the age %v", age)
+		}
 	}
-	if n, err := h.p.Cleanup(ctx, time.Hour); n != 0 || err != nil {
-		t.Errorf("Cleanup(1h) = %d, %v", n, err)
-	}
-	n, err := h.p.Cleanup(ctx, time.Minute)
-	if err != nil || n != 3 {
-		t.Fatalf("Cleanup(1m) = %d, %v; want 3", n, err)
+	// Long after every row settled, but not after every expiry plus the
+	// retention: only the reservation that expired after a minute goes.
+	h.clock.Set(start.Add(retention + 2*time.Minute))
+	n, err := h.p.Cleanup(ctx, retention)
+	if err != nil || n != 1 {
+		t.Errorf("Cleanup = %d, %v; want 1", n, err)
 	}
 	for _, c := range []struct {
 		what string
 		id   string
 		want participant.State
 	}{
-		{"confirmed", confirmed.id, ""},
-		{"expired", expired.id, ""},
-		{"cancelled, expiry passed", cancelledShort.id, ""},
-		{"cancelled, expiry ahead", cancelledLong.id, participant.Cancelled},
-		{"void", voidID, participant.Void},
+		{"expired a minute after the start", expired.id, ""},
+		{"confirmed, expiry 24h after the start", confirmed.id, participant.Confirmed},
+		{"cancelled, expiry an hour after the start", cancelled.id, participant.Cancelled},
+		{"void, refusing tries for 24h", voidID, participant.Void},
 		{"tried", tried.id, participant.Tried},
 	} {
 		if got := h.record(c.id).State; got != c.want {
 			t.Errorf("%s: state %q after Cleanup, want %q", c.what, got, c.want)
 		}
 	}
-	// The rows kept still refuse late tries.
-	wantStatus(t, "hanging try", h.try("", "tx-void").answer, http.StatusConflict)
-	wantStatus(t, "late try", h.try("", "tx-long").answer, http.StatusConflict)
-	if n := h.app.tries.Load(); n != 5 {
-		t.Errorf("business try ran %d times, want 5", n)
+	// The rows kept answer as before: a repeated confirm, a repeated try,
+	// hanging tries.
+	wantStatus(t, "repeated confirm", h.confirm(confirmed.uri), http.StatusNoContent)
+	again := h.try("?data=1", "tx-c")
+	wantStatus(t, "repeated try of the confirmed reservation", again.answer, http.StatusOK)
+	if again.uri != confirmed.uri {
+		t.Errorf("repeated try answered %s, want %s", again.uri, confirmed.uri)
 	}
-	// Past its expiry the cancelled row goes too; the tried one never.
-	h.clock.Advance(3 * time.Minute)
-	if n, err := h.p.Cleanup(ctx, time.Minute); n != 1 || err != nil {
-		t.Errorf("Cleanup after the expiry = %d, %v; want 1", n, err)
+	wantStatus(t, "try after the cancel", h.try("", "tx-x").answer, http.StatusConflict)
+	wantStatus(t, "hanging try", h.try("", "tx-v").answer, http.StatusConflict)
+	if n := h.app.tries.Load(); n != 4 {
+		t.Errorf("business try ran %d times, want 4", n)
+	}
+
+	// Past every expiry plus the retention, every settled row goes; the
+	// tried one never.
+	h.clock.Set(start.Add(24*time.Hour + retention + time.Millisecond))
+	if n, err := h.p.Cleanup(ctx, retention); n != 3 || err != nil {
+		t.Errorf("Cleanup after every expiry = %d, %v; want 3", n, err)
 	}
 	if got := h.record(tried.id).State; got != participant.Tried {
 		t.Errorf("tried row: %q", got)
@@ -605,7 +747,7 @@ func testCleanup(t *testing.T, s *server) {
 }
 
 func testRun(t *testing.T, s *server) {
-	h := newHarness(t, s, func(c *participant.Config) { c.SweepEvery = 5 * time.Millisecond; c.Retention = time.Hour })
+	h := newHarness(t, s, func(c *participant.Config) { c.SweepEvery = 5 * time.Millisecond; c.Retention = retention })
 	l := h.mustTry("?ttl=1m", "")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -655,6 +797,53 @@ func testBusyDatabase(t *testing.T, s *server) {
 	wantStatus(t, "confirm when it passed", h.confirm(m.uri), http.StatusNoContent)
 }
 
+// testPathWildcards: a reservation tried under a collection path with
+// wildcards (/flights/LX318/seats) is found only under that path: a
+// confirm, cancel or GET naming it under another (/flights/NOPE/seats)
+// answers 404 and changes nothing, and its id cannot be tried again there.
+func testPathWildcards(t *testing.T, s *server) {
+	h := newHarness(t, s, func(c *participant.Config) {
+		c.Path = "/flights/{flight}/seats"
+		derived := c.ReservationID
+		c.ReservationID = func(r *http.Request) (string, error) {
+			if id := r.URL.Query().Get("id"); id != "" {
+				return id, nil // as a careless application might: the same id on every flight
+			}
+			return derived(r)
+		}
+	})
+	base := h.srv.URL + "/flights/"
+	a := h.do(http.MethodPost, base+"LX318/seats?id=r1", nil)
+	wantStatus(t, "try", a, http.StatusCreated)
+	right, wrong := base+"LX318/seats/r1", base+"NOPE/seats/r1"
+	if loc := a.header.Get("Location"); loc != right {
+		t.Fatalf("Location %q, want %q", loc, right)
+	}
+	for _, m := range []string{http.MethodPut, http.MethodDelete, http.MethodGet} {
+		wantStatus(t, m+" under another flight", h.do(m, wrong, nil), http.StatusNotFound)
+	}
+	wantStatus(t, "retried try under another flight", h.do(http.MethodPost, base+"NOPE/seats?id=r1", nil), http.StatusConflict)
+	if rec := h.record("r1"); rec.State != participant.Tried || h.app.confirms.Load()+h.app.cancels.Load() != 0 {
+		t.Fatalf("after calls under another flight: %+v, %d confirms, %d cancels", rec, h.app.confirms.Load(), h.app.cancels.Load())
+	}
+	wantStatus(t, "get", h.do(http.MethodGet, right, nil), http.StatusOK)
+	wantStatus(t, "retried try", h.do(http.MethodPost, base+"LX318/seats?id=r1", nil), http.StatusOK)
+	wantStatus(t, "confirm", h.do(http.MethodPut, right, nil), http.StatusNoContent)
+	wantStatus(t, "repeated confirm under another flight", h.do(http.MethodPut, wrong, nil), http.StatusNotFound)
+	wantStatus(t, "cancel after confirm under another flight", h.do(http.MethodDelete, wrong, nil), http.StatusNotFound)
+	wantStatus(t, "cancel after confirm", h.do(http.MethodDelete, right, nil), http.StatusConflict)
+	// An empty cancel is remembered under its path: the id is refused
+	// under every flight, and known under its own only.
+	wantStatus(t, "empty cancel", h.do(http.MethodDelete, base+"U2/seats/r2", nil), http.StatusNotFound)
+	wantStatus(t, "hanging try", h.do(http.MethodPost, base+"U2/seats?id=r2", nil), http.StatusConflict)
+	wantStatus(t, "try of a voided id under another flight", h.do(http.MethodPost, base+"LX318/seats?id=r2", nil), http.StatusConflict)
+	wantStatus(t, "get void", h.do(http.MethodGet, base+"U2/seats/r2", nil), http.StatusOK)
+	wantStatus(t, "get void under another flight", h.do(http.MethodGet, base+"LX318/seats/r2", nil), http.StatusNotFound)
+	if n := h.app.tries.Load(); n != 1 {
+		t.Errorf("business try ran %d times", n)
+	}
+}
+
 // TestPathAndBaseURL: a collection path with a wildcard that the try
 // reads, and reservation URIs made from BaseURL (behind a proxy).
 func TestPathAndBaseURL(t *testing.T) {
@@ -699,4 +888,51 @@ func TestPathAndBaseURL(t *testing.T) {
 	if resp.StatusCode != http.StatusRequestEntityTooLarge || big.app.count(t) != 0 {
 		t.Errorf("big body: %d, %d business rows", resp.StatusCode, big.app.count(t))
 	}
+}
+
+// TestHostFallbackWarns: without BaseURL the reservation URIs are built
+// from the request's Host header, which a client chooses; the kit says so
+// in its log, once.
+func TestHostFallbackWarns(t *testing.T) {
+	s := &server{backend: backends[0]} // SQLite: the links do not depend on the dialect
+	for _, c := range []struct {
+		name     string
+		baseURL  string
+		warnings int
+	}{
+		{"no BaseURL", "", 1},
+		{"BaseURL", "http://seats.example", 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var log syncBuffer
+			h := newHarness(t, s, func(cfg *participant.Config) {
+				cfg.BaseURL = c.baseURL
+				cfg.Logger = slog.New(slog.NewTextHandler(&log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+			})
+			for range 3 {
+				h.mustTry("", "")
+			}
+			if n := strings.Count(log.String(), "no BaseURL"); n != c.warnings {
+				t.Errorf("%d warnings naming BaseURL, want %d:\n%s", n, c.warnings, log.String())
+			}
+		})
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -149,9 +150,13 @@ const DefaultTable = "tcc_reservation"
 //
 //	id          the reservation id, at most 128 URL-safe characters (primary key)
 //	state       tried | confirmed | cancelled | expired | void
-//	expires_at  the reservation's expiry, Unix milliseconds (UTC)
+//	expires_at  the reservation's expiry, Unix milliseconds (UTC); for a void
+//	            row the end of its refusal of a late try
 //	created_at  Unix milliseconds
 //	updated_at  Unix milliseconds of the last change of state
+//	data        the "data" of the answer to the try (JSON text), or NULL
+//	scope       the values of the collection path's wildcards the reservation
+//	            was tried under, URL-encoded ("flight=LX318"), or ''
 //
 // with one index for the expiry sweeper (state, expires_at) and one for
 // Cleanup (state, updated_at). Times are integers so that every dialect
@@ -181,6 +186,13 @@ func schemaStatements(d Dialect, table string) ([]string, error) {
 		qual, base = table[:i+1], table[i+1:]
 	}
 	due, settled := base+"_due_idx", base+"_settled_idx"
+	added := func(d Dialect) string {
+		var b strings.Builder
+		for _, c := range addedColumns {
+			fmt.Fprintf(&b, ",\n\t%-10s %s", c.name, c.def[d])
+		}
+		return b.String()
+	}
 	check := "CHECK (state IN ('tried', 'confirmed', 'cancelled', 'expired', 'void'))"
 	switch d {
 	case PostgreSQL:
@@ -190,7 +202,7 @@ func schemaStatements(d Dialect, table string) ([]string, error) {
 	state      VARCHAR(16)  NOT NULL ` + check + `,
 	expires_at BIGINT       NOT NULL,
 	created_at BIGINT       NOT NULL,
-	updated_at BIGINT       NOT NULL
+	updated_at BIGINT       NOT NULL` + added(PostgreSQL) + `
 )`,
 			"CREATE INDEX IF NOT EXISTS " + due + " ON " + table + " (state, expires_at)",
 			"CREATE INDEX IF NOT EXISTS " + settled + " ON " + table + " (state, updated_at)",
@@ -203,7 +215,7 @@ func schemaStatements(d Dialect, table string) ([]string, error) {
 	state      TEXT    NOT NULL ` + check + `,
 	expires_at INTEGER NOT NULL,
 	created_at INTEGER NOT NULL,
-	updated_at INTEGER NOT NULL
+	updated_at INTEGER NOT NULL` + added(SQLite) + `
 )`,
 			"CREATE INDEX IF NOT EXISTS " + qual + due + " ON " + base + " (state, expires_at)",
 			"CREATE INDEX IF NOT EXISTS " + qual + settled + " ON " + base + " (state, updated_at)",
@@ -216,7 +228,7 @@ func schemaStatements(d Dialect, table string) ([]string, error) {
 	state      VARCHAR(16)  CHARACTER SET ascii NOT NULL,
 	expires_at BIGINT       NOT NULL,
 	created_at BIGINT       NOT NULL,
-	updated_at BIGINT       NOT NULL,
+	updated_at BIGINT       NOT NULL` + added(MySQL) + `,
 	` + check + `,
 	INDEX ` + due + ` (state, expires_at),
 	INDEX ` + settled + ` (state, updated_at)
@@ -225,16 +237,73 @@ func schemaStatements(d Dialect, table string) ([]string, error) {
 	}
 }
 
+// addedColumn is a column of the bookkeeping table that an earlier
+// version of the kit did not create. Schema includes it; Migrate adds it
+// to an older table; New refuses a table without it, naming the DDL.
+type addedColumn struct {
+	name string
+	def  map[Dialect]string
+}
+
+// addedColumns are the columns added since the first version, in order.
+var addedColumns = []addedColumn{
+	{name: "data", def: map[Dialect]string{
+		PostgreSQL: "TEXT",
+		SQLite:     "TEXT",
+		MySQL:      "MEDIUMTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_bin",
+	}},
+	{name: "scope", def: map[Dialect]string{
+		PostgreSQL: "VARCHAR(1024) NOT NULL DEFAULT ''",
+		SQLite:     "TEXT NOT NULL DEFAULT ''",
+		MySQL:      "VARCHAR(1024) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''",
+	}},
+}
+
+// maxScopeLen bounds the scope column: the URL-encoded values of the
+// path's wildcards.
+const maxScopeLen = 1024
+
+// add is the DDL that adds c to table.
+func (c addedColumn) add(d Dialect, table string) string {
+	return "ALTER TABLE " + table + " ADD COLUMN " + c.name + " " + c.def[d]
+}
+
+// missingColumns returns the added columns that table lacks (or that
+// cannot be read for another reason, which adding them will report).
+func missingColumns(ctx context.Context, db *sql.DB, table string) []addedColumn {
+	var missing []addedColumn
+	for _, c := range addedColumns {
+		if _, err := db.ExecContext(ctx, "SELECT "+c.name+" FROM "+table+" WHERE 1 = 0"); err != nil {
+			missing = append(missing, c)
+		}
+	}
+	return missing
+}
+
 // Migrate creates the bookkeeping table named table ("" means DefaultTable)
-// and its indexes if they do not exist. It is safe to run at every start.
+// and its indexes if they do not exist, and adds to a table created by an
+// earlier version of the kit the columns it lacks. It is safe to run at
+// every start, by several processes at once.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect, table string) error {
 	stmts, err := schemaStatements(d, table)
 	if err != nil {
 		return err
 	}
+	if table == "" {
+		table = DefaultTable
+	}
 	for _, s := range stmts {
 		if _, err := db.ExecContext(ctx, s); err != nil {
 			return fmt.Errorf("participant: migrate: %w", err)
+		}
+	}
+	for _, c := range missingColumns(ctx, db, table) {
+		if _, err := db.ExecContext(ctx, c.add(d, table)); err != nil {
+			// Another process may have added it meanwhile.
+			still := missingColumns(ctx, db, table)
+			if slices.ContainsFunc(still, func(s addedColumn) bool { return s.name == c.name }) {
+				return fmt.Errorf("participant: migrate: add column %s to %s: %w", c.name, table, err)
+			}
 		}
 	}
 	return nil

@@ -130,7 +130,9 @@ func ExampleSchema() {
 	// 	state      VARCHAR(16)  NOT NULL CHECK (state IN ('tried', 'confirmed', 'cancelled', 'expired', 'void')),
 	// 	expires_at BIGINT       NOT NULL,
 	// 	created_at BIGINT       NOT NULL,
-	// 	updated_at BIGINT       NOT NULL
+	// 	updated_at BIGINT       NOT NULL,
+	// 	data       TEXT,
+	// 	scope      VARCHAR(1024) NOT NULL DEFAULT ''
 	// );
 	// CREATE INDEX IF NOT EXISTS tcc_reservation_due_idx ON tcc_reservation (state, expires_at);
 	// CREATE INDEX IF NOT EXISTS tcc_reservation_settled_idx ON tcc_reservation (state, updated_at);

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -25,12 +26,16 @@ type wireLink struct {
 
 // wireRecord is a reservation as GET shows it.
 type wireRecord struct {
-	ID        string `json:"id"`
-	URI       string `json:"uri"`
-	State     State  `json:"state"`
-	Expires   string `json:"expires"`
-	CreatedAt string `json:"created_at"`
-	UpdatedAt string `json:"updated_at"`
+	ID    string `json:"id"`
+	URI   string `json:"uri"`
+	State State  `json:"state"`
+	// Expires is the reservation's expiry; a void row has none, but
+	// refuses a late try until RefusesTryUntil.
+	Expires         string          `json:"expires,omitempty"`
+	RefusesTryUntil string          `json:"refuses_try_until,omitempty"`
+	CreatedAt       string          `json:"created_at"`
+	UpdatedAt       string          `json:"updated_at"`
+	Data            json.RawMessage `json:"data,omitempty"`
 }
 
 // handle turns a handler that returns an error into an http.Handler; the
@@ -74,11 +79,11 @@ func (p *Participant) serveTry(w http.ResponseWriter, r *http.Request) error {
 // serveConfirm: PUT Path/{id}. 204 confirmed (again 204 if repeated); 404
 // cancelled, expired or unknown; 503 busy; 500.
 func (p *Participant) serveConfirm(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if checkID(id) != nil {
-		return rejectState(http.StatusNotFound, "", "no reservation %q", id)
+	id, scope, err := p.itemOf(r)
+	if err != nil {
+		return err
 	}
-	if err := p.confirm(r.Context(), id); err != nil {
+	if err := p.confirm(r.Context(), id, scope); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -89,11 +94,11 @@ func (p *Participant) serveConfirm(w http.ResponseWriter, r *http.Request) error
 // repeated); 404 never tried (remembered: a later try is refused); 409
 // confirmed; 503 busy; 500.
 func (p *Participant) serveCancel(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	if checkID(id) != nil {
-		return rejectState(http.StatusNotFound, "", "no reservation %q", id)
+	id, scope, err := p.itemOf(r)
+	if err != nil {
+		return err
 	}
-	if err := p.cancel(r.Context(), id); err != nil {
+	if err := p.cancel(r.Context(), id, scope); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -102,20 +107,56 @@ func (p *Participant) serveCancel(w http.ResponseWriter, r *http.Request) error 
 
 // serveGet: GET Path/{id}. 200 with the bookkeeping row; 404 if none.
 func (p *Participant) serveGet(w http.ResponseWriter, r *http.Request) error {
-	id := r.PathValue("id")
-	rec, ok, err := p.Lookup(r.Context(), id)
+	id, scope, err := p.itemOf(r)
+	if err != nil {
+		return err
+	}
+	rec, ok, err := p.lookup(r.Context(), p.db, id)
 	if err != nil {
 		return p.dbErr(err)
 	}
-	if !ok {
+	if !ok || !rec.under(scope) {
 		return rejectState(http.StatusNotFound, "", "no reservation %q", id)
 	}
 	w.Header().Set("Content-Type", api.MediaJSON)
 	w.Header().Set("Cache-Control", "no-store")
-	return writeJSONBody(w, wireRecord{
+	out := wireRecord{
 		ID: rec.ID, URI: p.baseOf(r) + strings.TrimSuffix(r.URL.EscapedPath(), "/"), State: rec.State,
-		Expires: formatTime(rec.Expires), CreatedAt: formatTime(rec.Created), UpdatedAt: formatTime(rec.Updated),
-	})
+		CreatedAt: formatTime(rec.Created), UpdatedAt: formatTime(rec.Updated), Data: rec.Data,
+	}
+	if rec.State == Void {
+		out.RefusesTryUntil = formatTime(rec.Expires)
+	} else {
+		out.Expires = formatTime(rec.Expires)
+	}
+	return writeJSONBody(w, out)
+}
+
+// itemOf reads the reservation id and the scope (the values of Path's
+// wildcards) of a request on Path/{id}. An id or a scope that no try
+// could have made is a Rejection 404.
+func (p *Participant) itemOf(r *http.Request) (id, scope string, err error) {
+	id, scope = r.PathValue("id"), p.scopeOf(r)
+	if checkID(id) != nil || len(scope) > maxScopeLen {
+		return "", "", rejectState(http.StatusNotFound, "", "no reservation %q", id)
+	}
+	return id, scope, nil
+}
+
+// scopeOf is the scope of a request under Path: the values of Path's
+// wildcards, URL-encoded in the order of their names; "" when Path has
+// none. It is recorded with a reservation by its try (or empty cancel)
+// and compared by every later request naming the reservation, so that
+// /flights/NOPE/bookings/{id} does not find a booking of LX318.
+func (p *Participant) scopeOf(r *http.Request) string {
+	if len(p.wildcards) == 0 {
+		return ""
+	}
+	v := url.Values{}
+	for _, name := range p.wildcards {
+		v.Set(name, r.PathValue(name))
+	}
+	return v.Encode()
 }
 
 // uri is the reservation URI of id tried by r: the base, the try's path,
@@ -132,6 +173,12 @@ func (p *Participant) baseOf(r *http.Request) string {
 	if r.TLS != nil {
 		scheme = "https"
 	}
+	// The Host header is the client's choice, and behind a proxy it is
+	// not this service's address: say so, once.
+	p.hostWarning.Do(func() {
+		p.log.Warn("participant: no BaseURL; reservation URIs are built from the request's Host header, "+
+			"which the client chooses and a proxy may change: set Config.BaseURL", "table", p.table, "host", r.Host)
+	})
 	return scheme + "://" + r.Host
 }
 

@@ -36,6 +36,12 @@ func (c *fakeClock) Now() time.Time {
 	return c.t
 }
 
+func (c *fakeClock) Set(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = t
+}
+
 func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -180,7 +186,12 @@ const txIDResource = "holding"
 
 func newHarness(t testing.TB, s *server, tweak ...func(*participant.Config)) *harness {
 	t.Helper()
-	sp := s.newSpace(t)
+	return newHarnessIn(t, s.newSpace(t), tweak...)
+}
+
+// newHarnessIn is newHarness in the space sp (whose db may be observed).
+func newHarnessIn(t testing.TB, sp space, tweak ...func(*participant.Config)) *harness {
+	t.Helper()
 	h := &harness{t: t, sp: sp, clock: newClock(), table: sp.q("tcc_reservation")}
 	h.app = newBizApp(t, sp)
 	ctx := context.Background()

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 type sqlStateErr string
@@ -165,6 +166,7 @@ func TestConfigValidation(t *testing.T) {
 		"TTL above max":    func(c *Config) { c.DefaultTTL, c.MaxTTL = 2e9, 1e9 },
 		"negative sweep":   func(c *Config) { c.SweepEvery = -1 },
 		"negative maxbody": func(c *Config) { c.MaxBody = -1 },
+		"short retention":  func(c *Config) { c.Retention = MinRetention - time.Millisecond },
 	} {
 		cfg := good
 		c(&cfg)

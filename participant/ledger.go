@@ -17,8 +17,10 @@ import (
 // function runs second. Writing the row first ("insert-first") means:
 //
 //   - the primary key serialises every operation on one id without a
-//     SELECT … FOR UPDATE on a row that may not exist (which, under
-//     MySQL's repeatable read, takes gap locks that deadlock);
+//     SELECT … FOR UPDATE before an insert of a row that may not exist
+//     (which, under MySQL's repeatable read, takes gap locks that
+//     deadlock); confirm, which inserts nothing, does lock the row first,
+//     so that it judges the expiry after any wait for the lock;
 //   - the row is always locked before any business row, so the kit's own
 //     operations on one reservation take locks in one order;
 //   - a hanging try or a repeated call is recognised before any business
@@ -26,20 +28,31 @@ import (
 
 // queries are the statements, built once for a dialect and table.
 type queries struct {
-	probe, insertTried, insertVoid, setExpiry, get, due, cleanup string
-	move, moveLive, moveDue                                      string
+	probe, baseProbe, insertTried, insertVoid, setAnswer, get, due, cleanup string
+	move, moveLive, moveDue                                                 string
+	// getLocked reads a row and locks it (FOR UPDATE); on SQLite, where
+	// there is no FOR UPDATE, touch locks it first.
+	getLocked, touch string
 }
 
-var columns = []string{"id", "state", "expires_at", "created_at", "updated_at"}
+var columns = []string{"id", "state", "expires_at", "created_at", "updated_at", "scope"}
 
 func newQueries(d Dialect, t string, batch int) queries {
 	move := "UPDATE " + t + " SET state = ?, updated_at = ? WHERE id = ? AND state = ?"
+	get := "SELECT state, expires_at, created_at, updated_at, data, scope FROM " + t + " WHERE id = ?"
+	getLocked, touch := get+" FOR UPDATE", ""
+	if d == SQLite {
+		getLocked, touch = get, d.Rebind("UPDATE "+t+" SET state = state WHERE id = ?")
+	}
 	return queries{
-		probe:       "SELECT id, state, expires_at, created_at, updated_at FROM " + t + " WHERE 1 = 0",
+		getLocked:   d.Rebind(getLocked),
+		touch:       touch,
+		probe:       "SELECT id, state, expires_at, created_at, updated_at, data, scope FROM " + t + " WHERE 1 = 0",
+		baseProbe:   "SELECT id, state, expires_at, created_at, updated_at FROM " + t + " WHERE 1 = 0",
 		insertTried: d.Rebind(d.insertIgnore(t, columns)),
 		insertVoid:  d.Rebind(d.insertOrLock(t, columns)),
-		setExpiry:   d.Rebind("UPDATE " + t + " SET expires_at = ? WHERE id = ?"),
-		get:         d.Rebind("SELECT state, expires_at, created_at, updated_at FROM " + t + " WHERE id = ?"),
+		setAnswer:   d.Rebind("UPDATE " + t + " SET expires_at = ?, data = ? WHERE id = ?"),
+		get:         d.Rebind(get),
 		move:        d.Rebind(move),
 		moveLive:    d.Rebind(move + " AND expires_at > ?"),
 		moveDue:     d.Rebind(move + " AND expires_at <= ?"),
@@ -48,7 +61,7 @@ func newQueries(d Dialect, t string, batch int) queries {
 		due: d.Rebind("SELECT id, expires_at FROM " + t +
 			" WHERE state = ? AND expires_at <= ? AND (expires_at > ? OR (expires_at = ? AND id > ?))" +
 			" ORDER BY expires_at, id LIMIT " + strconv.Itoa(batch)),
-		cleanup: d.Rebind("DELETE FROM " + t + " WHERE updated_at < ? AND (state IN (?, ?) OR (state IN (?, ?) AND expires_at <= ?))"),
+		cleanup: d.Rebind("DELETE FROM " + t + " WHERE state IN (?, ?, ?, ?) AND updated_at < ? AND expires_at < ?"),
 	}
 }
 
@@ -83,16 +96,42 @@ type querier interface {
 // lookup reads reservation id's row through q (the database, or a
 // transaction to see its own writes).
 func (p *Participant) lookup(ctx context.Context, q querier, id string) (Record, bool, error) {
+	return p.read(ctx, q, p.q.get, id)
+}
+
+// lockRow locks reservation id's row in tx, waiting for any transaction
+// that holds it, and reads it. On PostgreSQL and MySQL that is SELECT …
+// FOR UPDATE (on a missing row MySQL takes a gap lock, which can delay a
+// concurrent insert of that id but not deadlock with it: the caller
+// inserts nothing after it); on SQLite a write to the row takes the
+// database's write lock first, unless BEGIN IMMEDIATE took it already.
+func (p *Participant) lockRow(ctx context.Context, tx *sql.Tx, id string) (Record, bool, error) {
+	if p.q.touch != "" {
+		if _, err := tx.ExecContext(ctx, p.q.touch, id); err != nil {
+			return Record{}, false, fmt.Errorf("participant: lock reservation %s: %w", id, err)
+		}
+	}
+	return p.read(ctx, tx, p.q.getLocked, id)
+}
+
+func (p *Participant) read(ctx context.Context, q querier, query, id string) (Record, bool, error) {
 	var state string
 	var expires, created, updated int64
-	err := q.QueryRowContext(ctx, p.q.get, id).Scan(&state, &expires, &created, &updated)
+	var data sql.NullString
+	var scope string
+	err := q.QueryRowContext(ctx, query, id).Scan(&state, &expires, &created, &updated, &data, &scope)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, false, nil
 	}
 	if err != nil {
 		return Record{}, false, fmt.Errorf("participant: read reservation %s: %w", id, err)
 	}
-	return record(id, state, expires, created, updated), true, nil
+	rec := record(id, state, expires, created, updated)
+	rec.Scope = scope
+	if data.Valid {
+		rec.Data = json.RawMessage(data.String)
+	}
+	return rec, true, nil
 }
 
 // Lookup returns the bookkeeping row of reservation id, and whether there
@@ -149,6 +188,10 @@ type tried struct {
 // tryReserve runs a try: insert the row as tried (nothing is inserted if
 // the id exists), run the TryFunc, fix the expiry, commit.
 func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, error) {
+	scope := p.scopeOf(r)
+	if len(scope) > maxScopeLen {
+		return tried{}, Rejectf(http.StatusBadRequest, "the values of the path's wildcards are longer than %d bytes", maxScopeLen)
+	}
 	id, err := p.newID(r)
 	if err != nil {
 		return tried{}, fmt.Errorf("participant: reservation id: %w", err)
@@ -164,7 +207,7 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 		return tried{}, p.dbErr(err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, p.q.insertTried, id, Tried, expires, now, now)
+	res, err := tx.ExecContext(ctx, p.q.insertTried, id, Tried, expires, now, now, scope)
 	if err != nil {
 		return tried{}, p.dbErr(fmt.Errorf("participant: record try %s: %w", id, err))
 	}
@@ -174,7 +217,7 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 	}
 	if n == 0 {
 		_ = tx.Rollback()
-		return p.tryAgain(ctx, id, now)
+		return p.tryAgain(ctx, id, scope, now)
 	}
 
 	out, err := p.try(ctx, tx, id, r)
@@ -190,16 +233,19 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 	case ttl > p.maxTTL:
 		ttl = p.maxTTL
 	}
-	if ms := max(ttl.Milliseconds(), 1); now+ms != expires {
-		expires = now + ms
-		if _, err := tx.ExecContext(ctx, p.q.setExpiry, expires, id); err != nil {
-			return tried{}, p.dbErr(fmt.Errorf("participant: set expiry of %s: %w", id, err))
-		}
-	}
 	var data json.RawMessage
 	if out.Body != nil {
 		if data, err = json.Marshal(out.Body); err != nil {
 			return tried{}, fmt.Errorf("participant: try %s: encode Body: %w", id, err)
+		}
+	}
+	// The answer is stored with the reservation, so that a retried try is
+	// answered with the same link and data.
+	if ms := max(ttl.Milliseconds(), 1); now+ms != expires || data != nil {
+		expires = now + ms
+		stored := sql.NullString{String: string(data), Valid: data != nil}
+		if _, err := tx.ExecContext(ctx, p.q.setAnswer, expires, stored, id); err != nil {
+			return tried{}, p.dbErr(fmt.Errorf("participant: record the answer to try %s: %w", id, err))
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -211,7 +257,7 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 // tryAgain answers a try whose id has a row already: the same reservation
 // again if it still holds (a retried try), else refused (a hanging try:
 // its cancel, or its expiry, came first).
-func (p *Participant) tryAgain(ctx context.Context, id string, now int64) (tried, error) {
+func (p *Participant) tryAgain(ctx context.Context, id, scope string, now int64) (tried, error) {
 	rec, ok, err := p.lookup(ctx, p.db, id)
 	if err != nil {
 		return tried{}, p.dbErr(err)
@@ -219,8 +265,10 @@ func (p *Participant) tryAgain(ctx context.Context, id string, now int64) (tried
 	switch {
 	case !ok:
 		return tried{}, errUnavailable{errRace} // removed by Cleanup meanwhile
+	case !rec.under(scope):
+		return tried{}, rejectState(http.StatusConflict, "", "reservation id %s is taken by a reservation under another path", id)
 	case rec.State == Confirmed || rec.State == Tried && rec.Expires.UnixMilli() > now:
-		return tried{id: id, expires: rec.Expires.UnixMilli()}, nil
+		return tried{id: id, expires: rec.Expires.UnixMilli(), data: rec.Data}, nil
 	case rec.State == Tried:
 		return tried{}, rejectState(http.StatusConflict, Expired, "reservation %s expired at %s", id, formatTime(rec.Expires))
 	case rec.State == Void:
@@ -232,58 +280,62 @@ func (p *Participant) tryAgain(ctx context.Context, id string, now int64) (tried
 
 // confirm confirms reservation id; nil means it is confirmed (now or
 // before). A Rejection 404 says it was cancelled, expired or never tried.
-func (p *Participant) confirm(ctx context.Context, id string) error {
-	return p.retry(ctx, func() error { return p.confirmOnce(ctx, id) })
+func (p *Participant) confirm(ctx context.Context, id, scope string) error {
+	return p.retry(ctx, func() error { return p.confirmOnce(ctx, id, scope) })
 }
 
-func (p *Participant) confirmOnce(ctx context.Context, id string) error {
-	now := p.nowMilli()
+func (p *Participant) confirmOnce(ctx context.Context, id, scope string) error {
 	tx, err := p.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	moved, err := p.move(ctx, tx, id, Tried, Confirmed, now, guardLive)
+	rec, ok, err := p.lockRow(ctx, tx, id)
 	if err != nil {
 		return err
 	}
-	if moved {
-		if err := p.confirmFn(ctx, tx, id); err != nil {
-			return fmt.Errorf("participant: confirm %s: %w", id, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("participant: commit confirm %s: %w", id, err)
-		}
-		return nil
-	}
-	_ = tx.Rollback()
-	rec, ok, err := p.lookup(ctx, p.db, id)
+	// The clock is read once the row is locked, not when the request
+	// arrived: however long the wait for the lock (another writer, a
+	// sweeper, a SELECT … FOR UPDATE elsewhere), the expiry is judged at
+	// the moment the decision is written, and nothing can change the row
+	// between the two.
+	now := p.nowMilli()
 	switch {
-	case err != nil:
-		return err
-	case !ok:
+	case !ok || !rec.under(scope):
 		return rejectState(http.StatusNotFound, "", "no reservation %s", id)
 	case rec.State == Confirmed:
 		return nil
 	case rec.State == Tried && rec.Expires.UnixMilli() <= now:
 		return rejectState(http.StatusNotFound, Expired, "reservation %s expired at %s", id, formatTime(rec.Expires))
-	case rec.State == Tried:
-		return errRace // its try committed between the two statements
 	case rec.State == Void:
 		return rejectState(http.StatusNotFound, Void, "no reservation %s (it was cancelled before any try)", id)
-	default:
+	case rec.State != Tried:
 		return rejectState(http.StatusNotFound, rec.State, "reservation %s was %s", id, rec.State)
 	}
+	moved, err := p.move(ctx, tx, id, Tried, Confirmed, now, guardLive)
+	if err != nil {
+		return err
+	}
+	if !moved {
+		return errRace // cannot happen under the lock; run again to explain it
+	}
+	if err := p.confirmFn(ctx, tx, id); err != nil {
+		return fmt.Errorf("participant: confirm %s: %w", id, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("participant: commit confirm %s: %w", id, err)
+	}
+	return nil
 }
 
 // cancel cancels reservation id; nil means it is cancelled or expired (now
 // or before). A Rejection 404 says it was never tried (recorded as Void so
 // that a late try is refused), 409 that it is confirmed.
-func (p *Participant) cancel(ctx context.Context, id string) error {
-	return p.retry(ctx, func() error { return p.cancelOnce(ctx, id) })
+func (p *Participant) cancel(ctx context.Context, id, scope string) error {
+	return p.retry(ctx, func() error { return p.cancelOnce(ctx, id, scope) })
 }
 
-func (p *Participant) cancelOnce(ctx context.Context, id string) error {
+func (p *Participant) cancelOnce(ctx context.Context, id, scope string) error {
 	now := p.nowMilli()
 	tx, err := p.db.BeginTx(ctx, nil)
 	if err != nil {
@@ -292,15 +344,27 @@ func (p *Participant) cancelOnce(ctx context.Context, id string) error {
 	defer tx.Rollback()
 	// Insert first: a Void row if none exists (an empty cancel, remembered
 	// against a hanging try); otherwise nothing, but on MySQL the existing
-	// row is now locked exclusively for the update below.
-	if _, err := tx.ExecContext(ctx, p.q.insertVoid, id, Void, now+p.maxTTL.Milliseconds(), now, now); err != nil {
+	// row is now locked exclusively.
+	if _, err := tx.ExecContext(ctx, p.q.insertVoid, id, Void, now+p.maxTTL.Milliseconds(), now, now, scope); err != nil {
 		return fmt.Errorf("participant: record cancel %s: %w", id, err)
 	}
-	moved, err := p.move(ctx, tx, id, Tried, Cancelled, now, guardNone)
+	rec, ok, err := p.lockRow(ctx, tx, id)
 	if err != nil {
 		return err
 	}
-	if moved {
+	switch {
+	case !ok:
+		return errRace // removed by Cleanup meanwhile
+	case !rec.under(scope):
+		return rejectState(http.StatusNotFound, "", "no reservation %s", id)
+	case rec.State == Tried:
+		moved, err := p.move(ctx, tx, id, Tried, Cancelled, now, guardNone)
+		if err != nil {
+			return err
+		}
+		if !moved {
+			return errRace
+		}
 		if err := p.cancelFn(ctx, tx, id); err != nil {
 			return fmt.Errorf("participant: cancel %s: %w", id, err)
 		}
@@ -308,25 +372,17 @@ func (p *Participant) cancelOnce(ctx context.Context, id string) error {
 			return fmt.Errorf("participant: commit cancel %s: %w", id, err)
 		}
 		return nil
-	}
-	rec, ok, err := p.lookup(ctx, tx, id)
-	if err != nil {
-		return err
-	}
-	if err := tx.Commit(); err != nil { // keeps a Void row just inserted
-		return fmt.Errorf("participant: commit cancel %s: %w", id, err)
-	}
-	switch {
-	case !ok:
-		return errRace // removed by Cleanup meanwhile
 	case rec.State == Cancelled || rec.State == Expired:
 		return nil
 	case rec.State == Void:
+		if err := tx.Commit(); err != nil { // keeps a Void row just inserted
+			return fmt.Errorf("participant: commit cancel %s: %w", id, err)
+		}
 		return rejectState(http.StatusNotFound, Void, "no reservation %s was tried; the cancel is recorded and a later try will be refused", id)
 	case rec.State == Confirmed:
 		return rejectState(http.StatusConflict, Confirmed, "reservation %s is confirmed; a cancel never undoes a confirm", id)
 	default:
-		return errRace
+		return fmt.Errorf("participant: reservation %s in unknown state %q", id, rec.State)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -21,6 +22,29 @@ const (
 	DefaultSweepBatch = 100
 	DefaultMaxBody    = 1 << 20
 )
+
+// MinRetention is the shortest retention Cleanup and Config.Retention
+// accept. A bookkeeping row is kept until its expiry (for a void row: the
+// end of its refusal of late tries) plus the retention, and never less
+// than this, because the row is what answers the calls that can still
+// arrive after the expiry:
+//
+//   - a coordinator whose confirm got no answer (a lost 204) repeats the
+//     same PUT for an in-doubt window after the link's expiry — tccd for
+//     up to 24 hours by default — and reads 404 as "the participant
+//     cancelled": without the row a confirmed reservation would answer
+//     404, and the coordinator would report a transaction it confirmed as
+//     cancelled or heuristic;
+//   - an initiator may repeat a try with the same derived id
+//     (Config.ReservationID) for as long as its transaction lives — up to
+//     tccd's max-timeout, 24 hours by default: without the row the
+//     business try would run again (a second seat), or a hanging try
+//     would no longer be refused.
+//
+// 48 hours covers both windows at their defaults with a day to spare for
+// clock differences and retries. Raise Retention if the coordinator's
+// windows are longer.
+const MinRetention = 48 * time.Hour
 
 // TryFunc is the application's try: reserve what the request asks for,
 // using tx only, under the reservation id given. The kit has already
@@ -53,7 +77,8 @@ type Reservation struct {
 	// zero means Config.DefaultTTL, more than Config.MaxTTL means MaxTTL.
 	TTL time.Duration
 	// Body, when not nil, is encoded as JSON under "data" in the answer to
-	// the try, beside "participantLink".
+	// the try, beside "participantLink". It is stored with the reservation
+	// (the bookkeeping row's data) and answered again to a retried try.
 	Body any
 }
 
@@ -73,12 +98,16 @@ type Config struct {
 	// Path is the collection: POST Path tries, PUT/DELETE/GET Path/{id}
 	// confirm, cancel and show. Default DefaultPath. It may contain
 	// wildcards of net/http patterns ("/flights/{flight}/seats") that
-	// TryFunc reads with r.PathValue; not {id}.
+	// TryFunc reads with r.PathValue; not {id}. Their values are recorded
+	// with the reservation: a confirm, cancel or GET naming it under other
+	// values (/flights/NOPE/seats/{id}) is answered 404.
 	Path string
 	// BaseURL ("https://seats.example.com", or with a path prefix when the
 	// handler is mounted under http.StripPrefix) starts the reservation
-	// URIs. Default: http(s)://<Host of the try request>. Set it behind a
-	// proxy, since the URI must reach this service from the coordinator.
+	// URIs. Default: http(s)://<Host of the try request>, with a warning
+	// logged once: the Host header is the client's choice, and behind a
+	// proxy not this service's address, while the URI must reach this
+	// service from the coordinator. Set it.
 	BaseURL string
 
 	// Try, Confirm and Cancel are the application's reservation logic.
@@ -104,9 +133,12 @@ type Config struct {
 	// DefaultSweepBatch).
 	SweepEvery time.Duration
 	SweepBatch int
-	// Retention, when positive, makes Run also delete settled bookkeeping
-	// rows older than it, about once a minute (see Cleanup). Zero: Run
-	// leaves them; call Cleanup yourself.
+	// Retention, when set, makes Run also delete, about once a minute,
+	// the settled bookkeeping rows whose expiry (for a void row: the end
+	// of its refusal) lies more than Retention in the past (see Cleanup).
+	// It must be at least MinRetention; a week (7*24*time.Hour) is a good
+	// choice. Zero: Run keeps every row; call Cleanup yourself, or the
+	// table grows without end (every DELETE of an unknown id adds a row).
 	Retention time.Duration
 
 	// MaxBody limits the try's request body (default DefaultMaxBody);
@@ -129,6 +161,7 @@ type Participant struct {
 	d          Dialect
 	table      string
 	path       string
+	wildcards  []string // the names of Path's wildcards, for scopeOf
 	baseURL    string
 	try        TryFunc
 	confirmFn  SettleFunc
@@ -144,6 +177,8 @@ type Participant struct {
 	log        *slog.Logger
 	q          queries
 	mux        *http.ServeMux
+	// hostWarning logs, once, that URIs come from the Host header.
+	hostWarning sync.Once
 }
 
 // New checks cfg, checks that the bookkeeping table exists with the
@@ -155,10 +190,26 @@ func New(ctx context.Context, cfg Config) (*Participant, error) {
 		return nil, err
 	}
 	if _, err := p.db.ExecContext(ctx, p.q.probe); err != nil {
+		if _, baseErr := p.db.ExecContext(ctx, p.q.baseProbe); baseErr == nil {
+			return nil, p.outdated(ctx)
+		}
 		return nil, fmt.Errorf("participant: bookkeeping table %s is missing or lacks a column "+
 			"(create it with participant.Migrate or the DDL of participant.Schema): %w", p.table, err)
 	}
 	return p, nil
+}
+
+// outdated is the refusal of a bookkeeping table made by an earlier
+// version of the kit: it names the columns it lacks and the DDL that adds
+// them.
+func (p *Participant) outdated(ctx context.Context) error {
+	var names, ddl []string
+	for _, c := range missingColumns(ctx, p.db, p.table) {
+		names = append(names, c.name)
+		ddl = append(ddl, c.add(p.d, p.table))
+	}
+	return fmt.Errorf("participant: bookkeeping table %s lacks the column(s) %s of this version of the kit: "+
+		"run participant.Migrate, or this DDL: %s;", p.table, strings.Join(names, ", "), strings.Join(ddl, "; "))
 }
 
 func (cfg Config) build() (*Participant, error) {
@@ -194,6 +245,7 @@ func (cfg Config) build() (*Participant, error) {
 		strings.Contains(p.path, "{id}") || strings.Contains(p.path, "{id...}") {
 		bad("Path %q: must start with / and not end with /, hold no space, ? or #, and not use the wildcard {id}", p.path)
 	}
+	p.wildcards = wildcards(p.path)
 	if p.baseURL != "" {
 		u, err := url.Parse(p.baseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
@@ -209,8 +261,12 @@ func (cfg Config) build() (*Participant, error) {
 	if p.defaultTTL < time.Millisecond || p.maxTTL < p.defaultTTL {
 		bad("DefaultTTL %v and MaxTTL %v: need 1ms <= DefaultTTL <= MaxTTL", p.defaultTTL, p.maxTTL)
 	}
-	if p.sweepEvery < 0 || p.retention < 0 || p.sweepBatch < 0 || p.maxBody < 0 {
-		bad("SweepEvery, Retention, SweepBatch and MaxBody must not be negative")
+	if p.sweepEvery < 0 || p.sweepBatch < 0 || p.maxBody < 0 {
+		bad("SweepEvery, SweepBatch and MaxBody must not be negative")
+	}
+	if p.retention != 0 && p.retention < MinRetention {
+		bad("Retention %v: must be zero (keep every row) or at least MinRetention (%v), since a row must outlive "+
+			"the retries of a coordinator and of an initiator after its expiry", p.retention, MinRetention)
 	}
 	if p.sweepBatch == 0 {
 		p.sweepBatch = DefaultSweepBatch
@@ -233,6 +289,21 @@ func (cfg Config) build() (*Participant, error) {
 		return nil, fmt.Errorf("participant: invalid config: Path %q: %w", p.path, err)
 	}
 	return p, nil
+}
+
+// wildcards returns the names of the wildcards of a net/http pattern path
+// ("/flights/{flight}/seats" → flight), in order.
+func wildcards(path string) []string {
+	var names []string
+	for _, seg := range strings.Split(path, "/") {
+		if name, ok := strings.CutPrefix(seg, "{"); ok {
+			name = strings.TrimSuffix(strings.TrimSuffix(name, "}"), "...")
+			if name != "" && name != "$" {
+				names = append(names, name)
+			}
+		}
+	}
+	return names
 }
 
 func setDefault(v *time.Duration, def time.Duration) {

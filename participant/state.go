@@ -1,6 +1,9 @@
 package participant
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // State is the state of a reservation in the bookkeeping table.
 type State string
@@ -45,12 +48,27 @@ func canMove(from, to State) bool {
 
 // Record is a row of the bookkeeping table.
 type Record struct {
-	ID      string
-	State   State
+	ID    string
+	State State
+	// Expires is the reservation's expiry; for a Void row, the end of its
+	// refusal of a late try.
 	Expires time.Time
 	Created time.Time
 	Updated time.Time
+	// Data is the "data" of the answer to the try (the TryFunc's Body,
+	// encoded), nil if it had none; a retried try is answered with it.
+	Data json.RawMessage
+	// Scope is the values of Config.Path's wildcards in the path the
+	// reservation was tried (or its empty cancel made) under, URL-encoded
+	// ("flight=LX318"); empty when Path has none. A request naming the id
+	// under other values does not find it.
+	Scope string
 }
+
+// under reports whether the record belongs to the collection path whose
+// wildcard values are scope. A row written before the kit recorded scopes
+// (empty Scope) belongs to every path.
+func (r Record) under(scope string) bool { return r.Scope == "" || r.Scope == scope }
 
 // record reads a row's integer columns.
 func record(id string, state string, expires, created, updated int64) Record {

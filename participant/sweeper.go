@@ -82,18 +82,19 @@ func (p *Participant) due(ctx context.Context, now, afterExp int64, afterID stri
 	return ids, exps, nil
 }
 
-// Cleanup deletes bookkeeping rows that have been settled for longer than
-// olderThan: confirmed and expired rows, and cancelled and void rows whose
-// expiry has passed too. A cancelled or void row whose expiry is still
-// ahead is kept, whatever its age: it is what refuses a late (hanging) try
-// of its id. Tried rows are never deleted. It returns the number deleted.
+// Cleanup deletes the settled bookkeeping rows (confirmed, cancelled,
+// expired, void) whose expiry lies more than olderThan in the past and
+// that have not changed for as long; for a void row the expiry is the end
+// of its refusal of a late try. Tried rows are never deleted. olderThan
+// must be at least MinRetention (see there for why): a younger row may
+// still have to answer a repeated confirm or a repeated try. It returns
+// the number of rows deleted.
 func (p *Participant) Cleanup(ctx context.Context, olderThan time.Duration) (int64, error) {
-	if olderThan < 0 {
-		return 0, fmt.Errorf("participant: cleanup: negative age %v", olderThan)
+	if olderThan < MinRetention {
+		return 0, fmt.Errorf("participant: cleanup: age %v is below MinRetention (%v)", olderThan, MinRetention)
 	}
-	now := p.nowMilli()
-	res, err := p.db.ExecContext(ctx, p.q.cleanup, now-olderThan.Milliseconds(),
-		Confirmed, Expired, Cancelled, Void, now)
+	cutoff := p.nowMilli() - olderThan.Milliseconds()
+	res, err := p.db.ExecContext(ctx, p.q.cleanup, Confirmed, Cancelled, Expired, Void, cutoff, cutoff)
 	if err != nil {
 		return 0, fmt.Errorf("participant: cleanup: %w", err)
 	}

@@ -488,12 +488,6 @@ func (a *demoAirline) start(ctx context.Context) error {
 	if err := a.a.AddFlight(ctx, a.flight, a.seats); err != nil {
 		return err
 	}
-	cfg := a.a.Config()
-	cfg.SweepEvery = 50 * time.Millisecond
-	cfg.Logger = a.log.With("airline", a.name)
-	if a.p, err = participant.New(ctx, cfg); err != nil {
-		return err
-	}
 	addr := a.addr
 	if addr == "" {
 		addr = "127.0.0.1:0"
@@ -503,6 +497,15 @@ func (a *demoAirline) start(ctx context.Context) error {
 		return err
 	}
 	a.addr = ln.Addr().String()
+	cfg := a.a.Config()
+	cfg.BaseURL = "http://" + a.addr
+	cfg.SweepEvery = 50 * time.Millisecond
+	cfg.Retention = 7 * 24 * time.Hour
+	cfg.Logger = a.log.With("airline", a.name)
+	if a.p, err = participant.New(ctx, cfg); err != nil {
+		ln.Close()
+		return err
+	}
 	mux := http.NewServeMux()
 	a.p.Register(mux)
 	mux.HandleFunc("GET /flights/{flight}", a.a.ServeFlight)

@@ -29,6 +29,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tccd/tccd/examples/internal/exampledb"
 	"github.com/tccd/tccd/examples/internal/reserve"
@@ -40,6 +41,9 @@ import (
 type Ledger struct {
 	DB      *sql.DB
 	Dialect participant.Dialect
+	// MaxTTL is the longest lifetime a try may ask for with ?ttl= (more is
+	// answered 400) and the kit's cap; zero means participant.DefaultMaxTTL.
+	MaxTTL time.Duration
 }
 
 var schema = []string{
@@ -126,9 +130,9 @@ func Normalize(lines []Line) ([]Line, error) {
 func (l Ledger) Config(path string) participant.Config {
 	q := l.quantity()
 	return participant.Config{
-		DB: l.DB, Dialect: l.Dialect, Path: path,
+		DB: l.DB, Dialect: l.Dialect, MaxTTL: l.MaxTTL, Path: path,
 		Try: func(ctx context.Context, tx *sql.Tx, id string, r *http.Request) (participant.Reservation, error) {
-			ttl, err := reserve.TTLParam(r)
+			ttl, err := reserve.TTLParam(r, l.MaxTTL)
 			if err != nil {
 				return participant.Reservation{}, err
 			}

@@ -17,7 +17,7 @@ func Service(name, path, listen, db string) examplecmd.Service {
 			fs.Var(f, "fund", "create a key with an amount, KEY=AMOUNT (repeatable; keys already there are kept)")
 		},
 		Setup: func(ctx context.Context, env *examplecmd.Env) error {
-			l := Ledger{DB: env.DB, Dialect: env.Dialect}
+			l := Ledger{DB: env.DB, Dialect: env.Dialect, MaxTTL: env.MaxTTL}
 			if err := l.Migrate(ctx); err != nil {
 				return err
 			}

@@ -57,6 +57,9 @@ type Theatre struct {
 	// TTL is the lifetime of a booking whose try asks for none; the
 	// payment authorisation is asked for the same lifetime.
 	TTL time.Duration
+	// MaxTTL is the longest lifetime a try may ask for with ?ttl= (more is
+	// answered 400) and the kit's cap; zero means participant.DefaultMaxTTL.
+	MaxTTL time.Duration
 }
 
 // Seat states, as participant.StateItem's defaults name them.
@@ -144,7 +147,7 @@ type Tickets struct {
 func (t Theatre) Config() participant.Config {
 	items := t.items()
 	return participant.Config{
-		DB: t.DB, Dialect: t.Dialect, Path: "/performances/{show}/bookings",
+		DB: t.DB, Dialect: t.Dialect, MaxTTL: t.MaxTTL, Path: "/performances/{show}/bookings",
 		Try: func(ctx context.Context, tx *sql.Tx, id string, r *http.Request) (participant.Reservation, error) {
 			// Without a transaction the payment's link could not travel
 			// back to the initiator, and a sold seat could go unpaid.
@@ -152,7 +155,7 @@ func (t Theatre) Config() participant.Config {
 				return participant.Reservation{}, participant.Reject(http.StatusBadRequest,
 					"a booking must carry a transaction (Tcc-Transaction-Id): its payment authorisation is reported in a Link header for the initiator to enlist")
 			}
-			ttl, err := reserve.TTLParam(r)
+			ttl, err := reserve.TTLParam(r, t.MaxTTL)
 			if err != nil {
 				return participant.Reservation{}, err
 			}

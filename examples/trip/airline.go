@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
+	"time"
 
 	"github.com/tccd/tccd/api"
 	"github.com/tccd/tccd/examples/internal/exampledb"
@@ -34,14 +35,22 @@ import (
 // seats of its flights and the kit's bookkeeping table.
 //
 //	POST   /flights/{flight}/bookings[?ttl=90s]  try: hold the next free seat → 201 + participant link
-//	                                             and {"data":{"airline","flight","seat"}}; 409 when full
+//	                                             and {"data":{"airline","flight","seat"}}; 409 when full;
+//	                                             200 with the same link and data for a repeated try of
+//	                                             the same transaction; 400 for a ttl above MaxTTL
 //	PUT    /flights/{flight}/bookings/{id}       confirm: the seat is sold
 //	DELETE /flights/{flight}/bookings/{id}       cancel: the seat is free again
 //	GET    /flights/{flight}                     the seat counts and the seat map
+//
+// A booking is found only under the flight it was made on: a confirm,
+// cancel or GET of /flights/NOPE/bookings/{id} answers 404.
 type Airline struct {
 	Name    string
 	DB      *sql.DB
 	Dialect participant.Dialect
+	// MaxTTL is the longest lifetime a try may ask for with ?ttl= (more is
+	// answered 400) and the kit's cap; zero means participant.DefaultMaxTTL.
+	MaxTTL time.Duration
 }
 
 // Seat states, as participant.StateItem's defaults name them.
@@ -118,12 +127,15 @@ type Hold struct {
 func (a Airline) Config() participant.Config {
 	items := a.items()
 	return participant.Config{
-		DB: a.DB, Dialect: a.Dialect,
+		DB: a.DB, Dialect: a.Dialect, MaxTTL: a.MaxTTL,
 		Path: "/flights/{flight}/bookings",
 		// A booking made on behalf of a registered transaction gets an id
-		// derived from it: a retried try lands on the same seat, and a
-		// cancel that overtakes its try is remembered against it. (One
-		// seat per flight per transaction: one traveller.)
+		// derived from it: a retried try lands on the same seat (answered
+		// 200 with it), and a cancel that overtakes its try is remembered
+		// against it. The id names one booking per flight per transaction
+		// — one traveller; a second seat on the same flight in one
+		// transaction would need a key of its own (a traveller's name),
+		// or its try would be answered with the first seat.
 		ReservationID: func(r *http.Request) (string, error) {
 			if txID := r.Header.Get(api.HeaderTransactionID); txID != "" {
 				return participant.DeriveID(txID, r.PathValue("flight")), nil
@@ -131,7 +143,7 @@ func (a Airline) Config() participant.Config {
 			return participant.NewID()
 		},
 		Try: func(ctx context.Context, tx *sql.Tx, id string, r *http.Request) (participant.Reservation, error) {
-			ttl, err := reserve.TTLParam(r)
+			ttl, err := reserve.TTLParam(r, a.MaxTTL)
 			if err != nil {
 				return participant.Reservation{}, err
 			}

@@ -1,37 +1,73 @@
 // Package testpart is a reservation service that keeps the TCC participant
-// contract, for tccd's integration, crash and benchmark tests. It runs
-// in-process (as an http.Handler) or as its own process (cmd/testpart).
+// contract, for tccd's integration, crash and benchmark tests and the
+// README's walkthrough. It runs in-process (an http.Handler) or as its own
+// process (cmd/testpart).
+//
+// It is built on the participant kit (package participant) over SQLite,
+// the way a real participant is: every reservation is a bookkeeping row in
+// a database file, so reservations, empty cancels and the counters below
+// survive a restart, and reservation ids are the kit's random ids, which
+// never repeat — a retried DELETE of an old transaction cannot cancel a
+// reservation made after a restart.
+//
+//	POST   /reservations[?ttl=90s]  try → 201 + participant link (Location, Link, JSON body)
+//	PUT    /reservations/{id}       confirm → 204; 404 once cancelled, expired or unknown
+//	DELETE /reservations/{id}       cancel → 204; 404 if never tried (remembered); 409 if confirmed
+//	GET    /reservations/{id}       the reservation with its counters (Reservation)
+//	GET    /reservations            every reservation
+//	GET    /stats                   the counters (Stats)
+//	POST   /faults, DELETE /faults  fault injection (Fault) for confirm and cancel
+//
 // It records every call so tests can check invariants: no reservation both
-// confirmed and cancelled, confirmed only after try, and so on.
+// confirmed and asked to cancel, confirmed only after try, and so on.
 package testpart
 
 import (
+	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
-	"strconv"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
+
+	_ "modernc.org/sqlite"
+
+	"github.com/tccd/tccd/participant"
 )
 
 // State of a reservation.
 type State string
 
-// Reservation states.
+// Reservation states: the kit's.
 const (
 	Tried     State = "tried"
 	Confirmed State = "confirmed"
 	Cancelled State = "cancelled"
 	Expired   State = "expired"
+	// Void is an id that was cancelled without a try (an empty cancel):
+	// a later try of it would be refused.
+	Void State = "void"
 )
 
-// Reservation is one try.
+// Reservation is one try, as GET /reservations/{id} shows it.
 type Reservation struct {
-	ID      string    `json:"id"`
-	State   State     `json:"state"`
+	ID    string `json:"id"`
+	State State  `json:"state"`
+	// Expires is the reservation's expiry; a tried reservation past it is
+	// shown Expired (the participant cancels on its own), swept or not.
 	Expires time.Time `json:"expires"`
-	// Confirms and Cancels count the calls received.
+	// Confirms and Cancels count the calls received for it.
 	Confirms int `json:"confirms"`
 	Cancels  int `json:"cancels"`
 	// CancelAfterConfirm counts DELETEs refused because the reservation was
@@ -39,116 +75,365 @@ type Reservation struct {
 	CancelAfterConfirm int `json:"cancel_after_confirm"`
 }
 
-// Stats are the service's counters.
+// Stats are the service's counters. All but ConfirmCalls and CancelCalls
+// are read from the database and survive a restart.
 type Stats struct {
-	Tried              int   `json:"tried"`
-	Confirmed          int   `json:"confirmed"`
-	Cancelled          int   `json:"cancelled"`
-	Expired            int   `json:"expired"`
-	Pending            int   `json:"pending"`
+	// Tried counts the tries committed; Confirmed, Cancelled, Expired and
+	// Pending (tried, expiry ahead) split them by state.
+	Tried     int `json:"tried"`
+	Confirmed int `json:"confirmed"`
+	Cancelled int `json:"cancelled"`
+	Expired   int `json:"expired"`
+	Pending   int `json:"pending"`
+	// EmptyCancels counts the ids cancelled without a try (Void).
+	EmptyCancels int `json:"empty_cancels"`
+	// ConfirmCalls and CancelCalls count the PUTs and DELETEs received
+	// since the service started.
 	ConfirmCalls       int64 `json:"confirm_calls"`
 	CancelCalls        int64 `json:"cancel_calls"`
 	CancelAfterConfirm int   `json:"cancel_after_confirm"`
 }
 
-// Fault makes the next Count calls of an operation misbehave.
-type Fault struct {
-	// Op is "confirm", "cancel" or "any".
-	Op string `json:"op"`
-	// Count is how many calls are affected; -1 means until cleared.
-	Count int `json:"count"`
-	// Status, when set, is answered instead of doing the work.
-	Status int `json:"status,omitempty"`
-	// RetryAfter, when set with Status, is sent as Retry-After (seconds).
-	RetryAfter int `json:"retry_after,omitempty"`
-	// Delay is slept before answering (or before doing the work).
-	Delay string `json:"delay,omitempty"`
-	// ApplyThenFail does the work and then answers Status: a lost reply.
-	ApplyThenFail bool `json:"apply_then_fail,omitempty"`
+// Defaults of Config.
+const (
+	DefaultTTL        = 30 * time.Second
+	DefaultSweepEvery = time.Second
+	// DefaultRetention is how long the kit keeps settled rows after their
+	// expiry (participant.Config.Retention).
+	DefaultRetention = 7 * 24 * time.Hour
+)
+
+// Config configures a Service.
+type Config struct {
+	// DB is the SQLite file; "" makes one in a new temporary directory,
+	// removed by Close.
+	DB string
+	// TTL is the lifetime of a reservation whose try asks for none
+	// (default DefaultTTL); MaxTTL the longest a try may ask for with
+	// ?ttl= (default participant.DefaultMaxTTL): more is answered 400.
+	TTL, MaxTTL time.Duration
+	// BaseURL starts the reservation URIs (participant.Config.BaseURL);
+	// empty: built from the request's Host header, with a warning logged.
+	BaseURL string
+	// Latency is added to every confirm and cancel (simulated work).
+	Latency time.Duration
+	// SweepEvery is the period of the expiry sweeper (default
+	// DefaultSweepEvery).
+	SweepEvery time.Duration
+	// Logger receives the kit's warnings; default: discarded.
+	Logger *slog.Logger
 }
 
-// Service is the reservation service. Create it with New.
+// Service is the reservation service. Create it with Open (or NewTest)
+// and Close it.
 type Service struct {
-	mux  *http.ServeMux
-	ttl  time.Duration
-	next atomic.Int64
+	db      *sql.DB
+	kit     *participant.Participant
+	mux     *http.ServeMux
+	log     *slog.Logger
+	tempDir string // removed by Close; "" when Config.DB was given
+	maxTTL  time.Duration
+	latency atomic.Int64 // time.Duration
 
 	confirmCalls, cancelCalls atomic.Int64
 
 	mu     sync.Mutex
-	res    map[string]*Reservation
 	faults []*Fault
-	// latency is added to every confirm and cancel (simulated work).
-	latency time.Duration
+
+	stopSweeper context.CancelFunc
+	swept       chan struct{}
 }
 
-// New returns a service whose reservations live for ttl unless a try asks
-// for another (?ttl=…).
-func New(ttl time.Duration) *Service {
-	s := &Service{mux: http.NewServeMux(), ttl: ttl, res: make(map[string]*Reservation)}
-	s.mux.HandleFunc("POST /reservations", s.try)
-	s.mux.HandleFunc("PUT /reservations/{id}", s.confirm)
-	s.mux.HandleFunc("DELETE /reservations/{id}", s.cancel)
+// schema is the service's own table: one row per committed try, written by
+// the try in the kit's transaction, with the counters of the calls.
+const schema = `CREATE TABLE IF NOT EXISTS testpart_reservation (
+	id                   TEXT    NOT NULL PRIMARY KEY,
+	outcome              TEXT    NOT NULL DEFAULT '',
+	confirms             INTEGER NOT NULL DEFAULT 0,
+	cancels              INTEGER NOT NULL DEFAULT 0,
+	cancel_after_confirm INTEGER NOT NULL DEFAULT 0
+)`
+
+// Open opens (creating if need be) the service's database, and starts its
+// expiry sweeper; Close stops it.
+func Open(ctx context.Context, cfg Config) (*Service, error) {
+	s := &Service{mux: http.NewServeMux(), log: cfg.Logger, maxTTL: cfg.MaxTTL}
+	if s.log == nil {
+		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if s.maxTTL == 0 {
+		s.maxTTL = participant.DefaultMaxTTL
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	if cfg.SweepEvery == 0 {
+		cfg.SweepEvery = DefaultSweepEvery
+	}
+	s.latency.Store(int64(cfg.Latency))
+	path := cfg.DB
+	if path == "" {
+		dir, err := os.MkdirTemp("", "testpart-")
+		if err != nil {
+			return nil, fmt.Errorf("testpart: %w", err)
+		}
+		s.tempDir, path = dir, filepath.Join(dir, "testpart.db")
+	}
+	if err := s.open(ctx, path, cfg); err != nil {
+		s.closeStore()
+		return nil, err
+	}
+	sweepCtx, stop := context.WithCancel(context.Background())
+	s.stopSweeper, s.swept = stop, make(chan struct{})
+	go func() {
+		defer close(s.swept)
+		s.kit.Run(sweepCtx)
+	}()
+	return s, nil
+}
+
+func (s *Service) open(ctx context.Context, path string, cfg Config) error {
+	// WAL, and synchronous=NORMAL: a commit survives the process being
+	// killed (not the machine crashing), which is what the tests inflict.
+	// One connection: SQLite has one writer anyway, and requests queue in
+	// the pool instead of polling the lock.
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
+	if err != nil {
+		return fmt.Errorf("testpart: open %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(1)
+	s.db = db
+	if _, err := db.ExecContext(ctx, schema); err != nil {
+		return fmt.Errorf("testpart: create table: %w", err)
+	}
+	if err := participant.Migrate(ctx, db, participant.SQLite, participant.DefaultTable); err != nil {
+		return fmt.Errorf("testpart: %w", err)
+	}
+	kit, err := participant.New(ctx, participant.Config{
+		DB: db, Dialect: participant.SQLite, Path: "/reservations", BaseURL: cfg.BaseURL,
+		DefaultTTL: cfg.TTL, MaxTTL: s.maxTTL, SweepEvery: cfg.SweepEvery, Retention: DefaultRetention,
+		Try: s.tryFunc, Confirm: s.outcome("confirmed"), Cancel: s.outcome("cancelled"),
+		Logger: s.log,
+	})
+	if err != nil {
+		return fmt.Errorf("testpart: %w", err)
+	}
+	s.kit = kit
+	s.mux.Handle("POST /reservations", kit)
+	s.mux.HandleFunc("PUT /reservations/{id}", s.settle("confirm", &s.confirmCalls))
+	s.mux.HandleFunc("DELETE /reservations/{id}", s.settle("cancel", &s.cancelCalls))
 	s.mux.HandleFunc("GET /reservations/{id}", s.get)
 	s.mux.HandleFunc("GET /reservations", s.list)
 	s.mux.HandleFunc("GET /stats", s.stats)
 	s.mux.HandleFunc("POST /faults", s.addFault)
 	s.mux.HandleFunc("DELETE /faults", s.clearFaults)
+	return nil
+}
+
+// Close stops the sweeper and closes the database (removing it if Open
+// made it in a temporary directory).
+func (s *Service) Close() error {
+	s.stopSweeper()
+	<-s.swept
+	return s.closeStore()
+}
+
+func (s *Service) closeStore() error {
+	var err error
+	if s.db != nil {
+		err = s.db.Close()
+	}
+	if s.tempDir != "" {
+		err = errors.Join(err, os.RemoveAll(s.tempDir))
+	}
+	return err
+}
+
+// NewTest opens a service for test t, with its database in t's temporary
+// directory, reservations living for ttl unless a try asks for another,
+// and closes it when t ends.
+func NewTest(t testing.TB, ttl time.Duration) *Service {
+	t.Helper()
+	s, err := Open(context.Background(), Config{DB: filepath.Join(t.TempDir(), "testpart.db"), TTL: ttl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Errorf("testpart: close: %v", err)
+		}
+	})
 	return s
 }
 
 // SetLatency adds d to every confirm and cancel.
-func (s *Service) SetLatency(d time.Duration) {
-	s.mu.Lock()
-	s.latency = d
-	s.mu.Unlock()
-}
+func (s *Service) SetLatency(d time.Duration) { s.latency.Store(int64(d)) }
 
 func (s *Service) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
 
-// Try makes a reservation directly and returns its id.
-func (s *Service) Try(ttl time.Duration) *Reservation {
-	if ttl <= 0 {
-		ttl = s.ttl
+// tryFunc is the kit's TryFunc: record the reservation's row, with the
+// lifetime the try asks for.
+func (s *Service) tryFunc(ctx context.Context, tx *sql.Tx, id string, r *http.Request) (participant.Reservation, error) {
+	ttl, err := s.ttlParam(r)
+	if err != nil {
+		return participant.Reservation{}, err
 	}
-	id := strconv.FormatInt(s.next.Add(1), 10)
-	r := &Reservation{ID: id, State: Tried, Expires: time.Now().Add(ttl)}
-	s.mu.Lock()
-	s.res[id] = r
-	s.mu.Unlock()
-	c := *r
-	return &c
+	if _, err := tx.ExecContext(ctx, `INSERT INTO testpart_reservation (id) VALUES (?)`, id); err != nil {
+		return participant.Reservation{}, fmt.Errorf("record reservation: %w", err)
+	}
+	return participant.Reservation{TTL: ttl}, nil
 }
 
-// AddFault installs a fault.
-func (s *Service) AddFault(f Fault) {
-	s.mu.Lock()
-	s.faults = append(s.faults, &f)
-	s.mu.Unlock()
+// ttlParam reads ?ttl=: a positive duration up to the maximum, or none.
+func (s *Service) ttlParam(r *http.Request) (time.Duration, error) {
+	v := r.URL.Query().Get("ttl")
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(v)
+	switch {
+	case err != nil || d <= 0:
+		return 0, participant.Rejectf(http.StatusBadRequest, "ttl %q: want a positive duration such as 90s", v)
+	case d > s.maxTTL:
+		return 0, participant.Rejectf(http.StatusBadRequest, "ttl %q: this service grants at most %v", v, s.maxTTL)
+	}
+	return d, nil
 }
 
-// Get returns a copy of a reservation.
-func (s *Service) Get(id string) (Reservation, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	r, ok := s.res[id]
-	if !ok {
-		return Reservation{}, false
+// outcome is the kit's Confirm or Cancel: it records the outcome on the
+// reservation's row, which the kit runs exactly once.
+func (s *Service) outcome(what string) participant.SettleFunc {
+	return func(ctx context.Context, tx *sql.Tx, id string) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE testpart_reservation SET outcome = ? WHERE id = ?`, what, id); err != nil {
+			return fmt.Errorf("record %s: %w", what, err)
+		}
+		return nil
 	}
-	s.expire(r, time.Now())
-	return *r, true
+}
+
+// Try makes a reservation directly (through the kit, as a POST would) and
+// returns it. ttl <= 0 means the default lifetime.
+func (s *Service) Try(ctx context.Context, ttl time.Duration) (Reservation, error) {
+	target := "/reservations"
+	if ttl > 0 {
+		target += "?ttl=" + url.QueryEscape(ttl.String())
+	}
+	rec := httptest.NewRecorder()
+	s.kit.ServeHTTP(rec, httptest.NewRequestWithContext(ctx, http.MethodPost, target, nil))
+	if rec.Code != http.StatusCreated {
+		return Reservation{}, fmt.Errorf("testpart: try: %d %s", rec.Code, strings.TrimSpace(rec.Body.String()))
+	}
+	var body struct {
+		ParticipantLink struct {
+			URI     string    `json:"uri"`
+			Expires time.Time `json:"expires"`
+		} `json:"participantLink"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
+		return Reservation{}, fmt.Errorf("testpart: try: %w", err)
+	}
+	uri := body.ParticipantLink.URI
+	return Reservation{ID: uri[strings.LastIndexByte(uri, '/')+1:], State: Tried, Expires: body.ParticipantLink.Expires}, nil
+}
+
+// settle serves PUT (op "confirm") or DELETE ("cancel") of a reservation:
+// it counts the call, applies latency and faults, lets the kit answer,
+// and records the call on the reservation.
+func (s *Service) settle(op string, calls *atomic.Int64) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		answered, after := s.preamble(w, op)
+		if answered {
+			return
+		}
+		rec := httptest.NewRecorder()
+		s.kit.ServeHTTP(rec, r)
+		s.count(r.Context(), op, r.PathValue("id"), rec.Code)
+		if after != nil {
+			s.loseReply(w, after)
+			return
+		}
+		for k, v := range rec.Header() {
+			w.Header()[k] = v
+		}
+		w.WriteHeader(rec.Code)
+		_, _ = w.Write(rec.Body.Bytes())
+	}
+}
+
+// count records a confirm or cancel call on reservation id (nothing if
+// there is no such reservation); a cancel refused because the reservation
+// is confirmed is counted apart.
+func (s *Service) count(ctx context.Context, op, id string, status int) {
+	q := `UPDATE testpart_reservation SET confirms = confirms + 1 WHERE id = ?`
+	if op == "cancel" {
+		q = `UPDATE testpart_reservation SET cancels = cancels + 1 WHERE id = ?`
+		if status == http.StatusConflict {
+			q = `UPDATE testpart_reservation SET cancels = cancels + 1, cancel_after_confirm = cancel_after_confirm + 1 WHERE id = ?`
+		}
+	}
+	if _, err := s.db.ExecContext(ctx, q, id); err != nil {
+		s.log.Error("testpart: count a call", "op", op, "id", id, "err", err)
+	}
+}
+
+// Get returns a reservation with its counters.
+func (s *Service) Get(ctx context.Context, id string) (Reservation, bool, error) {
+	all, err := s.query(ctx, ` WHERE k.id = ?`, id)
+	if err != nil || len(all) == 0 {
+		return Reservation{}, false, err
+	}
+	return all[0], true, nil
+}
+
+// List returns every reservation (and empty cancel), oldest first.
+func (s *Service) List(ctx context.Context) ([]Reservation, error) {
+	return s.query(ctx, ` ORDER BY k.created_at, k.id`)
+}
+
+// query reads reservations: the kit's rows joined to the counters.
+func (s *Service) query(ctx context.Context, where string, args ...any) ([]Reservation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT k.id, k.state, k.expires_at,
+	COALESCE(t.confirms, 0), COALESCE(t.cancels, 0), COALESCE(t.cancel_after_confirm, 0)
+FROM `+participant.DefaultTable+` k LEFT JOIN testpart_reservation t ON t.id = k.id`+where, args...)
+	if err != nil {
+		return nil, fmt.Errorf("testpart: read reservations: %w", err)
+	}
+	defer rows.Close()
+	now := time.Now()
+	out := []Reservation{}
+	for rows.Next() {
+		var r Reservation
+		var expires int64
+		if err := rows.Scan(&r.ID, &r.State, &expires, &r.Confirms, &r.Cancels, &r.CancelAfterConfirm); err != nil {
+			return nil, fmt.Errorf("testpart: read reservations: %w", err)
+		}
+		r.Expires = time.UnixMilli(expires).UTC()
+		if r.State == Tried && !now.Before(r.Expires) {
+			r.State = Expired // cancelled on its own, whether swept yet or not
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("testpart: read reservations: %w", err)
+	}
+	return out, nil
 }
 
 // Stats returns the counters.
-func (s *Service) Stats() Stats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := time.Now()
+func (s *Service) Stats(ctx context.Context) (Stats, error) {
+	all, err := s.List(ctx)
+	if err != nil {
+		return Stats{}, err
+	}
 	st := Stats{ConfirmCalls: s.confirmCalls.Load(), CancelCalls: s.cancelCalls.Load()}
-	for _, r := range s.res {
-		s.expire(r, now)
-		st.Tried++
+	for _, r := range all {
 		st.CancelAfterConfirm += r.CancelAfterConfirm
+		if r.State == Void {
+			st.EmptyCancels++
+			continue
+		}
+		st.Tried++
 		switch r.State {
 		case Confirmed:
 			st.Confirmed++
@@ -160,191 +445,45 @@ func (s *Service) Stats() Stats {
 			st.Pending++
 		}
 	}
-	return st
-}
-
-// expire moves a tried reservation past its expiry to Expired: the
-// participant cancels on its own. Callers hold s.mu.
-func (s *Service) expire(r *Reservation, now time.Time) {
-	if r.State == Tried && !now.Before(r.Expires) {
-		r.State = Expired
-	}
-}
-
-// fault returns the fault that applies to this call, consuming one use.
-func (s *Service) fault(op string) *Fault {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i, f := range s.faults {
-		if f.Op != op && f.Op != "any" {
-			continue
-		}
-		c := *f
-		if f.Count > 0 {
-			f.Count--
-			if f.Count == 0 {
-				s.faults = append(s.faults[:i], s.faults[i+1:]...)
-			}
-		}
-		return &c
-	}
-	return nil
-}
-
-func (s *Service) try(w http.ResponseWriter, r *http.Request) {
-	ttl := s.ttl
-	if v := r.URL.Query().Get("ttl"); v != "" {
-		d, err := time.ParseDuration(v)
-		if err != nil {
-			http.Error(w, "bad ttl", http.StatusBadRequest)
-			return
-		}
-		ttl = d
-	}
-	res := s.Try(ttl)
-	uri := fmt.Sprintf("http://%s/reservations/%s", r.Host, res.ID)
-	exp := res.Expires.UTC().Format(time.RFC3339Nano)
-	w.Header().Set("Location", uri)
-	w.Header().Set("Link", fmt.Sprintf(`<%s>; rel="tcc"; expires="%s"`, uri, exp))
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusCreated)
-	_ = json.NewEncoder(w).Encode(map[string]any{"participantLink": map[string]string{"uri": uri, "expires": exp, "rel": "tcc"}})
-}
-
-// preamble applies latency and faults; it reports whether the call is
-// answered already, and whether to fail after doing the work.
-func (s *Service) preamble(w http.ResponseWriter, op string) (answered bool, after *Fault) {
-	s.mu.Lock()
-	lat := s.latency
-	s.mu.Unlock()
-	if lat > 0 {
-		time.Sleep(lat)
-	}
-	f := s.fault(op)
-	if f == nil {
-		return false, nil
-	}
-	if d, err := time.ParseDuration(f.Delay); err == nil && d > 0 {
-		time.Sleep(d)
-	}
-	if f.ApplyThenFail {
-		return false, f
-	}
-	if f.Status != 0 {
-		if f.RetryAfter > 0 {
-			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
-		}
-		w.WriteHeader(f.Status)
-		return true, nil
-	}
-	return false, nil
-}
-
-func (s *Service) finish(w http.ResponseWriter, status int, after *Fault) {
-	if after != nil {
-		// The work is done but the reply is lost: reset the connection.
-		if hj, ok := w.(http.Hijacker); ok {
-			if conn, _, err := hj.Hijack(); err == nil {
-				conn.Close()
-				return
-			}
-		}
-		status = after.Status
-	}
-	w.WriteHeader(status)
-}
-
-func (s *Service) confirm(w http.ResponseWriter, r *http.Request) {
-	s.confirmCalls.Add(1)
-	s.settle(w, r, "confirm", func(res *Reservation) int {
-		res.Confirms++
-		switch res.State {
-		case Tried:
-			res.State = Confirmed
-			return http.StatusNoContent
-		case Confirmed:
-			return http.StatusNoContent
-		}
-		return http.StatusNotFound
-	})
-}
-
-func (s *Service) cancel(w http.ResponseWriter, r *http.Request) {
-	s.cancelCalls.Add(1)
-	s.settle(w, r, "cancel", func(res *Reservation) int {
-		res.Cancels++
-		switch res.State {
-		case Tried:
-			res.State = Cancelled
-			return http.StatusNoContent
-		case Cancelled, Expired:
-			return http.StatusNoContent
-		case Confirmed:
-			res.CancelAfterConfirm++
-			return http.StatusConflict
-		}
-		return http.StatusNotFound
-	})
-}
-
-// settle applies faults, then change to the reservation named in the path
-// (404 if unknown), and answers with the status change returns.
-func (s *Service) settle(w http.ResponseWriter, r *http.Request, op string, change func(*Reservation) int) {
-	answered, after := s.preamble(w, op)
-	if answered {
-		return
-	}
-	s.mu.Lock()
-	status := http.StatusNotFound
-	if res, ok := s.res[r.PathValue("id")]; ok {
-		s.expire(res, time.Now())
-		status = change(res)
-	}
-	s.mu.Unlock()
-	s.finish(w, status, after)
+	return st, nil
 }
 
 func (s *Service) get(w http.ResponseWriter, r *http.Request) {
-	res, ok := s.Get(r.PathValue("id"))
-	if !ok {
+	res, ok, err := s.Get(r.Context(), r.PathValue("id"))
+	switch {
+	case err != nil:
+		s.internalError(w, err)
+	case !ok:
 		http.NotFound(w, r)
-		return
+	default:
+		writeJSON(w, res)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(res)
 }
 
 func (s *Service) list(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	now := time.Now()
-	out := make([]Reservation, 0, len(s.res))
-	for _, res := range s.res {
-		s.expire(res, now)
-		out = append(out, *res)
+	all, err := s.List(r.Context())
+	if err != nil {
+		s.internalError(w, err)
+		return
 	}
-	s.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(out)
+	writeJSON(w, all)
 }
 
 func (s *Service) stats(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(s.Stats())
-}
-
-func (s *Service) addFault(w http.ResponseWriter, r *http.Request) {
-	var f Fault
-	if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
+	st, err := s.Stats(r.Context())
+	if err != nil {
+		s.internalError(w, err)
 		return
 	}
-	s.AddFault(f)
-	w.WriteHeader(http.StatusNoContent)
+	writeJSON(w, st)
 }
 
-func (s *Service) clearFaults(w http.ResponseWriter, r *http.Request) {
-	s.mu.Lock()
-	s.faults = nil
-	s.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
+func (s *Service) internalError(w http.ResponseWriter, err error) {
+	s.log.Error("testpart: request failed", "err", err)
+	http.Error(w, "internal error", http.StatusInternalServerError)
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(v)
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -170,9 +171,13 @@ func StartTccd(t testing.TB, bin string, args ...string) *Proc {
 	return p
 }
 
-// StartParticipant runs the test participant service (cmd/testpart).
+// StartParticipant runs the test participant service (cmd/testpart), with
+// its database in t's temporary directory unless args name one (--db).
 func StartParticipant(t testing.TB, bin string, args ...string) *Proc {
 	t.Helper()
+	if !slices.ContainsFunc(args, func(a string) bool { return a == "--db" || strings.HasPrefix(a, "--db=") }) {
+		args = append([]string{"--db", filepath.Join(t.TempDir(), "testpart.db")}, args...)
+	}
 	return StartService(t, "testpart", bin, args...)
 }
 

@@ -46,22 +46,33 @@ type Env struct {
 	Log *slog.Logger
 	// TTL is --ttl: the lifetime of a reservation whose try asks for none.
 	TTL time.Duration
+	// MaxTTL is --max-ttl: the longest lifetime a try may ask for (with
+	// ?ttl=, see reserve.TTLParam) and the kit's cap (Config.MaxTTL).
+	MaxTTL time.Duration
+	// BaseURL is --base-url, by default http://<the address served>: the
+	// start of the reservation URIs (Config.BaseURL). Empty when the
+	// service listens on every interface and no --base-url is given: the
+	// kit then builds URIs from the Host header, and says so.
+	BaseURL string
+	// Retention is --retention: how long settled bookkeeping rows are kept
+	// after their expiry (Config.Retention; zero keeps them).
+	Retention time.Duration
 
 	sweepEvery time.Duration
 	faults     *Faults
 	parts      []*participant.Participant
 }
 
-// Participant completes cfg with the service's database, default lifetime,
-// sweep period and logger, wraps its Confirm and Cancel with the fault
-// switch, and creates the participant. The runner runs its expiry sweeper;
-// the caller registers its routes (p.Register(env.Mux), or behind
-// middleware).
+// Participant completes cfg with the service's database, lifetimes, base
+// URL, retention, sweep period and logger, wraps its Confirm and Cancel
+// with the fault switch, and creates the participant. The runner runs its
+// expiry sweeper (and with it the cleanup of old bookkeeping rows); the
+// caller registers its routes (p.Register(env.Mux), or behind middleware).
 func (e *Env) Participant(ctx context.Context, cfg participant.Config) (*participant.Participant, error) {
 	cfg.DB, cfg.Dialect, cfg.Logger = e.DB, e.Dialect, e.Log
-	cfg.DefaultTTL, cfg.SweepEvery = e.TTL, e.sweepEvery
-	if cfg.MaxTTL == 0 && e.TTL > participant.DefaultMaxTTL {
-		cfg.MaxTTL = e.TTL // a --ttl beyond the kit's cap raises the cap
+	cfg.DefaultTTL, cfg.MaxTTL, cfg.SweepEvery, cfg.Retention = e.TTL, e.MaxTTL, e.sweepEvery, e.Retention
+	if cfg.BaseURL == "" {
+		cfg.BaseURL = e.BaseURL
 	}
 	cfg.Confirm = e.faults.Wrap("confirm", cfg.Confirm)
 	cfg.Cancel = e.faults.Wrap("cancel", cfg.Cancel)
@@ -83,6 +94,9 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 	listen := fs.String("listen", s.Listen, "address to serve on (host:port; port 0 picks one)")
 	dsn := fs.String("db", s.DB, "database: a SQLite file, or a postgres:// URL (optionally with search_path=<schema>)")
 	ttl := fs.Duration("ttl", 5*time.Minute, "lifetime of a reservation whose try asks for none (a try may ask with ?ttl=)")
+	maxTTL := fs.Duration("max-ttl", participant.DefaultMaxTTL, "longest lifetime a try may ask for with ?ttl= (more is answered 400)")
+	retention := fs.Duration("retention", DefaultRetention, fmt.Sprintf("how long settled bookkeeping rows are kept after their expiry before the cleanup deletes them (at least %v; 0 keeps them)", participant.MinRetention))
+	baseURL := fs.String("base-url", "", "start of the reservation URIs handed to the coordinator (default http://<listen address>)")
 	sweep := fs.Duration("sweep-every", time.Second, "period of the expiry sweeper, which cancels reservations past their expiry")
 	testFaults := fs.Bool("test-faults", false, "FOR TESTS AND DEMOS: serve POST /admin/faults, which makes the next confirm or cancel fail")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
@@ -99,6 +113,12 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 	if err := lvl.UnmarshalText([]byte(*level)); err != nil {
 		return fmt.Errorf("%w: --log-level: %v", ErrUsage, err)
 	}
+	if *ttl <= 0 || *ttl > *maxTTL {
+		return fmt.Errorf("%w: --ttl %v: want a positive lifetime no longer than --max-ttl (%v)", ErrUsage, *ttl, *maxTTL)
+	}
+	if *retention != 0 && *retention < participant.MinRetention {
+		return fmt.Errorf("%w: --retention %v: want 0 (keep every row) or at least %v", ErrUsage, *retention, participant.MinRetention)
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl})).With("service", s.Name)
 
 	db, d, err := exampledb.Open(ctx, *dsn)
@@ -106,8 +126,18 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 		return err
 	}
 	defer db.Close()
-	env := &Env{DB: db, Dialect: d, Mux: http.NewServeMux(), Log: log, TTL: *ttl,
-		sweepEvery: *sweep, faults: &Faults{}}
+	// Listen first: the address is the default base of the reservation
+	// URIs, which Setup's participants need.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	if *baseURL == "" {
+		*baseURL = defaultBaseURL(ln.Addr())
+	}
+	env := &Env{DB: db, Dialect: d, Mux: http.NewServeMux(), Log: log, TTL: *ttl, MaxTTL: *maxTTL,
+		BaseURL: *baseURL, Retention: *retention, sweepEvery: *sweep, faults: &Faults{}}
 	if err := s.Setup(ctx, env); err != nil {
 		return fmt.Errorf("set-up: %w", err)
 	}
@@ -117,10 +147,6 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 		log.Warn("fault injection is on (--test-faults): POST /admin/faults makes confirms or cancels fail")
 	}
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{Handler: env.Mux, ReadHeaderTimeout: 5 * time.Second}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
@@ -130,7 +156,8 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 	for _, p := range env.parts {
 		sweepers.Go(func() { p.Run(sweepCtx) })
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "db", exampledb.Redact(*dsn), "dialect", d)
+	log.Info("serving", "addr", ln.Addr().String(), "base_url", env.BaseURL, "db", exampledb.Redact(*dsn), "dialect", d,
+		"ttl", env.TTL, "max_ttl", env.MaxTTL, "retention", env.Retention)
 	fmt.Fprintf(stdout, "listening %s\n", ln.Addr())
 
 	select {
@@ -148,4 +175,18 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 		err = nil
 	}
 	return err
+}
+
+// DefaultRetention is the default of --retention: a week, well above
+// participant.MinRetention, so that what went wrong can still be read in
+// the bookkeeping table for a while.
+const DefaultRetention = 7 * 24 * time.Hour
+
+// defaultBaseURL is http://<addr>, or "" when addr is every interface's
+// (0.0.0.0, ::), which is no address a coordinator can call.
+func defaultBaseURL(addr net.Addr) string {
+	if tcp, ok := addr.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		return ""
+	}
+	return "http://" + addr.String()
 }

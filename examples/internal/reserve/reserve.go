@@ -139,15 +139,25 @@ func Reason(service string, err error) string {
 
 // TTLParam reads the lifetime a try asks for in its ?ttl= query parameter
 // (a Go duration such as "90s"); zero when there is none, so that the
-// participant's default applies. A bad value is a 400 for the kit.
-func TTLParam(r *http.Request) (time.Duration, error) {
+// participant's default applies. max is the longest lifetime the service
+// grants (its participant.Config.MaxTTL; zero means
+// participant.DefaultMaxTTL). A value that is not a positive duration, or
+// is longer than max, is a 400 for the kit that says why: a try is never
+// granted silently less than it asked for.
+func TTLParam(r *http.Request, max time.Duration) (time.Duration, error) {
 	s := r.URL.Query().Get("ttl")
 	if s == "" {
 		return 0, nil
 	}
+	if max <= 0 {
+		max = participant.DefaultMaxTTL
+	}
 	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
+	switch {
+	case err != nil || d <= 0:
 		return 0, participant.Rejectf(http.StatusBadRequest, "ttl %q: want a positive duration such as 90s", s)
+	case d > max:
+		return 0, participant.Rejectf(http.StatusBadRequest, "ttl %q: this service grants at most %v", s, max)
 	}
 	return d, nil
 }

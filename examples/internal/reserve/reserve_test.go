@@ -5,8 +5,11 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/tccd/tccd/participant"
 )
 
 func TestPost(t *testing.T) {
@@ -85,21 +88,31 @@ func TestPostUnreachable(t *testing.T) {
 func TestTTLParam(t *testing.T) {
 	tests := []struct {
 		query string
+		max   time.Duration
 		want  time.Duration
-		bad   bool
+		bad   string // in the refusal's detail
 	}{
-		{"", 0, false},
-		{"ttl=90s", 90 * time.Second, false},
-		{"ttl=1m30s", 90 * time.Second, false},
-		{"ttl=90", 0, true},
-		{"ttl=-1s", 0, true},
-		{"ttl=0s", 0, true},
+		{query: "", want: 0},
+		{query: "ttl=90s", want: 90 * time.Second},
+		{query: "ttl=1m30s", want: 90 * time.Second},
+		{query: "ttl=24h", want: 24 * time.Hour},
+		{query: "ttl=90", bad: "positive duration"},
+		{query: "ttl=-1s", bad: "positive duration"},
+		{query: "ttl=0s", bad: "positive duration"},
+		{query: "ttl=soon", bad: "positive duration"},
+		{query: "ttl=25h", bad: "at most 24h0m0s"},
+		{query: "ttl=2m", max: time.Minute, bad: "at most 1m0s"},
+		{query: "ttl=1m", max: time.Minute, want: time.Minute},
 	}
 	for _, tt := range tests {
 		r := httptest.NewRequest("POST", "/x?"+tt.query, nil)
-		got, err := TTLParam(r)
-		if (err != nil) != tt.bad || got != tt.want {
-			t.Errorf("%q: got %v, %v", tt.query, got, err)
+		got, err := TTLParam(r, tt.max)
+		var rej *participant.Rejection
+		switch {
+		case tt.bad == "" && (err != nil || got != tt.want):
+			t.Errorf("%q (max %v): got %v, %v; want %v", tt.query, tt.max, got, err, tt.want)
+		case tt.bad != "" && (!errors.As(err, &rej) || rej.Status != http.StatusBadRequest || !strings.Contains(rej.Detail, tt.bad)):
+			t.Errorf("%q (max %v): got %v, %v; want a 400 saying %q", tt.query, tt.max, got, err, tt.bad)
 		}
 	}
 	if got := WithTTL("http://a/b", time.Minute); got != "http://a/b?ttl=1m0s" {

@@ -73,7 +73,7 @@ func runSeats(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			if err != nil {
 				return err
 			}
-			t := theatre.Theatre{DB: env.DB, Dialect: env.Dialect, Payment: payment, TTL: env.TTL,
+			t := theatre.Theatre{DB: env.DB, Dialect: env.Dialect, Payment: payment, TTL: env.TTL, MaxTTL: env.MaxTTL,
 				PaymentHTTP: c.WrapHTTPClient(&http.Client{Timeout: 5 * time.Second})}
 			if err := t.Migrate(ctx); err != nil {
 				return err

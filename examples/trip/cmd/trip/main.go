@@ -54,7 +54,7 @@ func runAirline(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		},
 		Setup: func(ctx context.Context, env *examplecmd.Env) error {
 			env.Log = env.Log.With("airline", name)
-			a := trip.Airline{Name: name, DB: env.DB, Dialect: env.Dialect}
+			a := trip.Airline{Name: name, DB: env.DB, Dialect: env.Dialect, MaxTTL: env.MaxTTL}
 			if err := a.Migrate(ctx); err != nil {
 				return err
 			}

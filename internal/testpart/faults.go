@@ -1,0 +1,111 @@
+package testpart
+
+import (
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// Fault makes the next Count calls of an operation misbehave.
+type Fault struct {
+	// Op is "confirm", "cancel" or "any".
+	Op string `json:"op"`
+	// Count is how many calls are affected; -1 means until cleared.
+	Count int `json:"count"`
+	// Status, when set, is answered instead of doing the work.
+	Status int `json:"status,omitempty"`
+	// RetryAfter, when set with Status, is sent as Retry-After (seconds).
+	RetryAfter int `json:"retry_after,omitempty"`
+	// Delay is slept before answering (or before doing the work).
+	Delay string `json:"delay,omitempty"`
+	// ApplyThenFail does the work and then answers Status: a lost reply.
+	ApplyThenFail bool `json:"apply_then_fail,omitempty"`
+}
+
+// AddFault installs a fault.
+func (s *Service) AddFault(f Fault) {
+	s.mu.Lock()
+	s.faults = append(s.faults, &f)
+	s.mu.Unlock()
+}
+
+// fault returns the fault that applies to this call, consuming one use.
+func (s *Service) fault(op string) *Fault {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, f := range s.faults {
+		if f.Op != op && f.Op != "any" {
+			continue
+		}
+		c := *f
+		if f.Count > 0 {
+			f.Count--
+			if f.Count == 0 {
+				s.faults = append(s.faults[:i], s.faults[i+1:]...)
+			}
+		}
+		return &c
+	}
+	return nil
+}
+
+// preamble applies latency and faults; it reports whether the call is
+// answered already, and whether to fail after doing the work.
+func (s *Service) preamble(w http.ResponseWriter, op string) (answered bool, after *Fault) {
+	if lat := time.Duration(s.latency.Load()); lat > 0 {
+		time.Sleep(lat)
+	}
+	f := s.fault(op)
+	if f == nil {
+		return false, nil
+	}
+	if d, err := time.ParseDuration(f.Delay); err == nil && d > 0 {
+		time.Sleep(d)
+	}
+	if f.ApplyThenFail {
+		return false, f
+	}
+	if f.Status != 0 {
+		if f.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(f.RetryAfter))
+		}
+		w.WriteHeader(f.Status)
+		return true, nil
+	}
+	return false, nil
+}
+
+// loseReply ends a call whose work is done without its answer: the
+// connection is reset, or, where it cannot be, the fault's status is
+// answered.
+func (s *Service) loseReply(w http.ResponseWriter, f *Fault) {
+	if hj, ok := w.(http.Hijacker); ok {
+		if conn, _, err := hj.Hijack(); err == nil {
+			conn.Close()
+			return
+		}
+	}
+	status := f.Status
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	w.WriteHeader(status)
+}
+
+func (s *Service) addFault(w http.ResponseWriter, r *http.Request) {
+	var f Fault
+	if err := json.NewDecoder(r.Body).Decode(&f); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	s.AddFault(f)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) clearFaults(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	s.faults = nil
+	s.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
