@@ -37,7 +37,9 @@ type Store interface {
 	// f.Limit of them, and the cursor of the next page ("" at the end).
 	List(ctx context.Context, f Filter) ([]*Transaction, string, error)
 	// Unfinished calls fn for every transaction in state active, confirming
-	// or cancelling, in no particular order, until fn returns an error.
+	// or cancelling, and for every transaction whose Notification.State is
+	// NotificationPending, in no particular order, until fn returns an
+	// error.
 	Unfinished(ctx context.Context, fn func(*Transaction) error) error
 	// Purge deletes up to limit transactions that reached a final state
 	// before the given time and returns how many it deleted. Which go first

@@ -87,10 +87,45 @@ type Transaction struct {
 	Owner      string
 	LeaseUntil time.Time
 
+	// Notify is the URL told of the outcome by a signed POST (a webhook),
+	// "" for none; Notification is how that delivery stands.
+	Notify       string
+	Notification Notification
+
 	// Version is incremented by the store on every write; Update compares it.
 	Version uint64
 
 	Participants []Participant
+}
+
+// NotificationState says how the delivery of a transaction's outcome to
+// its Notify URL stands.
+type NotificationState string
+
+// Notification states.
+const (
+	// NotificationNone: nothing to deliver (no Notify URL, or not final yet).
+	NotificationNone NotificationState = ""
+	// NotificationPending: the transaction reached a final state and its
+	// outcome is being delivered (retried with back-off).
+	NotificationPending NotificationState = "pending"
+	// NotificationDelivered: the receiver answered 2xx.
+	NotificationDelivered NotificationState = "delivered"
+	// NotificationFailed: no 2xx came within the webhook's maximum age.
+	NotificationFailed NotificationState = "failed"
+)
+
+// Notification is the delivery of a transaction's outcome to its Notify URL.
+type Notification struct {
+	State NotificationState
+	// DeliveryID is sent with every attempt (Tcc-Delivery), so that a
+	// receiver can tell a repeat from a new delivery.
+	DeliveryID string
+	Attempts   int
+	// LastStatus, LastError and LastAttemptAt describe the last attempt.
+	LastStatus    int
+	LastError     string
+	LastAttemptAt time.Time
 }
 
 // Clone returns a deep copy of tx, safe to change without touching the original.
