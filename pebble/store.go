@@ -150,6 +150,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	s.filterCtx, s.filterCancel = context.WithCancel(context.Background())
 	s.ids.start = s.startFilter
+	// Before Open returns: the filter being built must exist before the
+	// first Create, or an id written while the build scans could be
+	// missing from it (see idFilter).
 	s.startFilter(0)
 	return s, nil
 }
