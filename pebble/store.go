@@ -18,6 +18,7 @@ import (
 
 	pdb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/tccd/tccd"
 )
@@ -65,6 +66,11 @@ type Options struct {
 	MemTableSize int64
 	// Logger receives Pebble's own messages; nil discards them.
 	Logger *slog.Logger
+	// FS is the file system the store's files are on; nil means the real
+	// disk. Tests pass Pebble's crashable in-memory file system
+	// (vfs.NewCrashableMem) to see what a power loss leaves: its CrashClone
+	// keeps only what was synced.
+	FS vfs.FS
 }
 
 // Store is a tccd.Store in a directory on local disk.
@@ -119,8 +125,12 @@ func Open(dir string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
 	cache := pdb.NewCache(opts.CacheSize)
 	popts := &pdb.Options{
+		FS:                 opts.FS,
 		Cache:              cache,
 		FormatMajorVersion: pdb.FormatNewest,
 		Logger:             pebbleLogger{log},
@@ -142,7 +152,7 @@ func Open(dir string, opts Options) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{dir: dir, min: opts.MinFreeBytes}}
+	s := &Store{db: db, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{fs: opts.FS, dir: dir, min: opts.MinFreeBytes}}
 	if err := s.dropOldIndexes(); err != nil {
 		db.Close()
 		cache.Unref()
