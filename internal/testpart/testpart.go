@@ -49,6 +49,8 @@ type Stats struct {
 	ConfirmCalls       int64 `json:"confirm_calls"`
 	CancelCalls        int64 `json:"cancel_calls"`
 	CancelAfterConfirm int   `json:"cancel_after_confirm"`
+	// Held counts the calls a Hold fault is holding now.
+	Held int64 `json:"held"`
 }
 
 // Fault makes the next Count calls of an operation misbehave.
@@ -65,6 +67,12 @@ type Fault struct {
 	Delay string `json:"delay,omitempty"`
 	// ApplyThenFail does the work and then answers Status: a lost reply.
 	ApplyThenFail bool `json:"apply_then_fail,omitempty"`
+	// Hold holds the call, before anything else, until the faults are
+	// cleared; then it goes on as the rest of the fault says (with nothing
+	// else set, it does the work). A call whose caller goes away meanwhile
+	// (a coordinator killed) ends there, undone. A test can so have calls
+	// in flight at the moment of its choosing.
+	Hold bool `json:"hold,omitempty"`
 }
 
 // Service is the reservation service. Create it with New.
@@ -74,10 +82,13 @@ type Service struct {
 	next atomic.Int64
 
 	confirmCalls, cancelCalls atomic.Int64
+	held                      atomic.Int64
 
 	mu     sync.Mutex
 	res    map[string]*Reservation
 	faults []*Fault
+	// release is closed when the faults are cleared: held calls go on.
+	release chan struct{}
 	// latency is added to every confirm and cancel (simulated work).
 	latency time.Duration
 }
@@ -85,7 +96,7 @@ type Service struct {
 // New returns a service whose reservations live for ttl unless a try asks
 // for another (?ttl=…).
 func New(ttl time.Duration) *Service {
-	s := &Service{mux: http.NewServeMux(), ttl: ttl, res: make(map[string]*Reservation)}
+	s := &Service{mux: http.NewServeMux(), ttl: ttl, res: make(map[string]*Reservation), release: make(chan struct{})}
 	s.mux.HandleFunc("POST /reservations", s.try)
 	s.mux.HandleFunc("PUT /reservations/{id}", s.confirm)
 	s.mux.HandleFunc("DELETE /reservations/{id}", s.cancel)
@@ -144,7 +155,7 @@ func (s *Service) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	st := Stats{ConfirmCalls: s.confirmCalls.Load(), CancelCalls: s.cancelCalls.Load()}
+	st := Stats{ConfirmCalls: s.confirmCalls.Load(), CancelCalls: s.cancelCalls.Load(), Held: s.held.Load()}
 	for _, r := range s.res {
 		s.expire(r, now)
 		st.Tried++
@@ -171,8 +182,9 @@ func (s *Service) expire(r *Reservation, now time.Time) {
 	}
 }
 
-// fault returns the fault that applies to this call, consuming one use.
-func (s *Service) fault(op string) *Fault {
+// fault returns the fault that applies to this call, consuming one use,
+// and the channel that releases held calls.
+func (s *Service) fault(op string) (*Fault, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, f := range s.faults {
@@ -186,9 +198,9 @@ func (s *Service) fault(op string) *Fault {
 				s.faults = append(s.faults[:i], s.faults[i+1:]...)
 			}
 		}
-		return &c
+		return &c, s.release
 	}
-	return nil
+	return nil, nil
 }
 
 func (s *Service) try(w http.ResponseWriter, r *http.Request) {
@@ -212,17 +224,28 @@ func (s *Service) try(w http.ResponseWriter, r *http.Request) {
 }
 
 // preamble applies latency and faults; it reports whether the call is
-// answered already, and whether to fail after doing the work.
-func (s *Service) preamble(w http.ResponseWriter, op string) (answered bool, after *Fault) {
+// answered already (or its caller gone), and whether to fail after doing
+// the work.
+func (s *Service) preamble(w http.ResponseWriter, r *http.Request, op string) (answered bool, after *Fault) {
 	s.mu.Lock()
 	lat := s.latency
 	s.mu.Unlock()
 	if lat > 0 {
 		time.Sleep(lat)
 	}
-	f := s.fault(op)
+	f, release := s.fault(op)
 	if f == nil {
 		return false, nil
+	}
+	if f.Hold {
+		s.held.Add(1)
+		select {
+		case <-release:
+			s.held.Add(-1)
+		case <-r.Context().Done():
+			s.held.Add(-1)
+			return true, nil
+		}
 	}
 	if d, err := time.ParseDuration(f.Delay); err == nil && d > 0 {
 		time.Sleep(d)
@@ -290,7 +313,7 @@ func (s *Service) cancel(w http.ResponseWriter, r *http.Request) {
 // settle applies faults, then change to the reservation named in the path
 // (404 if unknown), and answers with the status change returns.
 func (s *Service) settle(w http.ResponseWriter, r *http.Request, op string, change func(*Reservation) int) {
-	answered, after := s.preamble(w, op)
+	answered, after := s.preamble(w, r, op)
 	if answered {
 		return
 	}
@@ -343,8 +366,15 @@ func (s *Service) addFault(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) clearFaults(w http.ResponseWriter, r *http.Request) {
+	s.ClearFaults()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ClearFaults removes every fault and releases the calls held.
+func (s *Service) ClearFaults() {
 	s.mu.Lock()
 	s.faults = nil
+	close(s.release)
+	s.release = make(chan struct{})
 	s.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
 }
