@@ -75,11 +75,12 @@ type Options struct {
 
 // Store is a tccd.Store in a directory on local disk.
 type Store struct {
-	db    *pdb.DB
-	dir   string
-	space spaceGuard
-	cache *pdb.Cache
-	seed  maphash.Seed
+	db      *pdb.DB
+	dirLock *dirLocks // on dir, taken before Pebble opens it
+	dir     string
+	space   spaceGuard
+	cache   *pdb.Cache
+	seed    maphash.Seed
 	// stripes serialise the read-check-write of one id, and hold the
 	// records of the unfinished transactions this process has written.
 	stripes [256]stripe
@@ -113,7 +114,8 @@ type liveRecord struct {
 var _ tccd.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the store in dir. Only one process may
-// have a directory open at a time.
+// have a directory open at a time: while another has it, Open fails with an
+// *InUseError.
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = DefaultCacheSize
@@ -128,9 +130,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	if opts.FS == nil {
 		opts.FS = vfs.Default
 	}
+	lock, err := lockDir(opts.FS, dir)
+	if err != nil {
+		return nil, err
+	}
 	cache := pdb.NewCache(opts.CacheSize)
 	popts := &pdb.Options{
 		FS:                 opts.FS,
+		Lock:               lock.pebble,
 		Cache:              cache,
 		FormatMajorVersion: pdb.FormatNewest,
 		Logger:             pebbleLogger{log},
@@ -150,12 +157,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	db, err := pdb.Open(dir, popts)
 	if err != nil {
 		cache.Unref()
+		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
-	s := &Store{db: db, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{fs: opts.FS, dir: dir, min: opts.MinFreeBytes}}
+	s := &Store{db: db, dirLock: lock, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{fs: opts.FS, dir: dir, min: opts.MinFreeBytes}}
 	if err := s.dropOldIndexes(); err != nil {
 		db.Close()
 		cache.Unref()
+		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s.filterCtx, s.filterCancel = context.WithCancel(context.Background())
@@ -195,6 +204,9 @@ func (s *Store) Close() error {
 	s.stopFilter()
 	err := s.db.Flush()
 	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.dirLock.Close(); err == nil {
 		err = cerr
 	}
 	s.cache.Unref()

@@ -2,10 +2,15 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -345,5 +350,41 @@ func TestGracefulShutdown(t *testing.T) {
 	code, _, _ = do(client, "PUT", co.URL()+"/coordinator/confirm", "application/tcc+json", map[string]any{"participantLinks": []link{l}})
 	if code != http.StatusNoContent {
 		t.Errorf("repeat confirm after recovery: %d", code)
+	}
+}
+
+// TestSecondProcessOnSameData: a second tccd on the data directory of a
+// running one exits at once saying so — also when the LOCK file was
+// deleted meanwhile, which Pebble's lock alone does not survive — and the
+// first goes on serving.
+func TestSecondProcessOnSameData(t *testing.T) {
+	data := t.TempDir()
+	first := testproc.StartTccd(t, bins["tccd"], "--data", data)
+	second := func() string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bins["tccd"], "serve", "--listen", "127.0.0.1:0", "--data", data).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Fatalf("second tccd on the same data: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	lock := filepath.Join(data, "LOCK")
+	want := fmt.Sprintf("data directory %s is in use by another tccd (lock %s)", data, lock)
+	if out := second(); !strings.Contains(out, want) {
+		t.Fatalf("second tccd said:\n%s\nwant %q", out, want)
+	}
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	want = fmt.Sprintf("data directory %s is in use by another tccd (lock %s): its LOCK file was deleted", data, data)
+	if out := second(); !strings.Contains(out, want) {
+		t.Fatalf("second tccd, LOCK deleted, said:\n%s\nwant %q", out, want)
+	}
+	testproc.WaitReady(t, first.URL())
+	if err := first.Stop(); err != nil {
+		t.Errorf("first tccd: %v", err)
 	}
 }
