@@ -5,6 +5,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"os"
+	"strings"
 	"syscall"
 
 	pdb "github.com/cockroachdb/pebble/v2"
@@ -30,6 +31,33 @@ func (e *InUseError) Error() string {
 }
 
 func (e *InUseError) Unwrap() error { return e.Err }
+
+// DamagedError is what Open returns when files of the data directory are
+// missing or damaged — deleted or truncated by hand, or by a failing disk
+// — as far as Open can tell: docs/RELIABILITY.md ("Damaged data
+// directory") says what each kind of damage does, and which Open cannot
+// see.
+type DamagedError struct {
+	Dir    string // the data directory
+	Detail string // what is wrong, in words
+	Err    error  // what Pebble said, when Pebble found it
+}
+
+func (e *DamagedError) Error() string {
+	msg := fmt.Sprintf("data directory %s is damaged: %s", e.Dir, e.Detail)
+	if e.Err != nil {
+		msg += " (" + e.Err.Error() + ")"
+	}
+	return msg + ". " + damagedAdvice
+}
+
+func (e *DamagedError) Unwrap() error { return e.Err }
+
+// damagedAdvice is what to do about a DamagedError.
+const damagedAdvice = "Do not start tccd on it as it is. Restore the directory from a backup " +
+	"taken while tccd was stopped; or move it aside and start on an empty one, and settle by hand " +
+	"the participants of the transactions that were in flight in it: tccd will not finish them " +
+	"(docs/RELIABILITY.md, \"Damaged data directory\")"
 
 // lockDir creates dir if needed and takes Pebble's lock on it, which Open
 // hands to Pebble: the checks before Pebble opens the directory run under
@@ -98,4 +126,74 @@ func flockDir(dir string) (*os.File, error) {
 		return nil, nil
 	}
 	return f, nil
+}
+
+// inspect looks, before Pebble opens dir, for damage that Pebble does not
+// report, or reports in its own terms: a marker file deleted, the current
+// MANIFEST deleted or emptied, the write-ahead log deleted. Pebble would open a directory without its log, silently
+// without the writes the log held (synced decisions among them): every
+// store that Pebble has opened has a log (the current one, perhaps
+// empty), so none means one was deleted.
+func inspect(fs vfs.FS, dir string) error {
+	names, err := fs.List(dir)
+	if err != nil {
+		return fmt.Errorf("list data directory %s: %w", dir, err)
+	}
+	var logs, others, formats int
+	for _, n := range names {
+		switch {
+		case strings.HasPrefix(n, "marker.format-version."):
+			formats++
+		case strings.HasSuffix(n, ".log"):
+			logs++
+		case strings.HasSuffix(n, ".sst"), strings.HasPrefix(n, "MANIFEST-"):
+			others++
+		}
+	}
+	desc, err := pdb.Peek(dir, fs)
+	if err != nil {
+		return &DamagedError{Dir: dir, Detail: "its marker files cannot be read", Err: err}
+	}
+	if !desc.Exists {
+		if logs+others > 0 {
+			return &DamagedError{Dir: dir, Detail: "the marker naming its current MANIFEST (marker.manifest.*) is missing, " +
+				"though other files of the log are there: it was deleted"}
+		}
+		return nil // a new store
+	}
+	if formats == 0 {
+		// Pebble would say only that the directory is "not pristine".
+		return &DamagedError{Dir: dir, Detail: "the marker of its format version (marker.format-version.*) is missing: it was deleted"}
+	}
+	manifest := fs.PathBase(desc.ManifestFilename)
+	st, err := fs.Stat(desc.ManifestFilename)
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
+		return &DamagedError{Dir: dir, Detail: manifest + ", the list of the log's table files, is missing: it was deleted"}
+	case err != nil:
+		return fmt.Errorf("data directory %s: %w", dir, err)
+	case st.Size() == 0:
+		return &DamagedError{Dir: dir, Detail: manifest + ", the list of the log's table files, is empty: it was truncated"}
+	}
+	if logs == 0 {
+		return &DamagedError{Dir: dir, Detail: "its write-ahead log (*.log) is missing: it was deleted, " +
+			"and with it the latest writes, decisions among them"}
+	}
+	return nil
+}
+
+// openError explains an error of Pebble's Open: a file missing or damaged
+// is a DamagedError.
+func openError(dir string, err error) error {
+	switch {
+	case pdb.IsCorruptionError(err):
+		return &DamagedError{Dir: dir, Detail: "Pebble found a file of the log damaged", Err: err}
+	case errors.Is(err, iofs.ErrNotExist):
+		return &DamagedError{Dir: dir, Detail: "Pebble found a file of the log missing", Err: err}
+	case strings.Contains(err.Error(), "object size mismatch"):
+		// A table file shorter than the MANIFEST says; Pebble marks the
+		// error neither as corruption nor otherwise.
+		return &DamagedError{Dir: dir, Detail: "Pebble found a table file (*.sst) truncated", Err: err}
+	}
+	return fmt.Errorf("open store %s: %w", dir, err)
 }

@@ -115,7 +115,8 @@ var _ tccd.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the store in dir. Only one process may
 // have a directory open at a time: while another has it, Open fails with an
-// *InUseError.
+// *InUseError. It fails with a *DamagedError when files of the directory
+// are missing or damaged, as far as it can tell (see dir.go).
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = DefaultCacheSize
@@ -132,6 +133,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	lock, err := lockDir(opts.FS, dir)
 	if err != nil {
+		return nil, err
+	}
+	if err := inspect(opts.FS, dir); err != nil {
+		lock.Close()
 		return nil, err
 	}
 	cache := pdb.NewCache(opts.CacheSize)
@@ -158,7 +163,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		cache.Unref()
 		lock.Close()
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
+		return nil, openError(dir, err)
 	}
 	s := &Store{db: db, dirLock: lock, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{fs: opts.FS, dir: dir, min: opts.MinFreeBytes}}
 	if err := s.dropOldIndexes(); err != nil {
