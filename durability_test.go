@@ -84,10 +84,23 @@ func newCrashRig(t *testing.T, participants int) *crashRig {
 // are closed when the test ends.
 func (r *crashRig) open(fs vfs.FS, caller tccd.Caller) *tccd.Coordinator {
 	r.t.Helper()
+	return r.start(r.openStore(fs), caller)
+}
+
+// openStore opens the store on fs.
+func (r *crashRig) openStore(fs vfs.FS) *pebble.Store {
+	r.t.Helper()
 	s, err := pebble.Open("data", pebble.Options{CacheSize: 1 << 20, FS: fs})
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	return s
+}
+
+// start starts a coordinator (running recovery) on s; both are closed
+// when the test ends.
+func (r *crashRig) start(s *pebble.Store, caller tccd.Caller) *tccd.Coordinator {
+	r.t.Helper()
 	c := tccd.NewCoordinator(testConfig(), s, caller, nil, nil)
 	if err := c.Open(context.Background()); err != nil {
 		r.t.Fatal(err)
@@ -138,9 +151,11 @@ func (r *crashRig) calls() (confirms, cancels int64) {
 // as found and as finished.
 func (r *crashRig) restart(disk *vfs.MemFS, id string, decided tccd.State, links []tccd.Link) (found, final *tccd.Transaction) {
 	r.t.Helper()
-	c := r.open(disk, tccdhttp.NewCaller())
-	tx, err := c.Get(context.Background(), id)
+	// Read from the store before recovery starts driving.
+	s := r.openStore(disk)
+	tx, err := s.Get(context.Background(), id)
 	if err != nil {
+		s.Close()
 		r.t.Fatalf("after the power loss: %v", err)
 	}
 	if tx.State != decided && !tx.State.Final() {
@@ -155,6 +170,7 @@ func (r *crashRig) restart(disk *vfs.MemFS, id string, decided tccd.State, links
 		}
 	}
 	found = tx
+	c := r.start(s, tccdhttp.NewCaller())
 	deadline := time.Now().Add(15 * time.Second)
 	for !tx.State.Final() {
 		if time.Now().After(deadline) {
