@@ -111,7 +111,7 @@ func TestIDFilter(t *testing.T) {
 // took its snapshot.
 func TestIDFilterCreatesDuringBuild(t *testing.T) {
 	const (
-		rounds  = 4
+		rounds  = 8
 		writers = 8
 		perW    = 100
 	)
