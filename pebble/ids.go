@@ -16,11 +16,17 @@ import (
 // the background at Open from the stored keys; until it is built, and for
 // the ids it cannot rule out (1 %), Create looks up as before.
 //
-// It holds every id in the store: ids written before the build are read
-// by the scan, which begins after the filter under construction is
-// published; ids created later are added to it (and to the current
-// filter) before their write. Purged ids stay in it until the next build,
-// which costs only a lookup. When the filter has taken twice its planned
+// It holds every id in the store. The filter a build fills (next) exists
+// before any Create can run beside the build — Open makes it before it
+// returns, and a rebuild is started by the Create that outgrew the filter,
+// under the filter's lock — and every Create tested after that adds its
+// id to it before its write. The build's scan waits for the writes of the
+// Creates tested before (see buildFilter), then reads every stored id. So
+// the built filter holds an id whenever its write committed. Until the
+// first build has finished, no answer is certain and Create looks up;
+// during a rebuild the current filter, which every new id is added to as
+// well, keeps answering. Purged ids stay in it until the next build, which
+// costs only a lookup. When the filter has taken twice its planned
 // capacity it is built again, twice as large, while the old one serves.
 type idFilter struct {
 	mu       sync.Mutex
@@ -29,7 +35,7 @@ type idFilter struct {
 	count    uint                // ids in cur
 	capacity uint                // what cur was sized for
 	closed   bool                // no build starts
-	start    func(capacity uint) // starts a build; called with mu held
+	start    func(capacity uint) // starts a build (see Store.startFilter); called with mu held
 }
 
 // Sizing of the filter.
@@ -45,38 +51,54 @@ const (
 func (f *idFilter) testAndAdd(id string) (mayExist bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	mayExist = true
+	if f.cur != nil && !f.cur.TestOrAddString(id) {
+		mayExist = false
+		f.count++
+		if f.next == nil && !f.closed && f.count > 2*f.capacity {
+			f.start(2 * f.count)
+		}
+	}
+	// Into the filter being built too, including the one this call may
+	// just have started: the id's write may commit after the build's scan
+	// took its snapshot.
 	if f.next != nil {
 		f.next.AddString(id)
 	}
-	if f.cur == nil {
-		return true
-	}
-	if f.cur.TestOrAddString(id) {
-		return true
-	}
-	f.count++
-	if f.next == nil && !f.closed && f.count > 2*f.capacity {
-		f.next = bloom.NewWithEstimates(2*f.count, filterFP)
-		f.start(2 * f.count)
-	}
-	return false
+	return mayExist
 }
 
-// build scans the ids of the store into a new filter of the given
-// capacity (or one sized from the ids at hand, if 0) and makes it current.
-// Only one build runs at a time: the first is started by Open, the next
-// by testAndAdd.
-func (s *Store) buildFilter(ctx context.Context, capacity uint) {
+// startFilter starts a build of a filter of the given capacity (or the
+// least size, if smaller) in the background: it makes the filter to fill
+// and publishes it as next before it returns, so every id created from
+// then on is added to it. Called with s.ids.mu held, or by Open before the
+// store is shared. Only one build runs at a time: the first is started by
+// Open, the next by testAndAdd once next is nil again.
+func (s *Store) startFilter(capacity uint) {
+	capacity = max(capacity, minFilterIDs)
+	next := bloom.NewWithEstimates(capacity, filterFP)
+	s.ids.next = next
+	s.filterWG.Add(1)
+	go s.buildFilter(s.filterCtx, next, capacity)
+}
+
+// buildFilter scans the ids of the store into next, the filter startFilter
+// published, and makes it current. Every id is in next by then: one tested
+// by testAndAdd after next was published was added to it before its write;
+// one tested before (against the current filter, in a rebuild) was
+// written before the scan's snapshot, because the scan first waits for
+// those writes (below). The scan reads every other stored id.
+func (s *Store) buildFilter(ctx context.Context, next *bloom.BloomFilter, capacity uint) {
 	defer s.filterWG.Done()
 	f := &s.ids
-	f.mu.Lock()
-	if f.next == nil {
-		f.next = bloom.NewWithEstimates(max(capacity, minFilterIDs), filterFP)
+	// A Create holds its stripe's lock from its testAndAdd to the end of
+	// its write. Once every stripe has been free after next was published,
+	// every Create that tested its id before has committed (or failed), and
+	// the snapshot the scan takes next holds its id.
+	for i := range s.stripes {
+		s.stripes[i].mu.Lock()
+		s.stripes[i].mu.Unlock()
 	}
-	next := f.next
-	f.mu.Unlock()
-	// The scan starts after next is published: an id written before is
-	// seen by the scan, one written after is added by add.
 	it, err := s.db.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: []byte(pfxTx), UpperBound: []byte(pfxTx + "\xff")})
 	if err != nil {
 		s.abandonBuild()
@@ -111,15 +133,8 @@ func (s *Store) buildFilter(ctx context.Context, capacity uint) {
 	}
 	f.mu.Lock()
 	f.cur, f.next = next, nil
-	f.count, f.capacity = n, max(capacity, minFilterIDs, n)
+	f.count, f.capacity = n, max(capacity, n)
 	f.mu.Unlock()
-}
-
-// startFilter starts a build in the background (see buildFilter); with
-// s.ids.mu held or before the store is shared.
-func (s *Store) startFilter(capacity uint) {
-	s.filterWG.Add(1)
-	go s.buildFilter(s.filterCtx, capacity)
 }
 
 // stopFilter stops a build in progress and keeps new ones from starting.

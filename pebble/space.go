@@ -2,8 +2,9 @@ package pebble
 
 import (
 	"sync"
-	"syscall"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/tccd/tccd"
 )
@@ -17,6 +18,7 @@ const spaceCheckEvery = 50 * time.Millisecond
 // stops writing while a reserve is left, answers clearly, and resumes by
 // itself once space returns.
 type spaceGuard struct {
+	fs  vfs.FS // measured through, as Pebble writes through it
 	dir string
 	min int64
 
@@ -34,12 +36,12 @@ func (g *spaceGuard) check() error {
 	defer g.mu.Unlock()
 	if now := time.Now(); now.Sub(g.checked) >= spaceCheckEvery {
 		g.checked = now
-		var st syscall.Statfs_t
-		if err := syscall.Statfs(g.dir, &st); err != nil {
+		u, err := g.fs.GetDiskUsage(g.dir)
+		if err != nil {
 			g.err = &tccd.Error{Code: tccd.EUnavailable, Message: "cannot measure the free space of the transaction log's disk", Err: err}
 			return g.err
 		}
-		g.free = int64(st.Bavail) * int64(st.Bsize)
+		g.free = int64(min(u.AvailBytes, 1<<62))
 		g.err = nil
 		if g.free < g.min {
 			g.err = tccd.Errorf(tccd.EUnavailable, "the disk of the transaction log is nearly full (%d MiB free, %d MiB kept in reserve): no new decision is taken until space returns", g.free>>20, g.min>>20)

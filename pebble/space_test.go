@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/tccd/tccd"
 )
 
@@ -12,7 +14,7 @@ import (
 // refused with a clear unavailable error; without one, writes pass.
 func TestSpaceGuard(t *testing.T) {
 	dir := t.TempDir()
-	g := spaceGuard{dir: dir, min: 1 << 62}
+	g := spaceGuard{fs: vfs.Default, dir: dir, min: 1 << 62}
 	err := g.check()
 	if tccd.ErrorCode(err) != tccd.EUnavailable || !strings.Contains(tccd.ErrorMessage(err), "nearly full") {
 		t.Fatalf("check = %v", err)
@@ -22,11 +24,11 @@ func TestSpaceGuard(t *testing.T) {
 	if err := g.check(); err != nil {
 		t.Fatalf("check with space = %v", err)
 	}
-	off := spaceGuard{dir: dir}
+	off := spaceGuard{fs: vfs.Default, dir: dir}
 	if err := off.check(); err != nil {
 		t.Fatalf("no reserve: %v", err)
 	}
-	if err := (&spaceGuard{dir: dir + "/missing", min: 1}).check(); tccd.ErrorCode(err) != tccd.EUnavailable {
+	if err := (&spaceGuard{fs: vfs.Default, dir: dir + "/missing", min: 1}).check(); tccd.ErrorCode(err) != tccd.EUnavailable {
 		t.Fatalf("unmeasurable disk: %v", err)
 	}
 }
@@ -43,7 +45,7 @@ func TestStoreRefusesWritesBelowReserve(t *testing.T) {
 	if err := s.Create(t.Context(), tx, true); err != nil {
 		t.Fatal(err)
 	}
-	s.space = spaceGuard{dir: dir, min: 1 << 62}
+	s.space = spaceGuard{fs: vfs.Default, dir: dir, min: 1 << 62}
 	next := tx.Clone()
 	next.State = tccd.StateConfirming
 	if err := s.Update(t.Context(), next, true); tccd.ErrorCode(err) != tccd.EUnavailable {

@@ -18,6 +18,7 @@ import (
 
 	pdb "github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/tccd/tccd"
 )
@@ -65,15 +66,21 @@ type Options struct {
 	MemTableSize int64
 	// Logger receives Pebble's own messages; nil discards them.
 	Logger *slog.Logger
+	// FS is the file system the store's files are on; nil means the real
+	// disk. Tests pass Pebble's crashable in-memory file system
+	// (vfs.NewCrashableMem) to see what a power loss leaves: its CrashClone
+	// keeps only what was synced.
+	FS vfs.FS
 }
 
 // Store is a tccd.Store in a directory on local disk.
 type Store struct {
-	db    *pdb.DB
-	dir   string
-	space spaceGuard
-	cache *pdb.Cache
-	seed  maphash.Seed
+	db      *pdb.DB
+	dirLock *dirLocks // on dir, taken before Pebble opens it
+	dir     string
+	space   spaceGuard
+	cache   *pdb.Cache
+	seed    maphash.Seed
 	// stripes serialise the read-check-write of one id, and hold the
 	// records of the unfinished transactions this process has written.
 	stripes [256]stripe
@@ -107,7 +114,9 @@ type liveRecord struct {
 var _ tccd.Store = (*Store)(nil)
 
 // Open opens (creating if needed) the store in dir. Only one process may
-// have a directory open at a time.
+// have a directory open at a time: while another has it, Open fails with an
+// *InUseError. It fails with a *DamagedError when files of the directory
+// are missing or damaged, as far as it can tell (see dir.go).
 func Open(dir string, opts Options) (*Store, error) {
 	if opts.CacheSize == 0 {
 		opts.CacheSize = DefaultCacheSize
@@ -119,8 +128,21 @@ func Open(dir string, opts Options) (*Store, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if opts.FS == nil {
+		opts.FS = vfs.Default
+	}
+	lock, err := lockDir(opts.FS, dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := inspect(opts.FS, dir); err != nil {
+		lock.Close()
+		return nil, err
+	}
 	cache := pdb.NewCache(opts.CacheSize)
 	popts := &pdb.Options{
+		FS:                 opts.FS,
+		Lock:               lock.pebble,
 		Cache:              cache,
 		FormatMajorVersion: pdb.FormatNewest,
 		Logger:             pebbleLogger{log},
@@ -140,16 +162,21 @@ func Open(dir string, opts Options) (*Store, error) {
 	db, err := pdb.Open(dir, popts)
 	if err != nil {
 		cache.Unref()
-		return nil, fmt.Errorf("open store %s: %w", dir, err)
+		lock.Close()
+		return nil, openError(dir, err)
 	}
-	s := &Store{db: db, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{dir: dir, min: opts.MinFreeBytes}}
+	s := &Store{db: db, dirLock: lock, dir: dir, cache: cache, seed: maphash.MakeSeed(), space: spaceGuard{fs: opts.FS, dir: dir, min: opts.MinFreeBytes}}
 	if err := s.dropOldIndexes(); err != nil {
 		db.Close()
 		cache.Unref()
+		lock.Close()
 		return nil, fmt.Errorf("open store %s: %w", dir, err)
 	}
 	s.filterCtx, s.filterCancel = context.WithCancel(context.Background())
 	s.ids.start = s.startFilter
+	// Before Open returns: the filter being built must exist before the
+	// first Create, or an id written while the build scans could be
+	// missing from it (see idFilter).
 	s.startFilter(0)
 	return s, nil
 }
@@ -182,6 +209,9 @@ func (s *Store) Close() error {
 	s.stopFilter()
 	err := s.db.Flush()
 	if cerr := s.db.Close(); err == nil {
+		err = cerr
+	}
+	if cerr := s.dirLock.Close(); err == nil {
 		err = cerr
 	}
 	s.cache.Unref()

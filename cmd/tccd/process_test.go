@@ -2,13 +2,17 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -94,9 +98,17 @@ func participantStats(t *testing.T, c *http.Client, base string) testpart.Stats 
 // hundreds of transactions are mid-confirm against real participant
 // processes, restarts it on the same data directory, and checks that every
 // transaction settles, none is lost, and no participant is both confirmed
-// and cancelled.
+// and cancelled. The participants hold the confirm calls of the later
+// transactions until the kill, so that many are decided and unsettled when
+// it lands, however slow the machine.
 func TestCrashRecoverySIGKILL(t *testing.T) {
-	const n = 400
+	const (
+		n    = 400
+		done = n / 4 // confirmed before the participants start holding
+		// held is how many transactions must be mid-confirm at the kill:
+		// decided, with their calls held at the participants.
+		held = n / 8
+	)
 	p1 := testproc.StartParticipant(t, bins["testpart"], "--latency", "20ms")
 	p2 := testproc.StartParticipant(t, bins["testpart"], "--latency", "20ms")
 	data := t.TempDir()
@@ -141,39 +153,82 @@ func TestCrashRecoverySIGKILL(t *testing.T) {
 		code, _, err := do(client, "PUT", base+"/api/v1/transactions/"+tx.id+"/confirm", "", nil)
 		return code == http.StatusOK, err
 	}
+	// confirmAll confirms txs from 200 clients at once and returns when
+	// every request has been answered or failed.
+	confirmAll := func(txs []*txn) {
+		var wg sync.WaitGroup
+		work := make(chan *txn)
+		for w := 0; w < 200; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for tx := range work {
+					ok, _ := confirm(co.URL(), tx)
+					tx.acked = ok
+				}
+			}()
+		}
+		for _, tx := range txs {
+			work <- tx
+		}
+		close(work)
+		wg.Wait()
+	}
+	holding := func(p *testproc.Proc) int64 { return participantStats(t, client, p.URL()).Held }
 
-	var acked atomic.Int64
-	killed := make(chan struct{})
-	var once sync.Once
-	var wg sync.WaitGroup
-	work := make(chan *txn)
-	for w := 0; w < 200; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for tx := range work {
-				ok, _ := confirm(co.URL(), tx)
-				select {
-				case <-killed:
-					continue // an answer racing the kill is not counted
-				default:
-				}
-				if ok {
-					tx.acked = true
-					if acked.Add(1) == n/4 {
-						once.Do(func() { co.Kill(); close(killed) })
-					}
-				}
-			}
-		}()
+	// The first quarter confirms undisturbed.
+	confirmAll(txns[:done])
+	var acked int
+	for _, tx := range txns[:done] {
+		if tx.acked {
+			acked++
+		}
 	}
-	for _, tx := range txns {
-		work <- tx
+	if acked != done {
+		t.Fatalf("%d of the first %d transactions confirmed", acked, done)
 	}
-	close(work)
-	wg.Wait()
-	once.Do(func() { co.Kill(); close(killed) })
-	t.Logf("acknowledged before the kill: %d of %d", acked.Load(), n)
+	// Then the participants hold every confirm call until the kill: the
+	// rest of the transactions are decided and none can settle.
+	for _, p := range []*testproc.Proc{p1, p2} {
+		if code, _, err := do(client, "POST", p.URL()+"/faults", "application/json", testpart.Fault{Op: "confirm", Count: -1, Hold: true}); err != nil || code != http.StatusNoContent {
+			t.Fatalf("install the hold at %s: %d %v", p.Addr, code, err)
+		}
+	}
+	rest := make(chan struct{})
+	go func() {
+		defer close(rest)
+		confirmAll(txns[done:])
+	}()
+	// A held call at p1 is a decided transaction (the decision is synced
+	// before any call). Waiting on a condition: the calls are held, so the
+	// count only grows until the kill.
+	deadline := time.Now().Add(60 * time.Second)
+	for holding(p1) < held {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d calls held at %s, want %d", holding(p1), p1.Addr, held)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Read before the kill: a held call ends when its caller dies. Until
+	// the kill the count only grows (a participant never gets two calls of
+	// one transaction at once), so each is a distinct decided transaction.
+	heldAtKill := holding(p1)
+	co.Kill()
+	// The requests in flight fail with the process; what was held is let
+	// go (a held call whose caller is gone ends undone) and the recovery's
+	// calls will not be held.
+	<-rest
+	for _, p := range []*testproc.Proc{p1, p2} {
+		if code, _, err := do(client, "DELETE", p.URL()+"/faults", "", nil); err != nil || code != http.StatusNoContent {
+			t.Fatalf("clear the hold at %s: %d %v", p.Addr, code, err)
+		}
+	}
+	for _, tx := range txns[done:] {
+		if tx.acked {
+			t.Fatalf("transaction %v confirmed while its participants held every confirm", tx.links)
+		}
+	}
+	t.Logf("acknowledged before the kill: %d of %d; calls held at the kill: %d", acked, n, heldAtKill)
 
 	co = testproc.StartTccd(t, bins["tccd"], flags...)
 	var resumed int
@@ -187,8 +242,8 @@ func TestCrashRecoverySIGKILL(t *testing.T) {
 		}
 	}
 	t.Logf("decided transactions resumed by recovery: %d", resumed)
-	if resumed == 0 {
-		t.Error("no transaction was mid-confirm at the kill: the test did not test recovery")
+	if int64(resumed) < heldAtKill {
+		t.Errorf("recovery resumed %d transactions, but %d were decided and held at the kill", resumed, heldAtKill)
 	}
 
 	// The clients repeat every confirm that got no definite answer.
@@ -295,5 +350,41 @@ func TestGracefulShutdown(t *testing.T) {
 	code, _, _ = do(client, "PUT", co.URL()+"/coordinator/confirm", "application/tcc+json", map[string]any{"participantLinks": []link{l}})
 	if code != http.StatusNoContent {
 		t.Errorf("repeat confirm after recovery: %d", code)
+	}
+}
+
+// TestSecondProcessOnSameData: a second tccd on the data directory of a
+// running one exits at once saying so — also when the LOCK file was
+// deleted meanwhile, which Pebble's lock alone does not survive — and the
+// first goes on serving.
+func TestSecondProcessOnSameData(t *testing.T) {
+	data := t.TempDir()
+	first := testproc.StartTccd(t, bins["tccd"], "--data", data)
+	second := func() string {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, bins["tccd"], "serve", "--listen", "127.0.0.1:0", "--data", data).CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Fatalf("second tccd on the same data: %v\n%s", err, out)
+		}
+		return string(out)
+	}
+	lock := filepath.Join(data, "LOCK")
+	want := fmt.Sprintf("data directory %s is in use by another tccd (lock %s)", data, lock)
+	if out := second(); !strings.Contains(out, want) {
+		t.Fatalf("second tccd said:\n%s\nwant %q", out, want)
+	}
+	if err := os.Remove(lock); err != nil {
+		t.Fatal(err)
+	}
+	want = fmt.Sprintf("data directory %s is in use by another tccd (lock %s): its LOCK file was deleted", data, data)
+	if out := second(); !strings.Contains(out, want) {
+		t.Fatalf("second tccd, LOCK deleted, said:\n%s\nwant %q", out, want)
+	}
+	testproc.WaitReady(t, first.URL())
+	if err := first.Stop(); err != nil {
+		t.Errorf("first tccd: %v", err)
 	}
 }

@@ -21,6 +21,12 @@ type Fault struct {
 	Delay string `json:"delay,omitempty"`
 	// ApplyThenFail does the work and then answers Status: a lost reply.
 	ApplyThenFail bool `json:"apply_then_fail,omitempty"`
+	// Hold holds the call, before anything else, until the faults are
+	// cleared; then it goes on as the rest of the fault says (with nothing
+	// else set, it does the work). A call whose caller goes away meanwhile
+	// (a coordinator killed) ends there, undone. A test can so have calls
+	// in flight at the moment of its choosing.
+	Hold bool `json:"hold,omitempty"`
 }
 
 // AddFault installs a fault.
@@ -30,10 +36,14 @@ func (s *Service) AddFault(f Fault) {
 	s.mu.Unlock()
 }
 
-// fault returns the fault that applies to this call, consuming one use.
-func (s *Service) fault(op string) *Fault {
+// fault returns the fault that applies to this call, consuming one use,
+// and the channel that releases held calls.
+func (s *Service) fault(op string) (*Fault, <-chan struct{}) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.release == nil {
+		s.release = make(chan struct{})
+	}
 	for i, f := range s.faults {
 		if f.Op != op && f.Op != "any" {
 			continue
@@ -45,20 +55,31 @@ func (s *Service) fault(op string) *Fault {
 				s.faults = append(s.faults[:i], s.faults[i+1:]...)
 			}
 		}
-		return &c
+		return &c, s.release
 	}
-	return nil
+	return nil, nil
 }
 
 // preamble applies latency and faults; it reports whether the call is
-// answered already, and whether to fail after doing the work.
-func (s *Service) preamble(w http.ResponseWriter, op string) (answered bool, after *Fault) {
+// answered already (or its caller gone), and whether to fail after doing
+// the work.
+func (s *Service) preamble(w http.ResponseWriter, r *http.Request, op string) (answered bool, after *Fault) {
 	if lat := time.Duration(s.latency.Load()); lat > 0 {
 		time.Sleep(lat)
 	}
-	f := s.fault(op)
+	f, release := s.fault(op)
 	if f == nil {
 		return false, nil
+	}
+	if f.Hold {
+		s.held.Add(1)
+		select {
+		case <-release:
+			s.held.Add(-1)
+		case <-r.Context().Done():
+			s.held.Add(-1)
+			return true, nil
+		}
 	}
 	if d, err := time.ParseDuration(f.Delay); err == nil && d > 0 {
 		time.Sleep(d)
@@ -106,6 +127,10 @@ func (s *Service) addFault(w http.ResponseWriter, r *http.Request) {
 func (s *Service) clearFaults(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	s.faults = nil
+	if s.release != nil {
+		close(s.release)
+		s.release = nil
+	}
 	s.mu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }

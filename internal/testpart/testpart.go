@@ -92,6 +92,8 @@ type Stats struct {
 	ConfirmCalls       int64 `json:"confirm_calls"`
 	CancelCalls        int64 `json:"cancel_calls"`
 	CancelAfterConfirm int   `json:"cancel_after_confirm"`
+	// Held counts the calls a Hold fault is holding now.
+	Held int64 `json:"held"`
 }
 
 // Defaults of Config.
@@ -136,9 +138,12 @@ type Service struct {
 	latency atomic.Int64 // time.Duration
 
 	confirmCalls, cancelCalls atomic.Int64
+	held                      atomic.Int64
 
 	mu     sync.Mutex
 	faults []*Fault
+	// release is closed when the faults are cleared: held calls go on.
+	release chan struct{}
 
 	stopSweeper context.CancelFunc
 	swept       chan struct{}
@@ -342,7 +347,7 @@ func (s *Service) Try(ctx context.Context, ttl time.Duration) (Reservation, erro
 func (s *Service) settle(op string, calls *atomic.Int64) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
-		answered, after := s.preamble(w, op)
+		answered, after := s.preamble(w, r, op)
 		if answered {
 			return
 		}
@@ -426,7 +431,7 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	st := Stats{ConfirmCalls: s.confirmCalls.Load(), CancelCalls: s.cancelCalls.Load()}
+	st := Stats{ConfirmCalls: s.confirmCalls.Load(), CancelCalls: s.cancelCalls.Load(), Held: s.held.Load()}
 	for _, r := range all {
 		st.CancelAfterConfirm += r.CancelAfterConfirm
 		if r.State == Void {
