@@ -93,11 +93,11 @@ func (c *Coordinator) Open(ctx context.Context) error {
 	active := 0
 	now := c.clock.Now()
 	err := c.store.Unfinished(ctx, func(tx *Transaction) error {
-		switch tx.State {
-		case StateActive:
+		switch {
+		case tx.State == StateActive:
 			active++
 			c.armTimer(tx.ID, tx.Deadline.Sub(now))
-		default:
+		case !tx.State.Final():
 			resume = append(resume, tx.ID)
 		}
 		return nil
@@ -130,7 +130,7 @@ func (c *Coordinator) redriveLoop() {
 		}
 		var ids []string
 		err := c.store.Unfinished(c.ctx, func(tx *Transaction) error {
-			if tx.State == StateActive {
+			if tx.State == StateActive || tx.State.Final() {
 				return nil
 			}
 			c.mu.Lock()

@@ -27,7 +27,9 @@ const StateNone State = ""
 
 // transitions is the one table of legal state changes. A self-transition
 // records progress (an enlisted link, a participant attempt) without
-// changing the state. A record is born through the StateNone row: active
+// changing the state; on a final state it records the delivery of the
+// outcome's notification (a webhook) and nothing else. A record is born
+// through the StateNone row: active
 // (registered, begin) or straight into a decision (one-shot confirm or
 // cancel of the Atomikos protocol). The way out of heuristic is an
 // operator's resolution (reason resolved): the coordinator itself never
@@ -37,9 +39,9 @@ var transitions = map[State][]State{
 	StateActive:     {StateActive, StateConfirming, StateCancelling},
 	StateConfirming: {StateConfirming, StateConfirmed, StateCancelling, StateHeuristic},
 	StateCancelling: {StateCancelling, StateCancelled, StateHeuristic},
-	StateConfirmed:  nil,
-	StateCancelled:  nil,
-	StateHeuristic:  {StateConfirmed, StateCancelled},
+	StateConfirmed:  {StateConfirmed},
+	StateCancelled:  {StateCancelled},
+	StateHeuristic:  {StateHeuristic, StateConfirmed, StateCancelled},
 }
 
 // CanTransition reports whether a transaction may move from one state to another.

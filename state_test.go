@@ -15,6 +15,10 @@ func TestTransitionTable(t *testing.T) {
 		{StateCancelling, StateCancelled}:  true,
 		// A cancel refused, or a participant in doubt that confirmed.
 		{StateCancelling, StateHeuristic}: true,
+		// The delivery of a final outcome's notification.
+		{StateConfirmed, StateConfirmed}: true,
+		{StateCancelled, StateCancelled}: true,
+		{StateHeuristic, StateHeuristic}: true,
 		// An operator's resolution of a heuristic outcome.
 		{StateHeuristic, StateConfirmed}: true,
 		{StateHeuristic, StateCancelled}: true,

@@ -14,12 +14,18 @@ import (
 //	[0:8]  version, big endian
 //	[8]    state code (see stateCode)
 //	[9:17] CreatedAt, Unix nanoseconds, big endian
-//	[17]   body format (formatV2; formatV1 is still read)
+//	[17]   body format (formatV3; 1 and 2 are still read), with flagPending
+//	       set when the outcome's notification is pending
 //	[18:]  body: the fields in a fixed order, strings as uvarint length +
 //	       bytes, integers and times (Unix nanoseconds, 0 = none) as varints
 //
 // Format 2 is format 1 followed by three strings: CreatedBy, ResolvedBy
-// and ResolutionNote. A format-1 record reads with those empty.
+// and ResolutionNote. A format-1 record reads with those empty. Format 3
+// is format 2 followed by tagged fields — a count, then for each a tag
+// (uvarint) and its value (a length-prefixed string) — and, for each
+// participant, its own tagged fields the same way: a field added later
+// gets a new tag instead of a new format, and a record without it reads
+// it empty. Unknown tags are an error (a record from a newer tccd).
 //
 // The header lets Update check the version and find the old index keys
 // without decoding the body. The body is a hand-written binary form: the
@@ -29,6 +35,17 @@ const (
 	headerLen = 18
 	formatV1  = 1
 	formatV2  = 2
+	formatV3  = 3
+	// flagPending, or-ed into the format byte, marks a record whose
+	// notification is pending: Update finds the old index entry without
+	// decoding the body.
+	flagPending = 0x80
+)
+
+// Tags of the tagged fields of format 3.
+const (
+	tagNotify       = 1 // Transaction.Notify
+	tagNotification = 2 // Transaction.Notification, encoded by appendNotification
 )
 
 func nanos(t time.Time) int64 {
@@ -90,7 +107,7 @@ func encode(tx *tccd.Transaction, version uint64) ([]byte, error) {
 	b = binary.BigEndian.AppendUint64(b, version)
 	b = append(b, stateCode(tx.State))
 	b = binary.BigEndian.AppendUint64(b, uint64(nanos(tx.CreatedAt)))
-	b = append(b, formatV2)
+	b = append(b, formatV3)
 	b = appendString(b, tx.ID)
 	b = appendString(b, string(tx.Protocol))
 	b = appendString(b, tx.Name)
@@ -121,13 +138,62 @@ func encode(tx *tccd.Transaction, version uint64) ([]byte, error) {
 	b = appendString(b, tx.CreatedBy)
 	b = appendString(b, tx.ResolvedBy)
 	b = appendString(b, tx.ResolutionNote)
+	// Tagged fields: only those set.
+	hasNotify, hasNotification := tx.Notify != "", tx.Notification != (tccd.Notification{})
+	b = binary.AppendUvarint(b, uint64(btoi(hasNotify)+btoi(hasNotification)))
+	if hasNotify {
+		b = binary.AppendUvarint(b, tagNotify)
+		b = appendString(b, tx.Notify)
+	}
+	if hasNotification {
+		b = binary.AppendUvarint(b, tagNotification)
+		b = appendString(b, string(appendNotification(nil, tx.Notification)))
+	}
+	// Participants' tagged fields: none are defined yet.
+	b = binary.AppendUvarint(b, 0)
+	if tx.Notification.State == tccd.NotificationPending {
+		b[17] |= flagPending
+	}
 	return b, nil
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func appendNotification(b []byte, n tccd.Notification) []byte {
+	b = appendString(b, string(n.State))
+	b = appendString(b, n.DeliveryID)
+	b = binary.AppendUvarint(b, uint64(n.Attempts))
+	b = binary.AppendUvarint(b, uint64(n.LastStatus))
+	b = appendString(b, n.LastError)
+	return binary.AppendVarint(b, nanos(n.LastAttemptAt))
+}
+
+func decodeNotification(v string) (tccd.Notification, error) {
+	r := &reader{b: []byte(v)}
+	n := tccd.Notification{
+		State:      tccd.NotificationState(r.string()),
+		DeliveryID: r.string(),
+		Attempts:   int(r.uvarint()),
+		LastStatus: int(r.uvarint()),
+		LastError:  r.string(),
+	}
+	n.LastAttemptAt = fromNanos(r.varint())
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errCorrupt
+	}
+	return n, r.err
 }
 
 type header struct {
 	version uint64
 	state   byte
 	created int64
+	pending bool // the notification is pending (n/ index entry)
 }
 
 func decodeHeader(v []byte) (header, error) {
@@ -138,6 +204,7 @@ func decodeHeader(v []byte) (header, error) {
 		version: binary.BigEndian.Uint64(v[0:8]),
 		state:   v[8],
 		created: int64(binary.BigEndian.Uint64(v[9:17])),
+		pending: v[17]&flagPending != 0,
 	}, nil
 }
 
@@ -205,8 +272,8 @@ func decode(v []byte) (*tccd.Transaction, error) {
 	if err != nil {
 		return nil, err
 	}
-	format := v[17]
-	if format != formatV1 && format != formatV2 {
+	format := v[17] &^ flagPending
+	if format != formatV1 && format != formatV2 && format != formatV3 {
 		return nil, fmt.Errorf("corrupt record: unknown format %d", format)
 	}
 	r := &reader{b: v[headerLen:]}
@@ -249,6 +316,28 @@ func decode(v []byte) (*tccd.Transaction, error) {
 		tx.CreatedBy = r.string()
 		tx.ResolvedBy = r.string()
 		tx.ResolutionNote = r.string()
+	}
+	if format >= formatV3 {
+		for n := r.count(2); n > 0 && r.err == nil; n-- {
+			tag, val := r.uvarint(), r.string()
+			switch tag {
+			case tagNotify:
+				tx.Notify = val
+			case tagNotification:
+				var err error
+				if tx.Notification, err = decodeNotification(val); err != nil {
+					r.err = err
+				}
+			default:
+				if r.err == nil {
+					r.err = fmt.Errorf("%w: unknown field tag %d (written by a newer tccd?)", errCorrupt, tag)
+				}
+			}
+		}
+		if n := r.count(1); n > 0 && r.err == nil {
+			// No participant field is defined yet.
+			r.err = fmt.Errorf("%w: participant fields (written by a newer tccd?)", errCorrupt)
+		}
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = errCorrupt

@@ -3,6 +3,7 @@ package pebble
 import (
 	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -40,23 +41,49 @@ func TestDecodeFormatV1(t *testing.T) {
 		t.Fatalf("format 1 decodes to\n %+v\nwant\n %+v", got, want)
 	}
 
-	// Written again, it is format 2 and round-trips, with the new fields.
+	// Written again, it is format 3 and round-trips, with the new fields.
 	got.CreatedBy, got.ResolvedBy, got.ResolutionNote = "billing", "ops", "refunded by hand"
 	got.State, got.Reason = tccd.StateConfirmed, tccd.ReasonResolved
-	v2, err := encode(got, 8)
+	v3, err := encode(got, 8)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v2[17] != formatV2 {
-		t.Fatalf("encode wrote format %d, want 2", v2[17])
+	if v3[17] != formatV3 {
+		t.Fatalf("encode wrote format %d, want 3", v3[17])
 	}
-	again, err := decode(v2)
+	again, err := decode(v3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got.Version = 8
 	if !reflect.DeepEqual(again, got) {
-		t.Fatalf("format 2 round trip:\n %+v\nwant\n %+v", again, got)
+		t.Fatalf("format 3 round trip:\n %+v\nwant\n %+v", again, got)
+	}
+	// Format 2 is format 3 without the tagged fields (two empty counts).
+	v2 := append([]byte(nil), v3[:len(v3)-2]...)
+	v2[17] = formatV2
+	if again, err = decode(v2); err != nil || !reflect.DeepEqual(again, got) {
+		t.Fatalf("format 2: %+v, %v", again, err)
+	}
+	// The tagged fields, and the flag of a pending notification.
+	got.Notify = "https://shop.example/tcc-outcome"
+	got.Notification = tccd.Notification{State: tccd.NotificationPending, DeliveryID: "d-1", Attempts: 2, LastStatus: 503, LastError: "HTTP 503", LastAttemptAt: now}
+	v3, err = encode(got, 8)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h, _ := decodeHeader(v3); !h.pending {
+		t.Error("a pending notification is not flagged in the header")
+	}
+	if again, err = decode(v3); err != nil || !reflect.DeepEqual(again, got) {
+		t.Fatalf("tagged fields round trip: %+v, %v", again, err)
+	}
+	// A tag this version does not know is an error, not a silent loss:
+	// the empty tail (no tag, no participant field) becomes one tag 99.
+	unknown := append(append([]byte(nil), v2...), 1, 99, 1, 'x', 0)
+	unknown[17] = formatV3
+	if _, err := decode(unknown); err == nil || !strings.Contains(err.Error(), "unknown field tag 99") {
+		t.Fatalf("unknown tag: %v", err)
 	}
 	// A format-1 record with trailing bytes is corrupt: the three strings
 	// are read only in format 2.

@@ -39,6 +39,9 @@ import (
 const (
 	pfxTx    = "t/"
 	pfxState = "s/"
+	// pfxNotify indexes the transactions whose notification is pending:
+	// n/<id> → (empty).
+	pfxNotify = "n/"
 	// Prefixes of the earlier layout, dropped at Open.
 	oldPfxCreated  = "c/"
 	oldPfxFinished = "f/"
@@ -240,6 +243,8 @@ func (st *stripe) remember(id string, h header, value []byte, final bool) {
 
 func txKey(id string) []byte { return append([]byte(pfxTx), id...) }
 
+func notifyKey(id string) []byte { return append([]byte(pfxNotify), id...) }
+
 func be64(b []byte, v int64) []byte { return binary.BigEndian.AppendUint64(b, uint64(v)) }
 
 func stateKey(state byte, created int64, id string) []byte {
@@ -299,11 +304,15 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	defer b.Close()
 	_ = b.Set(txKey(tx.ID), v, nil)
 	_ = b.Set(stateKey(stateCode(tx.State), created, tx.ID), nil, nil)
+	pending := tx.Notification.State == tccd.NotificationPending
+	if pending {
+		_ = b.Set(notifyKey(tx.ID), nil, nil)
+	}
 	if err := b.Commit(writeOpts(durable)); err != nil {
 		return fmt.Errorf("create %s: %w", tx.ID, err)
 	}
 	tx.Version = 1
-	st.remember(tx.ID, header{version: 1, state: stateCode(tx.State), created: created}, v, tx.State.Final())
+	st.remember(tx.ID, header{version: 1, state: stateCode(tx.State), created: created, pending: pending}, v, tx.State.Final())
 	return nil
 }
 
@@ -367,12 +376,19 @@ func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) 
 		_ = b.Delete(stateKey(h.state, h.created, tx.ID), nil)
 		_ = b.Set(stateKey(code, h.created, tx.ID), nil, nil)
 	}
+	pending := tx.Notification.State == tccd.NotificationPending
+	switch {
+	case pending && !h.pending:
+		_ = b.Set(notifyKey(tx.ID), nil, nil)
+	case !pending && h.pending:
+		_ = b.Delete(notifyKey(tx.ID), nil)
+	}
 	if err := b.Commit(writeOpts(durable)); err != nil {
 		delete(st.live, tx.ID)
 		return fmt.Errorf("update %s: %w", tx.ID, err)
 	}
 	tx.Version++
-	st.remember(tx.ID, header{version: tx.Version, state: stateCode(tx.State), created: h.created}, v, tx.State.Final())
+	st.remember(tx.ID, header{version: tx.Version, state: stateCode(tx.State), created: h.created, pending: pending}, v, tx.State.Final())
 	return nil
 }
 
@@ -469,16 +485,21 @@ func (s *Store) List(ctx context.Context, f tccd.Filter) ([]*tccd.Transaction, s
 	return out, cur, nil
 }
 
-// Unfinished calls fn for every active, confirming or cancelling transaction.
+// Unfinished calls fn for every active, confirming or cancelling
+// transaction, then for every one whose notification is pending.
 func (s *Store) Unfinished(ctx context.Context, fn func(*tccd.Transaction) error) error {
-	for _, st := range []tccd.State{tccd.StateActive, tccd.StateConfirming, tccd.StateCancelling} {
-		prefix := append([]byte(pfxState), stateCode(st))
+	prefixes := [][]byte{pfx(tccd.StateActive), pfx(tccd.StateConfirming), pfx(tccd.StateCancelling), []byte(pfxNotify)}
+	for _, prefix := range prefixes {
+		idAt := len(prefix) + 8 // after the creation time
+		if string(prefix) == pfxNotify {
+			idAt = len(prefix)
+		}
 		it, err := s.db.NewIterWithContext(ctx, &pdb.IterOptions{LowerBound: prefix, UpperBound: append(bytes.Clone(prefix), 0xff)})
 		if err != nil {
-			return fmt.Errorf("scan %s: %w", st, err)
+			return fmt.Errorf("scan %s: %w", prefix, err)
 		}
 		for ok := it.First(); ok; ok = it.Next() {
-			id := string(it.Key()[len(prefix)+8:])
+			id := string(it.Key()[idAt:])
 			tx, err := s.Get(ctx, id)
 			if err == nil {
 				err = fn(tx)
@@ -491,11 +512,14 @@ func (s *Store) Unfinished(ctx context.Context, fn func(*tccd.Transaction) error
 		err = it.Error()
 		it.Close()
 		if err != nil {
-			return fmt.Errorf("scan %s: %w", st, err)
+			return fmt.Errorf("scan %s: %w", prefix, err)
 		}
 	}
 	return nil
 }
+
+// pfx is the prefix of the state index's entries of a state.
+func pfx(st tccd.State) []byte { return append([]byte(pfxState), stateCode(st)) }
 
 // Purge deletes finished transactions that ended before the given time,
 // oldest (by creation) first within each final state. It walks the final states' ranges of the
@@ -556,6 +580,9 @@ func (s *Store) purgeOne(id string, before time.Time) (bool, error) {
 	defer b.Close()
 	_ = b.Delete(txKey(id), nil)
 	_ = b.Delete(stateKey(stateCode(tx.State), nanos(tx.CreatedAt), id), nil)
+	if tx.Notification.State == tccd.NotificationPending {
+		_ = b.Delete(notifyKey(id), nil)
+	}
 	if err := b.Commit(pdb.NoSync); err != nil {
 		return false, fmt.Errorf("purge %s: %w", id, err)
 	}

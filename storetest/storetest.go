@@ -37,6 +37,7 @@ func Run(t *testing.T, newOpener func(t *testing.T) Opener) {
 		{"ListByState", testListByState},
 		{"ListBadInput", testListBadInput},
 		{"Unfinished", testUnfinished},
+		{"UnfinishedPendingNotifications", testPendingNotifications},
 		{"Purge", testPurge},
 		{"ResolveHeuristic", testResolveHeuristic},
 		{"Reopen", testReopen},
@@ -451,6 +452,49 @@ func testUnfinished(t *testing.T, o Opener) {
 	err = s.Unfinished(context.Background(), func(*tccd.Transaction) error { calls++; return stop })
 	if err != stop || calls != 1 {
 		t.Fatalf("Unfinished did not stop on error: calls %d err %v", calls, err)
+	}
+}
+
+// testPendingNotifications: a final transaction whose notification is
+// pending is yielded by Unfinished (recovery resumes its delivery) until
+// the notification is delivered or failed; a record keeps every field of
+// its notification.
+func testPendingNotifications(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	tx := sample("notify", base, tccd.StateConfirmed)
+	tx.Notify = "https://shop.example/outcome"
+	tx.Notification = tccd.Notification{State: tccd.NotificationPending, DeliveryID: "d-1", Attempts: 1, LastStatus: 503, LastError: "HTTP 503", LastAttemptAt: base.Add(time.Minute)}
+	mustCreate(t, s, tx)
+	quiet := sample("quiet", base, tccd.StateConfirmed)
+	mustCreate(t, s, quiet)
+	unfinished := func() map[string]bool {
+		got := map[string]bool{}
+		if err := s.Unfinished(ctx, func(tx *tccd.Transaction) error { got[tx.ID] = true; return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := unfinished(); !reflect.DeepEqual(got, map[string]bool{"notify": true}) {
+		t.Fatalf("Unfinished = %v, want the pending notification only", got)
+	}
+	got, err := s.Get(ctx, "notify")
+	if err != nil {
+		t.Fatal(err)
+	}
+	equal(t, got, tx)
+	for _, st := range []tccd.NotificationState{tccd.NotificationPending, tccd.NotificationDelivered} {
+		got.Notification.State, got.Notification.Attempts = st, got.Notification.Attempts+1
+		if err := s.Update(ctx, got, false); err != nil {
+			t.Fatalf("record the notification %s: %v", st, err)
+		}
+	}
+	if got := unfinished(); len(got) != 0 {
+		t.Fatalf("Unfinished after delivery = %v, want none", got)
+	}
+	back, err := s.Get(ctx, "notify")
+	if err != nil || back.Notification.State != tccd.NotificationDelivered || back.Notification.Attempts != 3 {
+		t.Fatalf("after delivery: %+v, %v", back, err)
 	}
 }
 
