@@ -65,6 +65,14 @@ type Config struct {
 	// answer came) is still asked for its outcome; after that the
 	// transaction ends heuristic with reason in_doubt.
 	InDoubtWindow time.Duration
+	// Notifier delivers outcomes to Notify URLs (webhooks); nil: a
+	// transaction asking for one is refused (no secret to sign with).
+	// WebhookMaxAge is how long a delivery is retried.
+	Notifier      Notifier
+	WebhookMaxAge time.Duration
+	// Events receives the coordinator's changes (see Events); nil: a
+	// Broker with the default sizes, reachable with Coordinator.Events.
+	Events Events
 	// Links decides which participant URIs are accepted: the server-side
 	// request forgery guard (see Allowlist). nil applies the built-in
 	// refusals of Allowlist only.
@@ -93,6 +101,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.ShutdownGrace, DefaultShutdownGrace)
 	def(&c.RedriveInterval, DefaultRedriveInterval)
 	def(&c.InDoubtWindow, DefaultInDoubtWindow)
+	def(&c.WebhookMaxAge, DefaultWebhookMaxAge)
 	if c.MaxParallel == 0 {
 		c.MaxParallel = DefaultMaxParallel
 	}
@@ -127,6 +136,7 @@ func (c Config) Validate() error {
 	pos("shutdown-grace", c.ShutdownGrace)
 	pos("redrive-interval", c.RedriveInterval)
 	pos("in-doubt-window", c.InDoubtWindow)
+	pos("webhook-max-age", c.WebhookMaxAge)
 	if c.MarginFloor < 0 {
 		errs = append(errs, fmt.Errorf("margin-floor must not be negative, got %v", c.MarginFloor))
 	}

@@ -40,9 +40,17 @@ type Coordinator struct {
 	closed  bool
 	drivers map[string]*driver
 	timers  map[string]*time.Timer
+	// delivering holds the transactions whose notification is being
+	// delivered.
+	delivering map[string]bool
 	ready   atomic.Bool
 	pool    *workers // runs drivers and participant call loops
 	warns   warnLimiter
+	events  Events
+	// order is held across a write of a transaction and the publication
+	// of its events: the events of one transaction go out in the order
+	// of its writes.
+	order keyedMutex
 }
 
 // driver is the one goroutine settling a decided transaction.
@@ -65,18 +73,26 @@ func NewCoordinator(cfg Config, store Store, caller Caller, clock Clock, log *sl
 	if links == nil {
 		links = (*Allowlist)(nil)
 	}
+	events := cfg.Events
+	if events == nil {
+		events = NewBroker(0, 0, clock)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	callCtx, callCancel := context.WithCancel(context.Background())
 	return &Coordinator{
-		cfg: cfg.WithDefaults(), store: store, caller: caller, clock: clock, log: log,
+		events: events,
+		cfg:    cfg.WithDefaults(), store: store, caller: caller, clock: clock, log: log,
 		rtt: newRTTTable(), links: links, ctx: ctx, cancel: cancel, callCtx: callCtx, callCancel: callCancel,
-		drivers: make(map[string]*driver), timers: make(map[string]*time.Timer),
+		drivers: make(map[string]*driver), timers: make(map[string]*time.Timer), delivering: make(map[string]bool),
 		pool: newWorkers(10 * time.Second),
 	}
 }
 
 // Config returns the effective configuration (defaults applied).
 func (c *Coordinator) Config() Config { return c.cfg }
+
+// Events returns where the coordinator publishes its changes.
+func (c *Coordinator) Events() Events { return c.events }
 
 // Ready reports whether recovery has finished and the coordinator serves.
 func (c *Coordinator) Ready() bool { return c.ready.Load() }
@@ -89,7 +105,7 @@ func (c *Coordinator) Open(ctx context.Context) error {
 	if err := c.cfg.Validate(); err != nil {
 		return err
 	}
-	var resume []string
+	var resume, notify []string
 	active := 0
 	now := c.clock.Now()
 	err := c.store.Unfinished(ctx, func(tx *Transaction) error {
@@ -99,6 +115,8 @@ func (c *Coordinator) Open(ctx context.Context) error {
 			c.armTimer(tx.ID, tx.Deadline.Sub(now))
 		case !tx.State.Final():
 			resume = append(resume, tx.ID)
+		case tx.Notification.State == NotificationPending:
+			notify = append(notify, tx.ID)
 		}
 		return nil
 	})
@@ -107,8 +125,11 @@ func (c *Coordinator) Open(ctx context.Context) error {
 	}
 	// Counted, not len(c.timers): the timers of overdue transactions are
 	// already firing and changing the map.
-	c.log.Info("recovery scheduled", "resume", len(resume), "active", active)
+	c.log.Info("recovery scheduled", "resume", len(resume), "active", active, "notifications", len(notify))
 	c.goTracked(func() { c.resume(resume) })
+	for _, id := range notify {
+		c.startDelivery(id)
+	}
 	c.goTracked(c.purgeLoop)
 	c.goTracked(c.redriveLoop)
 	c.ready.Store(true)
@@ -130,6 +151,10 @@ func (c *Coordinator) redriveLoop() {
 		}
 		var ids []string
 		err := c.store.Unfinished(c.ctx, func(tx *Transaction) error {
+			if tx.State.Final() && tx.Notification.State == NotificationPending {
+				c.startDelivery(tx.ID) // a no-op when one runs
+				return nil
+			}
 			if tx.State == StateActive || tx.State.Final() {
 				return nil
 			}
@@ -244,6 +269,8 @@ type BeginRequest struct {
 	Name         string
 	Labels       map[string]string
 	Participants []Link
+	// Notify is a URL told of the outcome (see Notifier); "" for none.
+	Notify string
 }
 
 // Begin creates an active transaction. Begin is not synced: if the
@@ -266,11 +293,16 @@ func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction
 	if err != nil {
 		return nil, err
 	}
+	notify, err := c.checkNotify(req.Notify)
+	if err != nil {
+		return nil, err
+	}
 	now := c.clock.Now()
 	tx := &Transaction{
 		ID: ulid.Make().String(), Protocol: ProtocolNative, Name: req.Name, Labels: req.Labels,
 		State: StateActive, Timeout: timeout, Deadline: now.Add(timeout),
 		CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx),
+		Notify: notify,
 	}
 	if err := c.addLinks(tx, links, now, true); err != nil {
 		return nil, err
@@ -291,7 +323,18 @@ func (c *Coordinator) create(ctx context.Context, tx *Transaction, durable bool)
 	if tx.State.Decided() && tx.DecidedAt.IsZero() {
 		tx.DecidedAt = tx.CreatedAt
 	}
-	return storeError(c.store.Create(ctx, tx, durable))
+	unlock := c.order.lock(tx.ID)
+	defer unlock()
+	if err := c.store.Create(ctx, tx, durable); err != nil {
+		return storeError(err)
+	}
+	c.publishState(tx, StateNone)
+	return nil
+}
+
+// publishState publishes a state event for tx, which just moved from prev.
+func (c *Coordinator) publishState(tx *Transaction, prev State) {
+	c.events.Publish(Event{Type: EventState, Transaction: tx.ID, Owner: tx.CreatedBy, State: tx.State, Previous: prev, Reason: tx.Reason})
 }
 
 // errUnchanged, returned by the function given to update, leaves the
@@ -388,6 +431,17 @@ func (c *Coordinator) List(ctx context.Context, f Filter) ([]*Transaction, strin
 // participants did not all confirm; EConflict when the transaction had
 // been cancelled by request, or new links come after the decision.
 func (c *Coordinator) Confirm(ctx context.Context, id string, links []Link) (*Transaction, error) {
+	return c.confirm(ctx, id, links, true)
+}
+
+// ConfirmAsync is Confirm without the wait: it returns once the decision
+// is written (synced), with the transaction as it stands; the driver goes
+// on. Errors as for Confirm, for what is known at once.
+func (c *Coordinator) ConfirmAsync(ctx context.Context, id string, links []Link) (*Transaction, error) {
+	return c.confirm(ctx, id, links, false)
+}
+
+func (c *Coordinator) confirm(ctx context.Context, id string, links []Link, wait bool) (*Transaction, error) {
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
@@ -425,13 +479,25 @@ func (c *Coordinator) Confirm(ctx context.Context, id string, links []Link) (*Tr
 	if decided {
 		c.stopTimer(id)
 	}
-	return c.confirmOutcome(ctx, tx, decided)
+	if !wait {
+		c.startIfUnsettled(tx, decided)
+		return c.confirmOutcome(ctx, tx, false, false)
+	}
+	return c.confirmOutcome(ctx, tx, decided, true)
+}
+
+// startIfUnsettled makes sure a driver settles tx if it is decided and
+// not final, without waiting for it.
+func (c *Coordinator) startIfUnsettled(tx *Transaction, fresh bool) {
+	if tx.State.Decided() && !tx.State.Final() {
+		c.startDriver(tx, fresh)
+	}
 }
 
 // confirmOutcome joins (or starts) the driver of a decided transaction and
 // turns its state into the answer to a confirm request.
-func (c *Coordinator) confirmOutcome(ctx context.Context, tx *Transaction, fresh bool) (*Transaction, error) {
-	if !tx.State.Final() {
+func (c *Coordinator) confirmOutcome(ctx context.Context, tx *Transaction, fresh, wait bool) (*Transaction, error) {
+	if wait && !tx.State.Final() {
 		tx = c.await(ctx, tx, fresh)
 	}
 	switch tx.State {
@@ -490,6 +556,16 @@ func heuristic(tx *Transaction) *Error {
 // ConfirmWait for the participants. Cancelling a cancelled transaction
 // returns it; a confirming, confirmed or heuristic one is EConflict.
 func (c *Coordinator) Cancel(ctx context.Context, id string) (*Transaction, error) {
+	return c.cancelTx(ctx, id, true)
+}
+
+// CancelAsync is Cancel without the wait: it returns once the decision is
+// written (synced); the driver goes on.
+func (c *Coordinator) CancelAsync(ctx context.Context, id string) (*Transaction, error) {
+	return c.cancelTx(ctx, id, false)
+}
+
+func (c *Coordinator) cancelTx(ctx context.Context, id string, wait bool) (*Transaction, error) {
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
@@ -507,11 +583,13 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) (*Transaction, erro
 	if decided {
 		c.stopTimer(id)
 	}
-	switch tx.State {
-	case StateCancelling:
+	switch {
+	case tx.State == StateCancelling && wait:
 		tx = c.await(ctx, tx, decided)
-	case StateCancelled:
-	case StateHeuristic:
+	case tx.State == StateCancelling:
+		c.startIfUnsettled(tx, decided)
+	case tx.State == StateCancelled:
+	case tx.State == StateHeuristic:
 		return nil, heuristic(tx)
 	default:
 		return nil, conflict(tx, "cannot cancel: the transaction is %s", tx.State)
@@ -527,7 +605,7 @@ func (c *Coordinator) Cancel(ctx context.Context, id string) (*Transaction, erro
 // reports the same transaction. Errors as for Confirm; an expired link or
 // one too close to expiry cancels them all (ETimedOut). An empty set
 // returns (nil, nil).
-func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transaction, error) {
+func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link, opts ...OneShotOptions) (*Transaction, error) {
 	if len(links) == 0 {
 		return nil, nil
 	}
@@ -535,7 +613,7 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transact
 		return nil, err
 	}
 	defer c.wg.Done()
-	tx, created, err := c.oneShot(ctx, links, func(tx *Transaction, now time.Time) {
+	tx, created, err := c.oneShot(ctx, links, oneShotOpts(opts), func(tx *Transaction, now time.Time) {
 		tx.State, tx.Reason = StateConfirming, ReasonRequested
 		if c.tooSoon(tx, now) {
 			tx.State, tx.Reason = StateCancelling, ReasonExpiryMargin
@@ -544,7 +622,7 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transact
 	if err != nil {
 		return nil, err
 	}
-	return c.confirmOutcome(ctx, tx, created)
+	return c.confirmOutcome(ctx, tx, created, true)
 }
 
 // CancelLinks is the one-shot cancel of the Atomikos protocol: it decides
@@ -552,7 +630,7 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link) (*Transact
 // is. It never undoes a confirm: a set already confirming, confirmed or
 // heuristic is returned as it is (the caller answers that it was not
 // cancelled). An empty set returns (nil, nil).
-func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transaction, error) {
+func (c *Coordinator) CancelLinks(ctx context.Context, links []Link, opts ...OneShotOptions) (*Transaction, error) {
 	if len(links) == 0 {
 		return nil, nil
 	}
@@ -560,7 +638,7 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transacti
 		return nil, err
 	}
 	defer c.wg.Done()
-	tx, created, err := c.oneShot(ctx, links, func(tx *Transaction, _ time.Time) {
+	tx, created, err := c.oneShot(ctx, links, oneShotOpts(opts), func(tx *Transaction, _ time.Time) {
 		tx.State, tx.Reason = StateCancelling, ReasonRequested
 	})
 	if err != nil {
@@ -577,8 +655,12 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link) (*Transacti
 // record the set already has (created=false). Optimistic: a new link set
 // is the common case, so it creates first and reads only when the set is
 // known already.
-func (c *Coordinator) oneShot(ctx context.Context, links []Link, decide func(tx *Transaction, now time.Time)) (tx *Transaction, created bool, err error) {
+func (c *Coordinator) oneShot(ctx context.Context, links []Link, opt OneShotOptions, decide func(tx *Transaction, now time.Time)) (tx *Transaction, created bool, err error) {
 	links, err = canonicalLinks(links)
+	if err != nil {
+		return nil, false, err
+	}
+	notify, err := c.checkNotify(opt.Notify)
 	if err != nil {
 		return nil, false, err
 	}
@@ -588,7 +670,7 @@ func (c *Coordinator) oneShot(ctx context.Context, links []Link, decide func(tx 
 	}
 	for {
 		now := c.clock.Now()
-		tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx)}
+		tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx), Notify: notify}
 		// Expired links are accepted here: they make a confirm time out.
 		if err := c.addLinks(tx, links, now, false); err != nil {
 			return nil, false, err
@@ -613,6 +695,20 @@ func (c *Coordinator) oneShot(ctx context.Context, links []Link, decide func(tx 
 		}
 		// Purged between the two calls: try again.
 	}
+}
+
+// OneShotOptions are the optional parts of a one-shot request.
+type OneShotOptions struct {
+	// Notify is a URL told of the outcome (see Notifier), for a new link
+	// set; "" for none.
+	Notify string
+}
+
+func oneShotOpts(opts []OneShotOptions) OneShotOptions {
+	if len(opts) > 0 {
+		return opts[0]
+	}
+	return OneShotOptions{}
 }
 
 // canonicalLinks returns links with their URIs in canonical form (see
@@ -712,6 +808,12 @@ func (c *Coordinator) tooSoon(tx *Transaction, now time.Time) bool {
 // transition moves tx (in place) to state `to` with a compare-and-set
 // write; the new state is synced when durable is set.
 func (c *Coordinator) transition(ctx context.Context, tx *Transaction, to State, durable bool) error {
+	return c.transitionWith(ctx, tx, to, durable, nil)
+}
+
+// transitionWith is transition that also publishes attempt events of
+// calls whose results the write records, before the state event.
+func (c *Coordinator) transitionWith(ctx context.Context, tx *Transaction, to State, durable bool, attempts []Event) error {
 	if !CanTransition(tx.State, to) {
 		return conflict(tx, "cannot move a %s transaction to %s", tx.State, to)
 	}
@@ -726,9 +828,22 @@ func (c *Coordinator) transition(ctx context.Context, tx *Transaction, to State,
 		// counts from there, and the store's finished index stays right.
 		tx.FinishedAt = now
 	}
+	notification := tx.Notification
+	c.notifyOnFinal(tx, prev, to, now)
+	unlock := c.order.lock(tx.ID)
+	defer unlock()
 	if err := c.store.Update(ctx, tx, durable); err != nil {
-		tx.State = prev
+		tx.State, tx.Notification = prev, notification
 		return storeError(err)
+	}
+	if tx.Notification.State == NotificationPending && tx.Notification != notification {
+		defer c.startDelivery(tx.ID)
+	}
+	for i := range attempts {
+		c.events.Publish(attempts[i])
+	}
+	if to != prev {
+		c.publishState(tx, prev)
 	}
 	return nil
 }

@@ -59,6 +59,7 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 			return nil, err
 		}
 	}
+	var carry []Event // attempts whose results the next write records
 	for !tx.State.Final() {
 		switch tx.State {
 		case StateConfirming:
@@ -66,8 +67,11 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 			if !res.complete {
 				return nil, errStopped
 			}
+			res.attempts = append(carry, res.attempts...)
+			carry = nil
 			if res.aborted {
 				if tx.Count(ParticipantConfirmed) > 0 {
+					carry = res.attempts
 					// A confirm in flight when the phase stopped came
 					// back 2xx: confirm the rest after all.
 					continue
@@ -75,7 +79,7 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 				// Nothing was confirmed: cancel instead — a new decision,
 				// synced, with what is known of each participant.
 				tx.Reason = ReasonParticipant
-				if err := c.transition(c.writeCtx(), tx, StateCancelling, true); err != nil {
+				if err := c.transitionWith(c.writeCtx(), tx, StateCancelling, true, res.attempts); err != nil {
 					c.log.Error("cannot record the switch to cancel", "id", id, "err", err)
 					return nil, err
 				}
@@ -83,13 +87,14 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 				continue
 			}
 			to, reason := confirmPhaseOutcome(tx)
-			return c.finish(tx, to, reason)
+			return c.finish(tx, to, reason, res.attempts)
 		case StateCancelling:
-			if !c.runPhase(tx, OpCancel, resumed).complete {
+			res := c.runPhase(tx, OpCancel, resumed)
+			if !res.complete {
 				return nil, errStopped
 			}
 			to, reason := cancelPhaseOutcome(tx)
-			return c.finish(tx, to, reason)
+			return c.finish(tx, to, reason, res.attempts)
 		default:
 			return tx, nil // active: nothing to drive
 		}
@@ -141,12 +146,12 @@ func cancelPhaseOutcome(tx *Transaction) (State, Reason) {
 
 // finish records the final state. The write is not synced: if it is lost,
 // recovery sends the same idempotent calls again and reaches the same end.
-func (c *Coordinator) finish(tx *Transaction, to State, reason Reason) (*Transaction, error) {
+func (c *Coordinator) finish(tx *Transaction, to State, reason Reason, attempts []Event) (*Transaction, error) {
 	tx.Reason = reason
 	if to == StateHeuristic {
 		c.log.Error("heuristic outcome: the participants did not all end the same way", append([]any{"id", tx.ID, "reason", reason}, participantSummary(tx)...)...)
 	}
-	if err := c.transition(c.writeCtx(), tx, to, false); err != nil {
+	if err := c.transitionWith(c.writeCtx(), tx, to, false, attempts); err != nil {
 		c.log.Error("cannot record outcome", "id", tx.ID, "state", to, "err", err)
 		// The participants are settled all the same; report what happened.
 		out := tx.Clone()
@@ -175,6 +180,10 @@ type event struct {
 	p     Participant
 	final bool // the worker is done with this participant (ended or stopped)
 	ended bool // final, and the participant reached its end in this phase
+	// call is the call of the attempt reported (progress, or ended), and
+	// next when the next attempt is due (progress).
+	call Op
+	next time.Time
 }
 
 // phaseResult says how a phase ended.
@@ -185,6 +194,10 @@ type phaseResult struct {
 	// aborted: a confirm phase stopped because a participant had
 	// cancelled, expired or refused before any confirmed.
 	aborted bool
+	// attempts are the attempt events of the participants that reached
+	// their end: their results are written by the write that concludes
+	// the phase, which publishes them.
+	attempts []Event
 }
 
 // runPhase sends op to every unsettled participant of tx in parallel (at
@@ -223,20 +236,40 @@ func (c *Coordinator) runPhase(tx *Transaction, op Op, maybeSent bool) phaseResu
 		})
 	}
 	complete := true
+	var ended []Event
 	for left := len(pending); left > 0; {
 		ev := <-events
 		tx.Participants[ev.idx] = ev.p
 		if !ev.final {
-			c.saveProgress(tx)
+			c.saveProgress(tx, c.attemptEvent(tx, ev))
 			continue
 		}
 		left--
 		complete = complete && ev.ended
+		if ev.ended {
+			ended = append(ended, c.attemptEvent(tx, ev))
+		}
 	}
 	ps.mu.Lock()
 	aborted := ps.aborted
 	ps.mu.Unlock()
-	return phaseResult{complete: complete || (aborted && c.ctx.Err() == nil), aborted: aborted}
+	complete = complete || (aborted && c.ctx.Err() == nil)
+	if !complete && len(ended) > 0 {
+		// Closing: record what the participants answered within the
+		// grace; the rest resumes at the next start.
+		c.saveProgress(tx, ended...)
+		ended = nil
+	}
+	return phaseResult{complete: complete, aborted: aborted, attempts: ended}
+}
+
+// attemptEvent is the event of the attempt a worker reported.
+func (c *Coordinator) attemptEvent(tx *Transaction, ev event) Event {
+	return Event{
+		Type: EventAttempt, Transaction: tx.ID, Owner: tx.CreatedBy,
+		Participant: ev.p.URI, Phase: ev.call, Attempt: ev.p.Attempts,
+		Status: ev.p.LastStatus, Error: ev.p.LastError, NextRetry: ev.next,
+	}
 }
 
 // phaseState is shared by the workers of one phase. The decision to stop
@@ -267,10 +300,11 @@ func (ps *phaseState) settled(s ParticipantState) {
 	}
 }
 
-// saveProgress writes participant progress without syncing; it is for
-// observers, recovery does not need it. It is written during shutdown too.
-func (c *Coordinator) saveProgress(tx *Transaction) {
-	if err := c.store.Update(c.writeCtx(), tx, false); err != nil {
+// saveProgress writes participant progress without syncing, and
+// publishes the attempts it records; it is for observers, recovery does
+// not need it. It is written during shutdown too.
+func (c *Coordinator) saveProgress(tx *Transaction, attempts ...Event) {
+	if err := c.transitionWith(c.writeCtx(), tx, tx.State, false, attempts); err != nil {
 		c.log.Warn("cannot record participant progress", "id", tx.ID, "err", err)
 	}
 }
@@ -326,7 +360,7 @@ func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phase
 		p.LastAttemptAt, p.LastDuration = start, r.Duration
 		if c.verdict(id, op, call, &p, r, maybeSent, &refused) {
 			ps.settled(p.State)
-			events <- event{idx: idx, p: p, final: true, ended: true}
+			events <- event{idx: idx, p: p, final: true, ended: true, call: call}
 			return
 		}
 		// No definite answer: retry, or reach the end of what is asked.
@@ -338,7 +372,7 @@ func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phase
 		if !now.Before(limit) {
 			c.giveUp(id, op, &p, refused)
 			ps.settled(p.State)
-			events <- event{idx: idx, p: p, final: true, ended: true}
+			events <- event{idx: idx, p: p, final: true, ended: true, call: call}
 			return
 		}
 		// Never wait past the link's expiry, where an answer changes
@@ -350,7 +384,7 @@ func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phase
 		}
 		wait = min(wait, limit.Sub(now))
 		c.logRetry(id, call, &p, r, wait)
-		events <- event{idx: idx, p: p}
+		events <- event{idx: idx, p: p, call: call, next: now.Add(wait)}
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:

@@ -27,6 +27,10 @@ const (
 	EMethodNotAllowed Code = "method_not_allowed"
 	// ETooManyRequests: the caller is over its rate limit (429).
 	ETooManyRequests Code = "too_many_requests"
+	// ENotConfigured: the request is well formed, but asks for something
+	// this coordinator is not set up to do (a webhook without a secret to
+	// sign it, messages without a broker) (422).
+	ENotConfigured Code = "not_configured"
 	// EConflict: the transaction's state does not allow the request, or a
 	// concurrent request changed it first (409).
 	EConflict Code = "conflict"
@@ -45,7 +49,7 @@ const (
 // Codes lists every error code.
 var Codes = []Code{
 	EInvalid, EUnauthorized, EForbidden, ETooLarge, EUnsupportedMedia, ENotFound,
-	EMethodNotAllowed, ETooManyRequests, EConflict, ETimedOut, EHeuristic,
+	EMethodNotAllowed, ETooManyRequests, ENotConfigured, EConflict, ETimedOut, EHeuristic,
 	EUnavailable, EInternal,
 }
 

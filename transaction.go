@@ -119,9 +119,12 @@ const (
 type Notification struct {
 	State NotificationState
 	// DeliveryID is sent with every attempt (Tcc-Delivery), so that a
-	// receiver can tell a repeat from a new delivery.
+	// receiver can tell a repeat from a new delivery: "<id>/<state>".
 	DeliveryID string
-	Attempts   int
+	// Since is when the delivery became due (the outcome was reached);
+	// it is retried until Since plus the webhook's maximum age.
+	Since    time.Time
+	Attempts int
 	// LastStatus, LastError and LastAttemptAt describe the last attempt.
 	LastStatus    int
 	LastError     string

@@ -31,6 +31,7 @@ const (
 	CodeNotFound         = "not_found"
 	CodeMethodNotAllowed = "method_not_allowed"
 	CodeTooManyRequests  = "too_many_requests"
+	CodeNotConfigured    = "not_configured"
 	CodeConflict         = "conflict"
 	CodeTimedOut         = "timed_out"
 	CodeHeuristic        = "heuristic"
@@ -48,6 +49,7 @@ var codeStatus = map[string]int{
 	CodeNotFound:         http.StatusNotFound,
 	CodeMethodNotAllowed: http.StatusMethodNotAllowed,
 	CodeTooManyRequests:  http.StatusTooManyRequests,
+	CodeNotConfigured:    http.StatusUnprocessableEntity,
 	CodeConflict:         http.StatusConflict,
 	CodeTimedOut:         http.StatusConflict,
 	CodeHeuristic:        http.StatusConflict,

@@ -30,7 +30,20 @@ type Transaction struct {
 	CreatedBy      string            `json:"created_by,omitempty"`
 	ResolvedBy     string            `json:"resolved_by,omitempty"`
 	ResolutionNote string            `json:"resolution_note,omitempty"`
+	Notify         string            `json:"notify,omitempty"`
+	Notification   *Notification     `json:"notification,omitempty"`
 	Participants   []Participant     `json:"participants"`
+}
+
+// Notification is how the delivery of a transaction's outcome to its
+// notify URL stands: state pending, delivered or failed, and the attempts.
+type Notification struct {
+	State         string     `json:"state"`
+	Attempts      int        `json:"attempts"`
+	DeliveryID    string     `json:"delivery_id,omitempty"`
+	LastStatus    int        `json:"last_status,omitempty"`
+	LastError     string     `json:"last_error,omitempty"`
+	LastAttemptAt *time.Time `json:"last_attempt_at,omitempty"`
 }
 
 // Participant is one participant of a Transaction on the wire.
@@ -64,6 +77,7 @@ type BeginRequest struct {
 	Name         string            `json:"name"`
 	Labels       map[string]string `json:"labels"`
 	Participants []Link            `json:"participants"`
+	Notify       string            `json:"notify"`
 }
 
 // ConfirmRequest is the optional body of PUT /api/v1/transactions/{id}/confirm.
@@ -88,3 +102,45 @@ type PurgeResult struct {
 type AtomikosRequest struct {
 	ParticipantLinks []Link `json:"participantLinks"`
 }
+
+// Event is one event of GET /api/v1/events (the data of a Server-Sent
+// Event whose id is Seq and whose event name is Type). State events carry
+// state, previous and reason; attempt events participant, phase, attempt,
+// status, error and next_retry; lagged and gap events nothing more.
+type Event struct {
+	Seq         uint64     `json:"seq,omitempty"`
+	Time        time.Time  `json:"time"`
+	Type        string     `json:"type"`
+	Transaction string     `json:"transaction,omitempty"`
+	State       string     `json:"state,omitempty"`
+	Previous    *string    `json:"previous,omitempty"`
+	Reason      string     `json:"reason,omitempty"`
+	Participant string     `json:"participant,omitempty"`
+	Phase       string     `json:"phase,omitempty"`
+	Attempt     int        `json:"attempt,omitempty"`
+	Status      *int       `json:"status,omitempty"`
+	Error       *string    `json:"error,omitempty"`
+	NextRetry   *time.Time `json:"next_retry,omitempty"`
+}
+
+// Event types.
+const (
+	EventState   = "state"
+	EventAttempt = "attempt"
+	EventLagged  = "lagged"
+	EventGap     = "gap"
+)
+
+// Headers and preferences of asynchronous requests and webhooks.
+const (
+	// HeaderPrefer: Prefer: respond-async makes a confirm or cancel
+	// answer 202 once the decision is durable, without waiting.
+	HeaderPrefer           = "Prefer"
+	HeaderPreferApplied    = "Preference-Applied"
+	PreferRespondAsync     = "respond-async"
+	HeaderLastEventID      = "Last-Event-ID"
+	HeaderNotify           = "Tcc-Notify" // the notify URL of an Atomikos request
+	HeaderWebhookDelivery  = "Tcc-Delivery"
+	HeaderWebhookSignature = "Tcc-Signature"
+	MediaEventStream       = "text/event-stream"
+)

@@ -124,6 +124,7 @@ type request struct {
 	// the context ends; only for idempotent requests.
 	retry503 bool
 	atomikos bool // decode errors by the Atomikos protocol
+	header   http.Header
 }
 
 // do sends r and returns the answer when its status is one of ok. Other
@@ -154,6 +155,9 @@ func (c *Client) do(ctx context.Context, r request, ok ...int) (*http.Response, 
 			req.Header.Set("Content-Type", r.mediaType)
 		}
 		req.Header.Set("Accept", api.MediaJSON+", "+api.MediaProblem)
+		for k, vs := range r.header {
+			req.Header[k] = vs
+		}
 		for k, vs := range c.header {
 			for _, v := range vs {
 				req.Header.Add(k, v)
@@ -263,6 +267,14 @@ type beginOptions struct {
 	name    string
 	labels  map[string]string
 	links   []Link
+	notify  string
+}
+
+// WithNotify asks the coordinator to POST the transaction, signed, to url
+// once it reaches a final state (a webhook; see VerifyWebhook). The
+// coordinator must have a webhook secret.
+func WithNotify(url string) BeginOption {
+	return func(o *beginOptions) { o.notify = url }
 }
 
 // WithTimeout sets how long the transaction may stay active before the
@@ -300,7 +312,7 @@ func (c *Client) Begin(ctx context.Context, opts ...BeginOption) (*Tx, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	req := api.BeginRequest{Name: o.name, Labels: o.labels}
+	req := api.BeginRequest{Name: o.name, Labels: o.labels, Notify: o.notify}
 	if o.timeout != 0 {
 		s := o.timeout.String()
 		req.Timeout = &s

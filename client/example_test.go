@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/tccd/tccd/client"
@@ -213,4 +214,29 @@ func ExampleMiddleware() {
 	fmt.Println(len(out.Participants), out.State, reservationState(out.Participants[0].URI))
 	// Output:
 	// 1 confirmed confirmed
+}
+
+// A receiver of the coordinator's notifications: it verifies each one
+// with the secret tccd signs with (its webhook-secret-file), acts on the
+// outcome once per delivery id (deliveries are at least once), and
+// answers 2xx — anything else and tccd tries again later.
+func ExampleVerifyWebhook() {
+	secret := []byte(os.Getenv("TCCD_WEBHOOK_SECRET"))
+	var mu sync.Mutex
+	seen := map[string]bool{} // a real service keeps these in its database
+	http.HandleFunc("POST /tcc-outcome", func(w http.ResponseWriter, r *http.Request) {
+		wh, err := client.VerifyWebhook(secret, r)
+		if err != nil {
+			http.Error(w, "bad signature", http.StatusBadRequest)
+			return
+		}
+		mu.Lock()
+		repeat := seen[wh.DeliveryID]
+		seen[wh.DeliveryID] = true
+		mu.Unlock()
+		if !repeat {
+			fmt.Printf("transaction %s ended %s\n", wh.Transaction.ID, wh.Transaction.State)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 }

@@ -87,6 +87,35 @@ func (t *Tx) Cancel(ctx context.Context) (*api.Transaction, error) {
 	return t.settle(ctx, "/cancel", stateCancelled)
 }
 
+// ConfirmAsync decides to confirm the transaction and returns as soon as
+// the decision is durable (Prefer: respond-async), with the transaction as
+// it stands — usually still confirming. Follow it with Wait. Errors as for
+// Confirm, for what is known at once.
+func (t *Tx) ConfirmAsync(ctx context.Context) (*api.Transaction, error) {
+	return t.decideAsync(ctx, "/confirm", stateConfirmed)
+}
+
+// CancelAsync is ConfirmAsync for a cancel.
+func (t *Tx) CancelAsync(ctx context.Context) (*api.Transaction, error) {
+	return t.decideAsync(ctx, "/cancel", stateCancelled)
+}
+
+func (t *Tx) decideAsync(ctx context.Context, op, want string) (*api.Transaction, error) {
+	if t.col != nil {
+		return nil, errPropagated
+	}
+	r := request{method: http.MethodPut, path: t.path(op), retry503: true,
+		header: http.Header{api.HeaderPrefer: {api.PreferRespondAsync}}}
+	var tx api.Transaction
+	if err := t.c.doJSON(ctx, r, &tx, http.StatusOK, http.StatusAccepted); err != nil {
+		return nil, err
+	}
+	if finalState(tx.State) && tx.State != want {
+		return nil, outcomeError(&tx, want)
+	}
+	return &tx, nil
+}
+
 func (t *Tx) settle(ctx context.Context, op, want string) (*api.Transaction, error) {
 	if t.col != nil {
 		return nil, errPropagated

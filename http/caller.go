@@ -1,7 +1,11 @@
 package http
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -16,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tccd/tccd"
+	"github.com/tccd/tccd/api"
 )
 
 // DefaultMaxConnsPerHost bounds idle keep-alive connections kept per
@@ -26,10 +31,12 @@ const DefaultMaxConnsPerHost = 256
 // dropped) so that the connection can be reused.
 const maxDrain = 64 << 10
 
-// Caller sends confirm (PUT) and cancel (DELETE) calls to participants.
+// Caller sends confirm (PUT) and cancel (DELETE) calls to participants,
+// and, given a webhook secret, the signed notifications of outcomes.
 type Caller struct {
 	client *http.Client
 	allow  *tccd.Allowlist
+	secret []byte
 }
 
 // CallerConfig configures a Caller. The zero value calls participants
@@ -46,6 +53,9 @@ type CallerConfig struct {
 	// Resolver resolves participant host names, so that the addresses can
 	// be checked before connecting; nil: net.DefaultResolver.
 	Resolver Resolver
+	// WebhookSecret signs the notifications of outcomes (Notify); it must
+	// be set for the Caller to be a tccd.Notifier.
+	WebhookSecret []byte
 }
 
 // Resolver looks up the addresses of a host; *net.Resolver is one.
@@ -94,7 +104,7 @@ func NewCallerWith(cfg CallerConfig) *Caller {
 	if cfg.TLS != nil {
 		tr.TLSClientConfig = cfg.TLS.Clone()
 	}
-	return &Caller{allow: cfg.Allow, client: &http.Client{
+	return &Caller{allow: cfg.Allow, secret: cfg.WebhookSecret, client: &http.Client{
 		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
@@ -245,4 +255,58 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return t.Sub(now)
 	}
 	return 0
+}
+
+// Webhook headers.
+const (
+	HeaderDelivery  = api.HeaderWebhookDelivery
+	HeaderSignature = api.HeaderWebhookSignature
+)
+
+// Sign returns the Tcc-Signature value of a notification body sent at t:
+// "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>".
+func Sign(secret, body []byte, t time.Time) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	mac := hmac.New(sha256.New, secret)
+	mac.Write([]byte(ts))
+	mac.Write([]byte{'.'})
+	mac.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(mac.Sum(nil))
+}
+
+var _ tccd.Notifier = (*Caller)(nil)
+
+// Notify posts the transaction document (the JSON of GET
+// /api/v1/transactions/{id}) to url, signed (Tcc-Signature) and with the
+// delivery's id (Tcc-Delivery). The destination is checked like a
+// participant's, at call and at dial time. Without a secret every call
+// fails for good.
+func (c *Caller) Notify(ctx context.Context, url, deliveryID string, tx *tccd.Transaction) tccd.CallResult {
+	start := time.Now()
+	if len(c.secret) == 0 {
+		return tccd.CallResult{Err: errors.New("no webhook secret"), Permanent: true}
+	}
+	if err := c.allow.CheckLink(url); err != nil {
+		return tccd.CallResult{Err: err, Permanent: true}
+	}
+	wire := FromTx(tx)
+	body := appendTransaction(make([]byte, 0, 1024), &wire)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return tccd.CallResult{Err: err, Permanent: true}
+	}
+	req.Header = http.Header{
+		"Content-Type": {"application/json"}, "User-Agent": hdrAgent,
+		HeaderDelivery: {deliveryID}, HeaderSignature: {Sign(c.secret, body, time.Now())},
+	}
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return tccd.CallResult{Err: err, Duration: time.Since(start), Permanent: refused(err)}
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxDrain))
+	resp.Body.Close()
+	return tccd.CallResult{
+		Status: resp.StatusCode, Duration: time.Since(start), Sent: true,
+		RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
+	}
 }

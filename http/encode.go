@@ -59,6 +59,21 @@ func appendTransaction(b []byte, t *Transaction) []byte {
 	b = optString(b, "created_by", t.CreatedBy)
 	b = optString(b, "resolved_by", t.ResolvedBy)
 	b = optString(b, "resolution_note", t.ResolutionNote)
+	b = optString(b, "notify", t.Notify)
+	if n := t.Notification; n != nil {
+		b = append(b, `,"notification":{"state":`...)
+		b = appendString(b, n.State)
+		b = append(b, `,"attempts":`...)
+		b = strconv.AppendInt(b, int64(n.Attempts), 10)
+		b = optString(b, "delivery_id", n.DeliveryID)
+		if n.LastStatus != 0 {
+			b = append(b, `,"last_status":`...)
+			b = strconv.AppendInt(b, int64(n.LastStatus), 10)
+		}
+		b = optString(b, "last_error", n.LastError)
+		b = optTimeField(b, "last_attempt_at", n.LastAttemptAt)
+		b = append(b, '}')
+	}
 	if t.Participants == nil {
 		b = append(b, `,"participants":null`...)
 	} else {

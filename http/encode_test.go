@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/tccd/tccd/api"
 )
 
 // sameAsEncodingJSON checks that appendTransaction and encoding/json
@@ -46,12 +48,16 @@ func TestAppendTransaction(t *testing.T) {
 			ID: "01J", Protocol: "native", Name: "trip <&> \"quoted\"\n", Labels: map[string]string{"b": "2", "a": "\u2028", "\x01": "\xff"},
 			State: "heuristic", Reason: "mixed_outcome", Timeout: "30s", Deadline: &at2, CreatedAt: at, UpdatedAt: at2,
 			DecidedAt: &at, FinishedAt: &at2, CreatedBy: "ops", ResolvedBy: "admin", ResolutionNote: "fixed by hand",
+			Notify:       "https://shop.example/outcome?x=<1>",
+			Notification: &api.Notification{State: "pending", Attempts: 3, DeliveryID: "01K", LastStatus: 503, LastError: "HTTP 503", LastAttemptAt: &at2},
 			Participants: []Participant{
 				{URI: "http://a/r/1?x=<1>&y=2", Expires: at, State: "confirmed", Attempts: 2, LastStatus: 204, LastError: "", LastAttemptAt: &at, LastDurationMS: &d},
 				{URI: "https://b/r/2", Expires: at2, State: "failed", Attempts: 1, LastStatus: 500, LastError: "boom\t", LastDurationMS: &tiny},
 				{URI: "http://c/", Expires: at, State: "pending"},
 			},
 		},
+		"notification delivered": {ID: "z", Protocol: "native", State: "confirmed", CreatedAt: at, UpdatedAt: at, Notify: "http://n/",
+			Notification: &api.Notification{State: "delivered", Attempts: 1}, Participants: []Participant{}},
 		"zero times and offsets": {ID: "y", Protocol: "atomikos", State: "confirmed", CreatedAt: time.Unix(0, 0).UTC(), UpdatedAt: at.In(time.FixedZone("x", 3600)), Participants: []Participant{}},
 	} {
 		t.Run(name, func(t *testing.T) { sameAsEncodingJSON(t, tx) })
@@ -70,7 +76,8 @@ func FuzzAppendTransaction(f *testing.F) {
 		at := time.Unix(0, nanos).UTC()
 		tx := Transaction{
 			ID: name, Protocol: "native", Name: name, Labels: map[string]string{key: value},
-			State: "active", CreatedAt: at, UpdatedAt: at, Deadline: &at, CreatedBy: key,
+			State: "active", CreatedAt: at, UpdatedAt: at, Deadline: &at, CreatedBy: key, Notify: lastErr,
+			Notification: &api.Notification{State: value, Attempts: attempts, LastError: lastErr, LastAttemptAt: &at},
 			Participants: []Participant{{URI: uri, Expires: at, State: "pending", Attempts: attempts, LastStatus: attempts, LastError: lastErr, LastDurationMS: &ms}},
 		}
 		sameAsEncodingJSON(t, tx)

@@ -178,6 +178,12 @@ func decodeBeginFast(body []byte) (req BeginRequest, ok bool) {
 				return req, false
 			}
 			req.Name = v.String()
+		case "notify":
+			v, err := dec.ReadToken()
+			if err != nil || v.Kind() != '"' {
+				return req, false
+			}
+			req.Notify = v.String()
 		case "labels":
 			if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 				return req, false

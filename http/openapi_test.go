@@ -185,8 +185,8 @@ type apiCall struct {
 	// not validated, only the answer is.
 	invalid bool
 	// token, when set, is sent as Authorization: Bearer; auth as the
-	// whole Authorization header.
-	token, auth string
+	// whole Authorization header; prefer as Prefer.
+	token, auth, prefer string
 }
 
 // do sends c, checks the status, validates the request (unless c.invalid)
@@ -211,6 +211,9 @@ func (h *apiHarness) do(c apiCall, want int) (http.Header, []byte) {
 		}
 		if c.auth != "" {
 			req.Header.Set("Authorization", c.auth)
+		}
+		if c.prefer != "" {
+			req.Header.Set("Prefer", c.prefer)
 		}
 		return req
 	}
@@ -407,6 +410,16 @@ func TestOpenAPIResponses(t *testing.T) {
 	}
 	_, body = h.do(apiCall{method: "PUT", path: txPath + "/cancel"}, http.StatusConflict)
 	problem(body, "conflict")
+	// Asked not to wait: 202 at once, saying so.
+	tx = begin(link("busy/3", future))
+	txPath = "/api/v1/transactions/" + tx.ID
+	hdr, _ = h.do(apiCall{method: "PUT", path: txPath + "/confirm", prefer: "respond-async"}, http.StatusAccepted)
+	if hdr.Get("Preference-Applied") != "respond-async" {
+		t.Errorf("async 202: Preference-Applied %q", hdr.Get("Preference-Applied"))
+	}
+	// A notify URL without a webhook secret.
+	_, body = h.do(apiCall{method: "POST", path: "/api/v1/transactions", ctype: "application/json", body: `{"notify":"http://127.0.0.1:1/hook"}`}, http.StatusUnprocessableEntity)
+	problem(body, "not_configured")
 
 	// Native errors.
 	_, body = h.do(apiCall{method: "GET", path: "/api/v1/transactions/nope"}, http.StatusNotFound)

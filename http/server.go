@@ -65,6 +65,11 @@ type ServerConfig struct {
 	// TLS, when set, makes Serve speak HTTPS with it (set ClientAuth and
 	// ClientCAs for mutual TLS).
 	TLS *tls.Config
+	// MaxStreams bounds the event streams (GET /api/v1/events) one client
+	// may have open at once (0: DefaultMaxStreams); StreamKeepAlive is how
+	// often an idle stream gets a comment line (0: DefaultStreamKeepAlive).
+	MaxStreams      int
+	StreamKeepAlive time.Duration
 }
 
 // WithDefaults fills zero fields.
@@ -87,6 +92,12 @@ func (c ServerConfig) WithDefaults() ServerConfig {
 	if c.MaxHeaderBytes == 0 {
 		c.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	if c.MaxStreams == 0 {
+		c.MaxStreams = DefaultMaxStreams
+	}
+	if c.StreamKeepAlive == 0 {
+		c.StreamKeepAlive = DefaultStreamKeepAlive
+	}
 	return c
 }
 
@@ -100,6 +111,7 @@ type Server struct {
 	srv     *http.Server
 	ln      net.Listener
 	errc    chan error
+	streams *streams
 }
 
 // NewServer returns a server over coord. Start it with Serve or use it as
@@ -108,7 +120,7 @@ func NewServer(coord *tccd.Coordinator, cfg ServerConfig, log *slog.Logger) *Ser
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{coord: coord, cfg: cfg.WithDefaults(), log: log, mux: http.NewServeMux()}
+	s := &Server{coord: coord, cfg: cfg.WithDefaults(), log: log, mux: http.NewServeMux(), streams: newStreams()}
 	if s.cfg.RateLimit > 0 {
 		s.limiter = newLimiter(s.cfg.RateLimit, s.cfg.RateBurst)
 	}
@@ -153,6 +165,7 @@ func (s *Server) routeTable() []route {
 		{http.MethodPut, "/api/v1/transactions/{id}/cancel", roleClient, s.native(s.cancel)},
 		{http.MethodPut, "/api/v1/transactions/{id}/resolve", roleAdmin, s.native(s.resolve)},
 		{http.MethodPost, "/api/v1/admin/purge", roleAdmin, s.native(s.purge)},
+		{http.MethodGet, "/api/v1/events", roleClient, s.native(s.events)},
 	}
 }
 
@@ -302,6 +315,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.srv == nil {
 		return nil
 	}
+	s.streams.close() // event streams never go idle by themselves
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
@@ -518,12 +532,30 @@ func (s *Server) confirm(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tx, err := s.coord.Confirm(r.Context(), r.PathValue("id"), links)
+	confirm := s.coord.Confirm
+	async := prefersAsync(r)
+	if async {
+		confirm = s.coord.ConfirmAsync
+	}
+	tx, err := confirm(r.Context(), r.PathValue("id"), links)
 	if err != nil {
 		return err
 	}
-	s.writeOutcome(w, tx, tccd.StateConfirmed)
+	s.writeOutcome(w, tx, tccd.StateConfirmed, async)
 	return nil
+}
+
+// prefersAsync reports whether the request has Prefer: respond-async.
+func prefersAsync(r *http.Request) bool {
+	for _, v := range r.Header.Values(api.HeaderPrefer) {
+		for _, p := range strings.Split(v, ",") {
+			name, _, _ := strings.Cut(strings.TrimSpace(p), ";")
+			if strings.EqualFold(strings.TrimSpace(name), api.PreferRespondAsync) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
@@ -534,11 +566,16 @@ func (s *Server) cancel(w http.ResponseWriter, r *http.Request) error {
 	if err := DecodeCancel(body); err != nil {
 		return err
 	}
-	tx, err := s.coord.Cancel(r.Context(), r.PathValue("id"))
+	cancel := s.coord.Cancel
+	async := prefersAsync(r)
+	if async {
+		cancel = s.coord.CancelAsync
+	}
+	tx, err := cancel(r.Context(), r.PathValue("id"))
 	if err != nil {
 		return err
 	}
-	s.writeOutcome(w, tx, tccd.StateCancelled)
+	s.writeOutcome(w, tx, tccd.StateCancelled, async)
 	return nil
 }
 
@@ -578,13 +615,17 @@ func (s *Server) purge(w http.ResponseWriter, r *http.Request) error {
 }
 
 // writeOutcome answers 200 when tx reached the wanted end, 202 (with
-// Location and Retry-After) while it is still on its way.
-func (s *Server) writeOutcome(w http.ResponseWriter, tx *tccd.Transaction, want tccd.State) {
+// Location and Retry-After) while it is still on its way — with
+// Preference-Applied when the client asked not to wait.
+func (s *Server) writeOutcome(w http.ResponseWriter, tx *tccd.Transaction, want tccd.State, async bool) {
 	status := http.StatusOK
 	if tx.State != want {
 		status = http.StatusAccepted
 		w.Header().Set("Location", txLocation(tx.ID))
 		w.Header().Set("Retry-After", "1")
+		if async {
+			w.Header().Set(api.HeaderPreferApplied, api.PreferRespondAsync)
+		}
 	}
 	writeTransaction(w, status, FromTx(tx))
 }
@@ -607,7 +648,7 @@ func (s *Server) atomikosConfirm(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tx, err := s.coord.ConfirmLinks(r.Context(), links)
+	tx, err := s.coord.ConfirmLinks(r.Context(), links, tccd.OneShotOptions{Notify: r.Header.Get(api.HeaderNotify)})
 	if err != nil {
 		return err
 	}
@@ -629,7 +670,7 @@ func (s *Server) atomikosCancel(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	tx, err := s.coord.CancelLinks(r.Context(), links)
+	tx, err := s.coord.CancelLinks(r.Context(), links, tccd.OneShotOptions{Notify: r.Header.Get(api.HeaderNotify)})
 	if err != nil {
 		return err
 	}

@@ -43,7 +43,14 @@ func FromTx(tx *tccd.Transaction) Transaction {
 		Deadline: optTime(tx.Deadline), CreatedAt: tx.CreatedAt.UTC(), UpdatedAt: tx.UpdatedAt.UTC(),
 		DecidedAt: optTime(tx.DecidedAt), FinishedAt: optTime(tx.FinishedAt),
 		CreatedBy: tx.CreatedBy, ResolvedBy: tx.ResolvedBy, ResolutionNote: tx.ResolutionNote,
+		Notify:       tx.Notify,
 		Participants: make([]Participant, len(tx.Participants)),
+	}
+	if n := tx.Notification; n.State != tccd.NotificationNone {
+		out.Notification = &api.Notification{
+			State: string(n.State), Attempts: n.Attempts, DeliveryID: n.DeliveryID,
+			LastStatus: n.LastStatus, LastError: n.LastError, LastAttemptAt: optTime(n.LastAttemptAt),
+		}
 	}
 	if tx.Timeout > 0 {
 		out.Timeout = tx.Timeout.String()
@@ -196,7 +203,7 @@ func DecodeBegin(body []byte) (tccd.BeginRequest, error) {
 			}
 		}
 	}
-	out := tccd.BeginRequest{Name: req.Name, Labels: req.Labels}
+	out := tccd.BeginRequest{Name: req.Name, Labels: req.Labels, Notify: req.Notify}
 	if req.Timeout != nil {
 		d, err := time.ParseDuration(*req.Timeout)
 		if err != nil || d <= 0 {

@@ -167,6 +167,7 @@ func btoi(b bool) int {
 func appendNotification(b []byte, n tccd.Notification) []byte {
 	b = appendString(b, string(n.State))
 	b = appendString(b, n.DeliveryID)
+	b = binary.AppendVarint(b, nanos(n.Since))
 	b = binary.AppendUvarint(b, uint64(n.Attempts))
 	b = binary.AppendUvarint(b, uint64(n.LastStatus))
 	b = appendString(b, n.LastError)
@@ -178,6 +179,7 @@ func decodeNotification(v string) (tccd.Notification, error) {
 	n := tccd.Notification{
 		State:      tccd.NotificationState(r.string()),
 		DeliveryID: r.string(),
+		Since:      fromNanos(r.varint()),
 		Attempts:   int(r.uvarint()),
 		LastStatus: int(r.uvarint()),
 		LastError:  r.string(),

@@ -53,6 +53,12 @@ type Config struct {
 	// ParticipantAllow lists the destinations the coordinator may call
 	// (see tccd.Allowlist); empty allows all but the built-in refusals.
 	ParticipantAllow []string
+	// WebhookSecretFile holds the secret that signs the notifications of
+	// outcomes; without it, notify URLs are refused.
+	WebhookSecretFile string
+	// EventRing is how many recent events are kept for streams that
+	// resume (Last-Event-ID).
+	EventRing int
 
 	Coordinator tccd.Config
 	Server      tccdhttp.ServerConfig
@@ -70,6 +76,7 @@ const (
 func DefaultConfig() Config {
 	return Config{
 		Listen: DefaultListen, Data: DefaultData, LogLevel: "info", LogFormat: "text",
+		EventRing:    tccd.DefaultEventRing,
 		CacheSize:    pebble.DefaultCacheSize,
 		MinFreeSpace: DefaultMinFreeSpace,
 		Coordinator:  tccd.Config{}.WithDefaults(),
@@ -104,6 +111,10 @@ func (c *Config) options() []option {
 		{"participant-cert", "PEM client certificate presented to HTTPS participants; with participant-key", (*stringValue)(&c.ParticipantCert)},
 		{"participant-key", "PEM private key of participant-cert", (*stringValue)(&c.ParticipantKey)},
 		{"participant-allow", "allowed participant destinations, [scheme://]host[:port] or CIDR, comma-separated or repeated (empty: all but link-local and metadata addresses)", (*listValue)(&c.ParticipantAllow)},
+		{"webhook-secret-file", "file holding the secret that signs outcome notifications (Tcc-Signature); without it, notify URLs are refused", (*stringValue)(&c.WebhookSecretFile)},
+		{"webhook-max-age", "how long the notification of an outcome is retried before it is marked failed", (*durationValue)(&cc.WebhookMaxAge)},
+		{"event-ring", "recent events kept for event streams that resume with Last-Event-ID", (*intValue)(&c.EventRing)},
+		{"max-streams", "event streams (GET /api/v1/events) one client may have open at once", (*intValue)(&sc.MaxStreams)},
 		{"rate-limit", "requests per second each client may make (0: no limit)", (*floatValue)(&sc.RateLimit)},
 		{"rate-burst", "requests a client may make at once (0: rate-limit rounded up)", (*intValue)(&sc.RateBurst)},
 		{"node-id", "name of this coordinator as owner of its transactions", (*stringValue)(&cc.NodeID)},
@@ -259,6 +270,12 @@ func (c Config) Validate() error {
 	}
 	if s.RateLimit < 0 || s.RateLimit > 1e6 {
 		errs = append(errs, fmt.Errorf("rate-limit must be from 0 to 1000000 requests a second, got %v", s.RateLimit))
+	}
+	if c.EventRing < 1 || c.EventRing > 10_000_000 {
+		errs = append(errs, fmt.Errorf("event-ring must be from 1 to 10000000 events, got %d", c.EventRing))
+	}
+	if s.MaxStreams < 1 {
+		errs = append(errs, fmt.Errorf("max-streams must be at least 1, got %d", s.MaxStreams))
 	}
 	if s.RateBurst < 0 {
 		errs = append(errs, fmt.Errorf("rate-burst must not be negative, got %d", s.RateBurst))

@@ -49,7 +49,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("ParseFlags: %v", err)
 	}
 	want := Config{
-		Listen: "127.0.0.1:8420", Data: "./tccd-data", LogLevel: "info", LogFormat: "text",
+		Listen: "127.0.0.1:8420", Data: "./tccd-data", LogLevel: "info", LogFormat: "text", EventRing: tccd.DefaultEventRing,
 		CacheSize: pebble.DefaultCacheSize, MinFreeSpace: DefaultMinFreeSpace,
 		Coordinator: tccd.Config{
 			NodeID: "tccd", CallTimeout: tccd.DefaultCallTimeout,
@@ -60,12 +60,13 @@ func TestConfigDefaults(t *testing.T) {
 			MaxLinks: tccd.DefaultMaxLinks, Retention: tccd.DefaultRetention,
 			PurgeInterval: tccd.DefaultPurgeInterval, ShutdownGrace: tccd.DefaultShutdownGrace,
 			RecoveryDrives: tccd.DefaultRecoveryDrives, RedriveInterval: tccd.DefaultRedriveInterval,
-			InDoubtWindow: tccd.DefaultInDoubtWindow,
+			InDoubtWindow: tccd.DefaultInDoubtWindow, WebhookMaxAge: tccd.DefaultWebhookMaxAge,
 		},
 		Server: tccdhttp.ServerConfig{
 			MaxBody: tccdhttp.DefaultMaxBody, ReadHeaderTimeout: tccdhttp.DefaultReadHeaderTimeout,
 			ReadTimeout: tccdhttp.DefaultReadTimeout, WriteTimeout: tccdhttp.DefaultWriteTimeout,
 			IdleTimeout: tccdhttp.DefaultIdleTimeout, MaxHeaderBytes: tccdhttp.DefaultMaxHeaderBytes,
+			MaxStreams: tccdhttp.DefaultMaxStreams, StreamKeepAlive: tccdhttp.DefaultStreamKeepAlive,
 		},
 	}
 	if !reflect.DeepEqual(m.Config, want) {

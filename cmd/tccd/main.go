@@ -242,9 +242,13 @@ func (m *Main) initStore() error {
 }
 
 func (m *Main) initCoordinator() {
-	m.caller = tccdhttp.NewCallerWith(tccdhttp.CallerConfig{TLS: m.sec.participantTLS, Allow: m.sec.allow})
+	m.caller = tccdhttp.NewCallerWith(tccdhttp.CallerConfig{TLS: m.sec.participantTLS, Allow: m.sec.allow, WebhookSecret: m.sec.webhookSecret})
 	cfg := m.Config.Coordinator
 	cfg.Links = m.sec.allow
+	cfg.Events = tccd.NewBroker(m.Config.EventRing, 0, nil)
+	if m.sec.webhookSecret != nil {
+		cfg.Notifier = m.caller
+	}
 	m.coord = tccd.NewCoordinator(cfg, m.store, m.caller, nil, m.Log)
 }
 

@@ -20,7 +20,11 @@ type security struct {
 	serverTLS      *tls.Config      // nil: plain HTTP
 	participantTLS *tls.Config      // nil: Go's defaults
 	allow          *tccd.Allowlist
+	webhookSecret  []byte // nil: no notifications
 }
+
+// minWebhookSecret is the shortest webhook secret accepted, in bytes.
+const minWebhookSecret = 16
 
 // loadSecurity reads the tokens file, certificates and keys, and parses
 // the allowlist. Its errors name the option and the file, never a token
@@ -67,6 +71,18 @@ func (c Config) loadSecurity() (*security, error) {
 	if sec.allow, err = tccd.ParseAllowlist(c.ParticipantAllow); err != nil {
 		errs = append(errs, fmt.Errorf("participant-allow must be a list of valid rules: %w", err))
 	}
+	if c.WebhookSecretFile != "" {
+		b, err := os.ReadFile(c.WebhookSecretFile)
+		secret := strings.TrimSpace(string(b))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("webhook-secret-file must name a readable file: %w", err))
+		case len(secret) < minWebhookSecret:
+			errs = append(errs, fmt.Errorf("webhook-secret-file %s must hold a secret of at least %d bytes (make one with: head -c 32 /dev/urandom | base64)", c.WebhookSecretFile, minWebhookSecret))
+		default:
+			sec.webhookSecret = []byte(secret)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -104,7 +120,11 @@ func (s *security) summary() []any {
 	if n := len(s.allow.Rules()); n > 0 {
 		allow = fmt.Sprintf("%d rules", n)
 	}
-	return []any{"auth", auth, "tls", tlsMode, "participant_allow", allow}
+	webhooks := "off"
+	if s.webhookSecret != nil {
+		webhooks = "on (signed)"
+	}
+	return []any{"auth", auth, "tls", tlsMode, "participant_allow", allow, "webhooks", webhooks}
 }
 
 const tokenUsage = `Usage: tccd token [--name NAME] [--role client|admin]

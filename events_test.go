@@ -1,0 +1,153 @@
+package tccd
+
+import (
+	"testing"
+	"time"
+)
+
+func stateEv(id string, st State) Event { return Event{Type: EventState, Transaction: id, State: st} }
+
+func TestBrokerSeqReplayAndGap(t *testing.T) {
+	b := NewBroker(4, 8, nil)
+	for i := 0; i < 6; i++ {
+		b.Publish(stateEv("t", StateActive))
+	}
+	// Seq 1..6 published, the ring keeps 3..6.
+	tests := []struct {
+		name  string
+		after uint64
+		want  []uint64 // Seqs replayed; 0 is the gap event
+	}{
+		{"new only", 0, nil},
+		{"all kept", 2, []uint64{3, 4, 5, 6}},
+		{"some kept", 4, []uint64{5, 6}},
+		{"up to date", 6, nil},
+		{"older than the ring", 1, []uint64{0, 3, 4, 5, 6}},
+		{"from an earlier run", 99, []uint64{0, 3, 4, 5, 6}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, err := b.Subscribe(EventFilter{}, tt.after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			var got []uint64
+			for _, ev := range s.Replay {
+				got = append(got, ev.Seq)
+				if (ev.Seq == 0) != (ev.Type == EventGap) {
+					t.Errorf("event %+v", ev)
+				}
+			}
+			if len(got) != len(tt.want) {
+				t.Fatalf("replay %v, want %v", got, tt.want)
+			}
+			for i := range got {
+				if got[i] != tt.want[i] {
+					t.Fatalf("replay %v, want %v", got, tt.want)
+				}
+			}
+		})
+	}
+	// Live events follow the replay without a hole or a duplicate.
+	s, _ := b.Subscribe(EventFilter{}, 5)
+	b.Publish(stateEv("t", StateConfirming))
+	if len(s.Replay) != 1 || s.Replay[0].Seq != 6 {
+		t.Fatalf("replay %+v", s.Replay)
+	}
+	if ev := <-s.C; ev.Seq != 7 || ev.State != StateConfirming || ev.Time.IsZero() {
+		t.Fatalf("live event %+v", ev)
+	}
+}
+
+func TestBrokerFilters(t *testing.T) {
+	b := NewBroker(100, 100, nil)
+	subs := map[string]EventFilter{
+		"all":       {},
+		"one tx":    {Transaction: "a"},
+		"attempts":  {Types: []EventType{EventAttempt}},
+		"heuristic": {States: []State{StateHeuristic}},
+		"alice's":   {Owner: "alice", OnlyOwner: true},
+	}
+	got := map[string]*Subscription{}
+	for name, f := range subs {
+		s, _ := b.Subscribe(f, 0)
+		got[name] = s
+	}
+	b.Publish(Event{Type: EventState, Transaction: "a", Owner: "alice", State: StateConfirming})
+	b.Publish(Event{Type: EventAttempt, Transaction: "a", Owner: "alice", Status: 503})
+	b.Publish(Event{Type: EventState, Transaction: "b", Owner: "bob", State: StateHeuristic})
+	want := map[string]int{"all": 3, "one tx": 2, "attempts": 1, "heuristic": 1, "alice's": 2}
+	for name, s := range got {
+		if n := len(s.C); n != want[name] {
+			t.Errorf("%s received %d events, want %d", name, n, want[name])
+		}
+	}
+}
+
+// TestBrokerSlowSubscriberIsDropped: a subscriber whose buffer is full
+// gets a lagged event as its last and is dropped; Publish never waits,
+// and the others go on receiving.
+func TestBrokerSlowSubscriberIsDropped(t *testing.T) {
+	b := NewBroker(10, 3, nil)
+	slow, _ := b.Subscribe(EventFilter{}, 0)
+	fast, _ := b.Subscribe(EventFilter{}, 0)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 10; i++ {
+			b.Publish(stateEv("t", StateActive))
+			<-fast.C
+		}
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Publish blocked on a slow subscriber")
+	}
+	var last Event
+	n := 0
+	for ev := range slow.C {
+		last = ev
+		n++
+	}
+	if n != 4 || last.Type != EventLagged || last.Seq != 4 {
+		t.Fatalf("slow subscriber got %d events, the last %+v; want 3 and a lagged one", n, last)
+	}
+	if b.Subscribers() != 1 {
+		t.Fatalf("%d subscribers, want the fast one only", b.Subscribers())
+	}
+	fast.Close()
+	if _, ok := <-fast.C; ok {
+		t.Fatal("C open after Close")
+	}
+	fast.Close() // twice is fine
+}
+
+func TestKeyedMutex(t *testing.T) {
+	var k keyedMutex
+	unlockA := k.lock("a")
+	got := make(chan string, 2)
+	go func() {
+		u := k.lock("a")
+		got <- "a"
+		u()
+	}()
+	go func() {
+		u := k.lock("b")
+		got <- "b"
+		u()
+	}()
+	if first := <-got; first != "b" {
+		t.Fatalf("%s got the lock first; a is held", first)
+	}
+	unlockA()
+	if second := <-got; second != "a" {
+		t.Fatalf("got %s", second)
+	}
+	for i := range k.shards {
+		if len(k.shards[i].m) != 0 {
+			t.Fatalf("entries left in shard %d", i)
+		}
+	}
+}
