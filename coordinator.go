@@ -43,10 +43,10 @@ type Coordinator struct {
 	// delivering holds the transactions whose notification is being
 	// delivered.
 	delivering map[string]bool
-	ready   atomic.Bool
-	pool    *workers // runs drivers and participant call loops
-	warns   warnLimiter
-	events  Events
+	ready      atomic.Bool
+	pool       *workers // runs drivers and participant call loops
+	warns      warnLimiter
+	events     Events
 	// order is held across a write of a transaction and the publication
 	// of its events: the events of one transaction go out in the order
 	// of its writes.
