@@ -35,6 +35,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.Fill, "fill", 0, "recovery workload: unfinished transactions in the data directory at the start")
 	fs.IntVar(&cfg.FillFinished, "fill-finished", 0, "finished transactions written into the started coordinator's data directory before the load")
 	fs.IntVar(&cfg.Confirming, "confirming", 0, "inflight workload: one-shot confirms held in flight at once (0: min(--count, 1000))")
+	fs.IntVar(&cfg.SSE, "sse", 0, "event-stream subscribers reading every event of tccd during its phases (the cost of serving them)")
 	fs.BoolVar(&cfg.NoLogBaseline, "no-log-baseline", false, "leave out the null+log baseline (the null coordinator writing its decisions to a Pebble log)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory of the started coordinator (default: a temporary one)")
 	fs.StringVar(&serveArgs, "serve-args", "", "extra flags for the started coordinator, space-separated")

@@ -48,12 +48,15 @@ type Config struct {
 	Confirming int
 	// NoLogBaseline leaves out the null+log baseline (see NewNullCoordinator).
 	NoLogBaseline bool
-	DataDir       string // "" for a temporary directory
-	ServeArgs     []string
-	JSON          bool
-	Chart         string // SVG file for the latency chart; "" for none
-	Out, Err      io.Writer
-	ErrIsTTY      bool
+	// SSE is how many event-stream subscribers read every event of the
+	// coordinator during its phases (its cost is in tccd's figures).
+	SSE       int
+	DataDir   string // "" for a temporary directory
+	ServeArgs []string
+	JSON      bool
+	Chart     string // SVG file for the latency chart; "" for none
+	Out, Err  io.Writer
+	ErrIsTTY  bool
 }
 
 // Defaults fills zero fields.
@@ -282,13 +285,16 @@ type runner struct {
 
 // aggregate sums the rounds of one system.
 type aggregate struct {
-	rates  []float64
-	lat    []time.Duration
-	errors map[string]int
-	tx     int
-	cpu    time.Duration
-	cpuOK  bool
-	rss    int64
+	// sseEvents counts the events the stream subscribers read, sseLagged
+	// the subscribers dropped (or refused).
+	sseEvents, sseLagged int64
+	rates                []float64
+	lat                  []time.Duration
+	errors               map[string]int
+	tx                   int
+	cpu                  time.Duration
+	cpuOK                bool
+	rss                  int64
 }
 
 // compare runs the rounds for k links per transaction, alternating the
@@ -329,6 +335,10 @@ func (r *runner) phase(ctx context.Context, s system, k, round int, a *aggregate
 		s.proc.resetPeak()
 		cpu0, cpuErr = s.proc.cpu()
 	}
+	var sse *sseReaders
+	if s.name == "tccd" && r.cfg.SSE > 0 {
+		sse = startSSE(ctx, s.url, r.cfg.SSE)
+	}
 	pctx, cancel := ctx, context.CancelFunc(func() {})
 	if r.cfg.Duration > 0 {
 		pctx, cancel = context.WithTimeout(ctx, r.cfg.Duration)
@@ -339,6 +349,11 @@ func (r *runner) phase(ctx context.Context, s system, k, round int, a *aggregate
 		r.progress(label, done, errs, time.Since(start))
 	})
 	cancel()
+	if sse != nil {
+		sse.stop()
+		a.sseEvents += sse.events.Load()
+		a.sseLagged += sse.lagged.Load() + sse.errs.Load()
+	}
 	if r.cfg.ErrIsTTY {
 		fmt.Fprint(r.cfg.Err, "\r\033[K")
 	}
@@ -384,6 +399,7 @@ func (a *aggregate) figures() Figures {
 		P50MS: ms(percentile(a.lat, .50)), P90MS: ms(percentile(a.lat, .90)),
 		P99MS: ms(percentile(a.lat, .99)), MaxMS: ms(percentile(a.lat, 1)),
 		Errors: sum(a.errors), ErrorsByKind: a.errors,
+		SSEEvents: a.sseEvents, SSELagged: a.sseLagged,
 	}
 	if a.cpuOK && a.tx > 0 {
 		f.CPUPerTxUS = float64(a.cpu.Microseconds()) / float64(a.tx)

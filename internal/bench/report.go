@@ -26,6 +26,10 @@ type Figures struct {
 	// the process was not started by the benchmark.
 	CPUPerTxUS   float64 `json:"cpu_us_per_tx,omitempty"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes,omitempty"`
+	// SSEEvents is how many events the event-stream subscribers read
+	// (--sse), SSELagged how many of them were dropped as too slow.
+	SSEEvents int64 `json:"sse_events,omitempty"`
+	SSELagged int64 `json:"sse_lagged,omitempty"`
 }
 
 // CurvePoint is the cost at one number of participants per transaction.
@@ -101,6 +105,10 @@ func (r Report) writeTable(w io.Writer, chart string) {
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\nthroughput ratio (tccd / null): %.3f   p99 ratio: %.2f   p50 difference: %+.2fms\n", r.Ratio, r.P99Ratio, r.P50DeltaMS)
+	if r.SSEEvents > 0 || r.SSELagged > 0 {
+		fmt.Fprintf(w, "event-stream subscribers read %d events (%.1f per transaction); %d dropped as too slow\n",
+			r.SSEEvents, float64(r.SSEEvents)/float64(max(1, r.Transactions)), r.SSELagged)
+	}
 	if r.LogBaseline != nil {
 		fmt.Fprintf(w, "the log alone (null+log / null): %.3f   tccd / null+log: %.3f\n", r.LogBaselineRatio, r.RatioToLog)
 	}
