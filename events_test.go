@@ -1,6 +1,7 @@
 package tccd
 
 import (
+	"sync"
 	"testing"
 	"time"
 )
@@ -128,12 +129,16 @@ func TestKeyedMutex(t *testing.T) {
 	var k keyedMutex
 	unlockA := k.lock("a")
 	got := make(chan string, 2)
+	var wg sync.WaitGroup
+	wg.Add(2)
 	go func() {
+		defer wg.Done()
 		u := k.lock("a")
 		got <- "a"
 		u()
 	}()
 	go func() {
+		defer wg.Done()
 		u := k.lock("b")
 		got <- "b"
 		u()
@@ -145,6 +150,7 @@ func TestKeyedMutex(t *testing.T) {
 	if second := <-got; second != "a" {
 		t.Fatalf("got %s", second)
 	}
+	wg.Wait()
 	for i := range k.shards {
 		if len(k.shards[i].m) != 0 {
 			t.Fatalf("entries left in shard %d", i)
