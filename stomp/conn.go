@@ -260,7 +260,7 @@ func (c *conn) handleFrames() error {
 		if err != nil {
 			var de *decodeError
 			if errors.As(err, &de) {
-				return refuse(nil, "%s", de.msg)
+				return &stompError{message: de.msg, receipt: de.receipt}
 			}
 			return err
 		}

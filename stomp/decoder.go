@@ -20,6 +20,10 @@ const maxCommandLength = 16
 // server puts in the ERROR frame's message header.
 type decodeError struct {
 	msg string
+	// receipt is the refused frame's receipt header, when the decoder
+	// had read it before the fault (a body too large, say), so that the
+	// ERROR can name the frame with receipt-id.
+	receipt string
 }
 
 func (e *decodeError) Error() string { return e.msg }
@@ -83,6 +87,14 @@ func (d *decoder) feed(p []byte) {
 // next returns the next complete frame, or nil and no error when more
 // input is needed. The frame does not alias the decoder's buffer.
 func (d *decoder) next() (*frame, error) {
+	f, err := d.advance()
+	if de, ok := err.(*decodeError); ok && d.f != nil {
+		de.receipt, _ = d.f.get(hdrReceipt)
+	}
+	return f, err
+}
+
+func (d *decoder) advance() (*frame, error) {
 	if !d.started {
 		if err := d.skipHeartBeats(); err != nil {
 			return nil, err

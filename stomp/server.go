@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"sort"
@@ -25,11 +26,7 @@ var subprotocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
 type Server struct {
 	cfg Config
 	lim limits
-	log interface {
-		Debug(string, ...any)
-		Info(string, ...any)
-		Warn(string, ...any)
-	}
+	log *slog.Logger
 
 	// ctx is the parent of every connection's context; Close cancels it.
 	ctx    context.Context
