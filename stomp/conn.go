@@ -91,10 +91,11 @@ type conn struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 
-	out        chan outItem
-	writerDone chan struct{}
-	aborted    chan struct{} // closed when abort has run
-	dropping   atomic.Bool
+	out         chan outItem
+	writerDone  chan struct{}
+	aborted     chan struct{} // closed when abort has run
+	dropping    atomic.Bool
+	pastConnect atomic.Bool // CONNECT answered: readTimer now times heart-beats
 
 	// reader
 	dec        *decoder
@@ -146,7 +147,13 @@ func (c *conn) serve() {
 	}()
 	defer c.unsubscribeAll()
 
-	c.readTimer = time.AfterFunc(c.s.cfg.ConnectTimeout, func() { c.cancel(errConnectTimeout) })
+	c.readTimer = time.AfterFunc(c.s.cfg.ConnectTimeout, func() {
+		if c.pastConnect.Load() {
+			c.cancel(errHeartBeat)
+		} else {
+			c.cancel(errConnectTimeout)
+		}
+	})
 	defer c.readTimer.Stop()
 
 	err := c.readLoop()
@@ -359,7 +366,8 @@ func (c *conn) connect(f *frame) error {
 	sy := sx
 	out, in := negotiateInterval(sx, cy), negotiateInterval(cx, sy)
 
-	c.readTimer.Stop() // the connect timeout
+	c.pastConnect.Store(true)
+	c.readTimer.Stop() // the connect timeout; from now on the heart-beat window
 	c.connected = true
 	c.version = v
 	c.dec.version = v

@@ -1,12 +1,13 @@
 package stomp
 
 import (
+	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -228,4 +229,20 @@ func header1(t *testing.T, f *frame, key string) string {
 	return v
 }
 
-var errTest = errors.New("test refusal")
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}

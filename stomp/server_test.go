@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -137,23 +138,32 @@ func TestHeartBeats(t *testing.T) {
 	})
 
 	t.Run("a silent client is closed", func(t *testing.T) {
-		ts := newTestServer(t, Config{HeartBeat: 20 * time.Millisecond, HeartBeatGrace: 20 * time.Millisecond})
+		var logs syncBuffer
+		ts := newTestServer(t, Config{HeartBeat: 20 * time.Millisecond, HeartBeatGrace: 20 * time.Millisecond,
+			Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		c := dial(t, ts)
 		// The client promises a heart-beat every 30 ms and sends none.
 		c.raw("CONNECT\naccept-version:1.2\nheart-beat:30,0\n\n\x00")
 		c.expect("CONNECTED")
 		c.expectClosed(-1)
 		waitFor(t, "the timeout counted", func() bool { return ts.Stats().TimedOut == 1 })
+		if !strings.Contains(logs.String(), "heart-beat window") {
+			t.Fatalf("log:\n%s", logs.String())
+		}
 	})
 
 	t.Run("a client that never connects is closed", func(t *testing.T) {
-		ts := newTestServer(t, Config{ConnectTimeout: 50 * time.Millisecond})
+		var logs syncBuffer
+		ts := newTestServer(t, Config{ConnectTimeout: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		c := dial(t, ts)
 		// Heart-beat EOLs do not buy time before CONNECT.
 		c.raw("\n")
 		c.raw("\n")
 		c.expectClosed(-1)
 		waitFor(t, "the timeout counted", func() bool { return ts.Stats().TimedOut == 1 })
+		if !strings.Contains(logs.String(), "no CONNECT frame in time") {
+			t.Fatalf("log:\n%s", logs.String())
+		}
 	})
 
 	t.Run("a client that sends heart-beats stays", func(t *testing.T) {
