@@ -20,6 +20,8 @@ import (
 // first: the handshake picks the first of these the client offers.
 var subprotocols = []string{"v12.stomp", "v11.stomp", "v10.stomp"}
 
+var _ http.Handler = (*Server)(nil)
+
 // Server is a STOMP 1.2 server over WebSocket. It is an http.Handler:
 // mount it where clients connect (tccd: /ws/tcc). Create it with
 // NewServer; stop it with Close.
