@@ -158,8 +158,9 @@ func (s *Server) Close(ctx context.Context) error {
 // Publish sends a MESSAGE with header and body to every current
 // subscriber of destination and returns how many subscriptions it was
 // queued for. The server sets the destination, subscription, message-id
-// and content-length headers; header adds others (content-type, say),
-// and its values for those four are ignored.
+// and content-length headers; header adds others, and its values for
+// those four are ignored. Pass content-type when there is a body: the
+// server does not guess one.
 //
 // Publish never waits for a client: a connection whose send queue is
 // full is closed instead (and counted in Stats.Dropped). It may be
