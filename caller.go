@@ -26,7 +26,17 @@ func (o Op) String() string {
 // implementation; it may be used concurrently. Call must honour ctx, and
 // must not retry by itself: the coordinator decides what to retry.
 type Caller interface {
-	Call(ctx context.Context, op Op, uri string) CallResult
+	Call(ctx context.Context, call Call) CallResult
+}
+
+// Call is one call to a participant.
+type Call struct {
+	Op  Op     // PUT to confirm, DELETE to cancel
+	URI string // where to send it
+	// Barrier, when set, is the key of the barrier round a confirm
+	// belongs to (sent as the Tcc-Barrier header): the participant reports
+	// on it and commits only when the round commits.
+	Barrier string
 }
 
 // CallResult is the answer to one participant call.

@@ -70,6 +70,11 @@ type Config struct {
 	// WebhookMaxAge is how long a delivery is retried.
 	Notifier      Notifier
 	WebhookMaxAge time.Duration
+	// BarrierWait is how long a barrier round waits for every report;
+	// Barriers tells participants waiting on a key the outcome (nil: they
+	// learn it by asking, over HTTP).
+	BarrierWait time.Duration
+	Barriers    BarrierPublisher
 	// Events receives the coordinator's changes (see Events); nil: a
 	// Broker with the default sizes, reachable with Coordinator.Events.
 	Events Events
@@ -102,6 +107,7 @@ func (c Config) WithDefaults() Config {
 	def(&c.RedriveInterval, DefaultRedriveInterval)
 	def(&c.InDoubtWindow, DefaultInDoubtWindow)
 	def(&c.WebhookMaxAge, DefaultWebhookMaxAge)
+	def(&c.BarrierWait, DefaultBarrierWait)
 	if c.MaxParallel == 0 {
 		c.MaxParallel = DefaultMaxParallel
 	}
@@ -137,6 +143,7 @@ func (c Config) Validate() error {
 	pos("redrive-interval", c.RedriveInterval)
 	pos("in-doubt-window", c.InDoubtWindow)
 	pos("webhook-max-age", c.WebhookMaxAge)
+	pos("barrier-wait", c.BarrierWait)
 	if c.MarginFloor < 0 {
 		errs = append(errs, fmt.Errorf("margin-floor must not be negative, got %v", c.MarginFloor))
 	}

@@ -47,6 +47,7 @@ type Coordinator struct {
 	pool       *workers // runs drivers and participant call loops
 	warns      warnLimiter
 	events     Events
+	barriers   barrierHub
 	// order is held across a write of a transaction and the publication
 	// of its events: the events of one transaction go out in the order
 	// of its writes.
@@ -271,6 +272,11 @@ type BeginRequest struct {
 	Participants []Link
 	// Notify is a URL told of the outcome (see Notifier); "" for none.
 	Notify string
+	// Barrier makes the confirm run in barrier rounds (see barrier.go).
+	Barrier bool
+	// Protocol is the API the transaction was created through; "" is
+	// ProtocolNative.
+	Protocol Protocol
 }
 
 // Begin creates an active transaction. Begin is not synced: if the
@@ -302,7 +308,10 @@ func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction
 		ID: ulid.Make().String(), Protocol: ProtocolNative, Name: req.Name, Labels: req.Labels,
 		State: StateActive, Timeout: timeout, Deadline: now.Add(timeout),
 		CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx),
-		Notify: notify,
+		Notify: notify, Barrier: req.Barrier,
+	}
+	if req.Protocol != "" {
+		tx.Protocol = req.Protocol
 	}
 	if err := c.addLinks(tx, links, now, true); err != nil {
 		return nil, err
@@ -720,7 +729,26 @@ func canonicalLinks(links []Link) ([]Link, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[i] = Link{URI: u, Expires: l.Expires}
+		l.URI = u
+		for _, extra := range []struct {
+			field string
+			uri   *string
+		}{{"confirm_uri", &l.ConfirmURI}, {"cancel_uri", &l.CancelURI}, {"compensate", &l.CompensateURI}} {
+			if *extra.uri == "" {
+				continue
+			}
+			if *extra.uri, err = CanonicalURI(*extra.uri); err != nil {
+				return nil, &Error{Code: EInvalid, Field: extra.field, Message: extra.field + ": " + ErrorMessage(err)}
+			}
+		}
+		switch l.Style {
+		case "", StyleTCC:
+			l.Style = "" // the default, stored as nothing
+		case StyleCompensate:
+		default:
+			return nil, FieldError("style", "style must be %q or %q, not %q", StyleTCC, StyleCompensate, l.Style)
+		}
+		out[i] = l
 	}
 	return out, nil
 }
@@ -759,8 +787,13 @@ func othersLinks() *Error {
 func (c *Coordinator) addLinks(tx *Transaction, links []Link, now time.Time, requireFuture bool) error {
 	seen := make(map[string]bool, len(links))
 	for _, l := range links {
-		if err := c.links.CheckLink(l.URI); err != nil {
-			return err
+		for _, u := range []string{l.URI, l.ConfirmURI, l.CancelURI, l.CompensateURI} {
+			if u == "" {
+				continue
+			}
+			if err := c.links.CheckLink(u); err != nil {
+				return err
+			}
 		}
 		if l.Expires.IsZero() {
 			return FieldError("expires", "each participant link must have an 'expires'")
@@ -778,7 +811,10 @@ func (c *Coordinator) addLinks(tx *Transaction, links []Link, now time.Time, req
 		if requireFuture && !l.Expires.After(now) {
 			return FieldError("expires", "participant link %s expired at %s", l.URI, l.Expires.UTC().Format(time.RFC3339Nano))
 		}
-		tx.Participants = append(tx.Participants, Participant{URI: l.URI, Expires: l.Expires, State: ParticipantPending})
+		tx.Participants = append(tx.Participants, Participant{
+			URI: l.URI, Expires: l.Expires, State: ParticipantPending,
+			ConfirmURI: l.ConfirmURI, CancelURI: l.CancelURI, Style: l.Style, CompensateURI: l.CompensateURI,
+		})
 	}
 	if len(tx.Participants) > c.cfg.MaxLinks {
 		return Errorf(EInvalid, "too many participant links: %d, at most %d", len(tx.Participants), c.cfg.MaxLinks)

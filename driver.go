@@ -63,6 +63,24 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 	for !tx.State.Final() {
 		switch tx.State {
 		case StateConfirming:
+			if tx.Barrier {
+				reason, stopped, err := c.barrierConfirm(tx)
+				switch {
+				case err != nil:
+					return nil, err
+				case stopped:
+					return nil, errStopped
+				case reason != "":
+					tx.Reason = reason
+					if err := c.transition(c.writeCtx(), tx, StateCancelling, true); err != nil {
+						c.log.Error("cannot record the switch to cancel", "id", id, "err", err)
+						return nil, err
+					}
+					continue
+				}
+				to, why := confirmPhaseOutcome(tx)
+				return c.finish(tx, to, why, nil)
+			}
 			res := c.runPhase(tx, OpConfirm, resumed)
 			if !res.complete {
 				return nil, errStopped
@@ -100,6 +118,11 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 		}
 	}
 	return tx, nil
+}
+
+// backoffPolicy is the retry back-off of a configuration.
+func backoffPolicy(cfg Config) backoff.Policy {
+	return backoff.Policy{Min: cfg.RetryMin, Max: cfg.RetryMax}
 }
 
 // errStopped says a driver stopped before the end: the coordinator is
@@ -209,6 +232,12 @@ type phaseResult struct {
 // another driver stopped): then a participant without a definite answer is
 // in doubt even if no call of this phase reached it.
 func (c *Coordinator) runPhase(tx *Transaction, op Op, maybeSent bool) phaseResult {
+	return c.runPhaseWith(tx, op, maybeSent, nil)
+}
+
+// runPhaseWith is runPhase with the barrier keys of a committed round, by
+// participant URI: each confirm carries its key.
+func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys map[string]string) phaseResult {
 	var pending []int
 	for i, p := range tx.Participants {
 		if !p.State.Settled() {
@@ -231,7 +260,7 @@ func (c *Coordinator) runPhase(tx *Transaction, op Op, maybeSent bool) phaseResu
 		c.pool.Go(func() {
 			defer c.wg.Done()
 			for i := range jobs {
-				c.settle(tx.ID, op, i, tx.Participants[i], ps, maybeSent, events)
+				c.settle(tx.ID, op, i, tx.Participants[i], ps, maybeSent, keys[tx.Participants[i].URI], events)
 			}
 		})
 	}
@@ -326,8 +355,8 @@ func (c *Coordinator) saveProgress(tx *Transaction, attempts ...Event) {
 // expires (2xx, 404 and 410 are definite; 405 says nothing of a confirm
 // that may have landed), and from then on the same PUT as before, which
 // now cannot make a confirm happen: 2xx is confirmed, 404/410 cancelled.
-func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phaseState, maybeSent bool, events chan<- event) {
-	policy := backoff.Policy{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
+func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phaseState, maybeSent bool, barrier string, events chan<- event) {
+	policy := backoffPolicy(c.cfg)
 	host := HostOf(p.URI)
 	refused := op == OpCancel && (CallResult{Status: p.LastStatus}).Refusal()
 	for retry := 0; ; retry++ {
@@ -346,8 +375,13 @@ func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phase
 		if op == OpCancel && p.State == ParticipantInDoubt && !start.Before(p.Expires) {
 			call = OpConfirm
 		}
-		ctx, cancel := context.WithTimeout(c.callCtx, c.cfg.CallTimeout)
-		r := c.caller.Call(ctx, call, p.URI)
+		timeout, key := c.cfg.CallTimeout, ""
+		if call == OpConfirm && barrier != "" {
+			// The participant reports, hears "commit", commits, answers.
+			timeout, key = c.cfg.CallTimeout+c.cfg.BarrierWait, barrier
+		}
+		ctx, cancel := context.WithTimeout(c.callCtx, timeout)
+		r := c.caller.Call(ctx, Call{Op: call, URI: p.callURI(call), Barrier: key})
 		cancel()
 		if r.Duration == 0 {
 			r.Duration = c.clock.Now().Sub(start)

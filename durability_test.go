@@ -30,8 +30,8 @@ import (
 // callerFunc is a tccd.Caller made of a function.
 type callerFunc func(ctx context.Context, op tccd.Op, uri string) tccd.CallResult
 
-func (f callerFunc) Call(ctx context.Context, op tccd.Op, uri string) tccd.CallResult {
-	return f(ctx, op, uri)
+func (f callerFunc) Call(ctx context.Context, call tccd.Call) tccd.CallResult {
+	return f(ctx, call.Op, call.URI)
 }
 
 // crashRig is a coordinator on a crashable in-memory disk, calling real
@@ -67,7 +67,7 @@ func newCrashRig(t *testing.T, participants int) *crashRig {
 			close(r.called)
 		}
 		r.mu.Unlock()
-		return real.Call(ctx, op, uri)
+		return real.Call(ctx, tccd.Call{Op: op, URI: uri})
 	})
 	r.coord = r.open(r.fs, caller)
 	t.Cleanup(func() {

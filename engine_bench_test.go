@@ -18,7 +18,7 @@ import (
 // measures the engine and its log, not HTTP.
 type instantCaller struct{}
 
-func (instantCaller) Call(context.Context, tccd.Op, string) tccd.CallResult {
+func (instantCaller) Call(context.Context, tccd.Call) tccd.CallResult {
 	return tccd.CallResult{Status: 204, Duration: time.Microsecond}
 }
 

@@ -87,7 +87,8 @@ type scriptCaller struct {
 
 var errLost = errors.New("connection reset after the request was written")
 
-func (s *scriptCaller) Call(_ context.Context, op tccd.Op, uri string) tccd.CallResult {
+func (s *scriptCaller) Call(_ context.Context, call tccd.Call) tccd.CallResult {
+	op, uri := call.Op, call.URI
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.parts[uri]

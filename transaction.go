@@ -17,6 +17,8 @@ const (
 	ProtocolNative Protocol = "native"
 	// ProtocolAtomikos: one-shot through /coordinator/confirm or /coordinator/cancel.
 	ProtocolAtomikos Protocol = "atomikos"
+	// ProtocolForsrc: through forsrc's TCC server API (/tcc/api/v1/tcc).
+	ProtocolForsrc Protocol = "forsrc"
 )
 
 // Reason says why a transaction ended as it did.
@@ -33,17 +35,44 @@ const (
 	ReasonResolved     Reason = "resolved"      // an operator resolved a heuristic outcome
 )
 
-// Link is a participant link: the URI of a reservation and when it expires.
+// Link is a participant link: the URI of a reservation and when it
+// expires, and how the participant is called.
 type Link struct {
 	URI     string
 	Expires time.Time
+	// ConfirmURI and CancelURI, when set, are where confirm (PUT) and
+	// cancel (DELETE) are sent instead of URI (forsrc's participants take
+	// them at <uri>/confirm and <uri>/cancel). URI stays the identity.
+	ConfirmURI, CancelURI string
+	// Style is how the participant takes part; "" is StyleTCC.
+	Style Style
+	// CompensateURI, when set, is where a confirmed participant can be
+	// undone (POST).
+	CompensateURI string
 }
+
+// Style says how a participant takes part in a transaction.
+type Style string
+
+// Participant styles.
+const (
+	// StyleTCC: the try reserves; confirm (PUT) makes it final, cancel
+	// (DELETE) releases it.
+	StyleTCC Style = "tcc"
+	// StyleCompensate: the try does the work; nothing is sent on confirm,
+	// and cancel (DELETE) undoes it.
+	StyleCompensate Style = "compensate"
+)
 
 // Participant is one enlisted link with what the coordinator knows of it.
 type Participant struct {
 	URI     string
 	Expires time.Time
-	State   ParticipantState
+	// ConfirmURI, CancelURI, Style and CompensateURI are as in Link.
+	ConfirmURI, CancelURI string
+	Style                 Style
+	CompensateURI         string
+	State                 ParticipantState
 	// Attempts counts the calls sent to the participant for the current decision.
 	Attempts int
 	// LastStatus is the HTTP status of the last answer, 0 if none came.
@@ -92,10 +121,49 @@ type Transaction struct {
 	Notify       string
 	Notification Notification
 
+	// Barrier makes the confirm phase run in barrier rounds (see
+	// Coordinator); Round is the current round, nil before the first.
+	Barrier bool
+	Round   *Round
+
 	// Version is incremented by the store on every write; Update compares it.
 	Version uint64
 
 	Participants []Participant
+}
+
+// Round is a barrier round of a confirm: a key per participant (its URI
+// → the key sent in Tcc-Barrier), and whether the round committed. A
+// committed round is synced before any participant hears "commit", and is
+// never aborted.
+type Round struct {
+	N         int
+	Keys      map[string]string
+	Committed bool
+}
+
+// clone returns a deep copy of r.
+func (r *Round) clone() *Round {
+	if r == nil {
+		return nil
+	}
+	c := *r
+	c.Keys = make(map[string]string, len(r.Keys))
+	for k, v := range r.Keys {
+		c.Keys[k] = v
+	}
+	return &c
+}
+
+// callURI returns where op is sent for participant p.
+func (p *Participant) callURI(op Op) string {
+	switch {
+	case op == OpConfirm && p.ConfirmURI != "":
+		return p.ConfirmURI
+	case op == OpCancel && p.CancelURI != "":
+		return p.CancelURI
+	}
+	return p.URI
 }
 
 // NotificationState says how the delivery of a transaction's outcome to
@@ -144,6 +212,7 @@ func (tx *Transaction) Clone() *Transaction {
 		}
 	}
 	c.Participants = append([]Participant(nil), tx.Participants...)
+	c.Round = tx.Round.clone()
 	return &c
 }
 

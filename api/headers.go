@@ -28,6 +28,9 @@ const (
 	// the Atomikos endpoints, whose body is plain text: their 409 may be a
 	// heuristic outcome or a conflict (a cancel of a confirmed set).
 	HeaderErrorCode = "Tcc-Error-Code"
+	// HeaderBarrier carries, on a confirm of a barrier-mode transaction,
+	// the key of the round the participant reports on.
+	HeaderBarrier = "Tcc-Barrier"
 	RelTransaction  = "tcc-transaction"
 	RelParticipant  = "tcc"
 	// MicroTxRelTransaction and MicroTxRelParticipant are Oracle MicroTx's

@@ -114,9 +114,9 @@ func NewCallerWith(cfg CallerConfig) *Caller {
 func (c *Caller) Close() { c.client.CloseIdleConnections() }
 
 // Call sends one confirm or cancel call; it never retries.
-func (c *Caller) Call(ctx context.Context, op tccd.Op, uri string) tccd.CallResult {
-	method := http.MethodPut
-	if op == tccd.OpCancel {
+func (c *Caller) Call(ctx context.Context, call tccd.Call) tccd.CallResult {
+	method, uri := http.MethodPut, call.URI
+	if call.Op == tccd.OpCancel {
 		method = http.MethodDelete
 	}
 	start := time.Now()
@@ -144,6 +144,9 @@ func (c *Caller) Call(ctx context.Context, op tccd.Op, uri string) tccd.CallResu
 		return tccd.CallResult{Err: err}
 	}
 	req.Header = http.Header{"Accept": hdrTCC, "Content-Type": hdrTCC, "User-Agent": hdrAgent}
+	if call.Barrier != "" {
+		req.Header[api.HeaderBarrier] = []string{call.Barrier}
+	}
 	resp, err := c.client.Do(req)
 	if err != nil {
 		return tccd.CallResult{Err: err, Duration: time.Since(start), Permanent: refused(err), Sent: sent.Load()}

@@ -99,7 +99,7 @@ func TestCallerDialGuard(t *testing.T) {
 			}
 			c := NewCallerWith(cfg)
 			defer c.Close()
-			r := c.Call(context.Background(), tccd.OpConfirm, tt.uri)
+			r := c.Call(context.Background(), tccd.Call{Op: tccd.OpConfirm, URI: tt.uri})
 			if r.Status != tt.status || r.Permanent != tt.permanent {
 				t.Fatalf("Call(%s) = status %d permanent %v err %v; want %d, %v", tt.uri, r.Status, r.Permanent, r.Err, tt.status, tt.permanent)
 			}

@@ -144,7 +144,7 @@ func TestCallerTLS(t *testing.T) {
 		"no client certificate": {RootCAs: ca.Pool()},
 	} {
 		c := NewCallerWith(CallerConfig{TLS: cfg})
-		r := c.Call(context.Background(), tccd.OpConfirm, uri)
+		r := c.Call(context.Background(), tccd.Call{Op: tccd.OpConfirm, URI: uri})
 		c.Close()
 		if r.Err == nil || r.Status != 0 || r.Permanent || tccd.Classify(tccd.OpConfirm, r) != tccd.VerdictRetry {
 			t.Errorf("%s: %+v, want a retried TLS failure", name, r)

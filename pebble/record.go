@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/tccd/tccd"
@@ -46,6 +47,16 @@ const (
 const (
 	tagNotify       = 1 // Transaction.Notify
 	tagNotification = 2 // Transaction.Notification, encoded by appendNotification
+	tagBarrier      = 3 // Transaction.Barrier (present: true)
+	tagRound        = 4 // Transaction.Round, encoded by appendRound
+)
+
+// Tags of a participant's tagged fields (format 3).
+const (
+	ptagStyle      = 1 // Participant.Style
+	ptagConfirmURI = 2
+	ptagCancelURI  = 3
+	ptagCompensate = 4
 )
 
 func nanos(t time.Time) int64 {
@@ -139,22 +150,113 @@ func encode(tx *tccd.Transaction, version uint64) ([]byte, error) {
 	b = appendString(b, tx.ResolvedBy)
 	b = appendString(b, tx.ResolutionNote)
 	// Tagged fields: only those set.
-	hasNotify, hasNotification := tx.Notify != "", tx.Notification != (tccd.Notification{})
-	b = binary.AppendUvarint(b, uint64(btoi(hasNotify)+btoi(hasNotification)))
-	if hasNotify {
-		b = binary.AppendUvarint(b, tagNotify)
-		b = appendString(b, tx.Notify)
+	var tags tagged
+	if tx.Notify != "" {
+		tags.add(tagNotify, tx.Notify)
 	}
-	if hasNotification {
-		b = binary.AppendUvarint(b, tagNotification)
-		b = appendString(b, string(appendNotification(nil, tx.Notification)))
+	if tx.Notification != (tccd.Notification{}) {
+		tags.add(tagNotification, string(appendNotification(nil, tx.Notification)))
 	}
-	// Participants' tagged fields: none are defined yet.
-	b = binary.AppendUvarint(b, 0)
+	if tx.Barrier {
+		tags.add(tagBarrier, "")
+	}
+	if tx.Round != nil {
+		tags.add(tagRound, string(appendRound(nil, tx.Round)))
+	}
+	b = tags.append(b)
+	// Participants' tagged fields: a count (0 when none has any), then,
+	// for each participant in order, its tagged fields.
+	var ptags []tagged
+	any := false
+	for _, p := range tx.Participants {
+		var t tagged
+		if p.Style != "" {
+			t.add(ptagStyle, string(p.Style))
+		}
+		if p.ConfirmURI != "" {
+			t.add(ptagConfirmURI, p.ConfirmURI)
+		}
+		if p.CancelURI != "" {
+			t.add(ptagCancelURI, p.CancelURI)
+		}
+		if p.CompensateURI != "" {
+			t.add(ptagCompensate, p.CompensateURI)
+		}
+		any = any || len(t) > 0
+		ptags = append(ptags, t)
+	}
+	if !any {
+		ptags = nil
+	}
+	b = binary.AppendUvarint(b, uint64(len(ptags)))
+	for _, t := range ptags {
+		b = t.append(b)
+	}
 	if tx.Notification.State == tccd.NotificationPending {
 		b[17] |= flagPending
 	}
 	return b, nil
+}
+
+// tagged holds tagged fields to encode.
+type tagged []struct {
+	tag uint64
+	val string
+}
+
+func (t *tagged) add(tag uint64, val string) {
+	*t = append(*t, struct {
+		tag uint64
+		val string
+	}{tag, val})
+}
+
+func (t tagged) append(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(t)))
+	for _, f := range t {
+		b = binary.AppendUvarint(b, f.tag)
+		b = appendString(b, f.val)
+	}
+	return b
+}
+
+// appendRound encodes a barrier round: N, committed, then the keys
+// sorted by participant URI.
+func appendRound(b []byte, r *tccd.Round) []byte {
+	b = binary.AppendUvarint(b, uint64(r.N))
+	b = append(b, byte(btoi(r.Committed)))
+	uris := make([]string, 0, len(r.Keys))
+	for u := range r.Keys {
+		uris = append(uris, u)
+	}
+	sort.Strings(uris)
+	b = binary.AppendUvarint(b, uint64(len(uris)))
+	for _, u := range uris {
+		b = appendString(b, u)
+		b = appendString(b, r.Keys[u])
+	}
+	return b
+}
+
+func decodeRound(v string) (*tccd.Round, error) {
+	r := &reader{b: []byte(v)}
+	round := &tccd.Round{N: int(r.uvarint())}
+	if r.err == nil && len(r.b) > 0 {
+		round.Committed = r.b[0] == 1
+		r.b = r.b[1:]
+	} else {
+		r.err = errCorrupt
+	}
+	n := r.count(2)
+	round.Keys = make(map[string]string, n)
+	for i := 0; i < n; i++ {
+		u := r.string()
+		round.Keys[u] = r.string()
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errCorrupt
+	}
+	return round, r.err
 }
 
 func btoi(b bool) int {
@@ -330,15 +432,42 @@ func decode(v []byte) (*tccd.Transaction, error) {
 				if tx.Notification, err = decodeNotification(val); err != nil {
 					r.err = err
 				}
+			case tagBarrier:
+				tx.Barrier = true
+			case tagRound:
+				var err error
+				if tx.Round, err = decodeRound(val); err != nil {
+					r.err = err
+				}
 			default:
 				if r.err == nil {
 					r.err = fmt.Errorf("%w: unknown field tag %d (written by a newer tccd?)", errCorrupt, tag)
 				}
 			}
 		}
-		if n := r.count(1); n > 0 && r.err == nil {
-			// No participant field is defined yet.
-			r.err = fmt.Errorf("%w: participant fields (written by a newer tccd?)", errCorrupt)
+		n := r.count(1)
+		if n != 0 && n != len(tx.Participants) && r.err == nil {
+			r.err = fmt.Errorf("%w: fields of %d participants, %d in the record", errCorrupt, n, len(tx.Participants))
+		}
+		for i := 0; i < n && r.err == nil; i++ {
+			p := &tx.Participants[i]
+			for m := r.count(2); m > 0 && r.err == nil; m-- {
+				tag, val := r.uvarint(), r.string()
+				switch tag {
+				case ptagStyle:
+					p.Style = tccd.Style(val)
+				case ptagConfirmURI:
+					p.ConfirmURI = val
+				case ptagCancelURI:
+					p.CancelURI = val
+				case ptagCompensate:
+					p.CompensateURI = val
+				default:
+					if r.err == nil {
+						r.err = fmt.Errorf("%w: unknown participant field tag %d (written by a newer tccd?)", errCorrupt, tag)
+					}
+				}
+			}
 		}
 	}
 	if r.err == nil && len(r.b) != 0 {

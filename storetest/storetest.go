@@ -70,13 +70,16 @@ func sample(id string, created time.Time, state tccd.State) *tccd.Transaction {
 		Owner: "node-1", LeaseUntil: created.Add(time.Minute),
 		CreatedBy: "billing", ResolvedBy: "ops", ResolutionNote: "checked by hand",
 		Participants: []tccd.Participant{
-			{URI: "http://127.0.0.1:1/a/" + id, Expires: created.Add(time.Hour), State: tccd.ParticipantPending},
+			{URI: "http://127.0.0.1:1/a/" + id, Expires: created.Add(time.Hour), State: tccd.ParticipantPending,
+				ConfirmURI: "http://127.0.0.1:1/a/" + id + "/confirm", CancelURI: "http://127.0.0.1:1/a/" + id + "/cancel"},
 			{
 				URI: "https://127.0.0.1:2/b/" + id, Expires: created.Add(2 * time.Hour), State: tccd.ParticipantConfirmed,
 				Attempts: 3, LastStatus: 503, LastError: "HTTP 503", LastAttemptAt: created.Add(time.Second),
-				LastDuration: 1500 * time.Microsecond,
+				LastDuration: 1500 * time.Microsecond, Style: tccd.StyleCompensate, CompensateURI: "https://127.0.0.1:2/b/" + id + "/undo",
 			},
 		},
+		Barrier: true,
+		Round:   &tccd.Round{N: 2, Committed: true, Keys: map[string]string{"http://127.0.0.1:1/a/" + id: "k1-" + id, "https://127.0.0.1:2/b/" + id: "k2-" + id}},
 	}
 	if state.Decided() {
 		tx.DecidedAt = created.Add(time.Second)
