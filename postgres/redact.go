@@ -4,6 +4,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // redacted stands for a password in what is logged or returned.
@@ -13,6 +15,15 @@ const redacted = "xxxxx"
 // tccd's store option takes.
 func IsDSN(s string) bool {
 	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
+}
+
+// ParseDSN reports whether dsn is a DSN the driver can use, without
+// connecting; the error does not quote the password.
+func ParseDSN(dsn string) error {
+	if _, err := pgx.ParseConfig(dsn); err != nil {
+		return redactError(dsn, err)
+	}
+	return nil
 }
 
 // Redact returns dsn with its password (in the user part or a password

@@ -30,7 +30,7 @@ func ServerDSN(t testing.TB) string {
 	dsn := os.Getenv(Env)
 	if dsn == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: under CI=true the PostgreSQL store's tests must run (see README, \"Configuration\")", Env)
+			t.Fatalf("%s is not set: under CI=true the PostgreSQL store's tests must run (see README, \"Set-up\")", Env)
 		}
 		t.Skipf("%s is not set: skipping the PostgreSQL store's tests", Env)
 	}
