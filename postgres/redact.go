@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"net/url"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -26,8 +27,9 @@ func ParseDSN(dsn string) error {
 	return nil
 }
 
-// Redact returns dsn with its password (in the user part or a password
-// parameter) replaced by xxxxx, for logs and error messages.
+// Redact returns dsn with its password (in a URL's user part or password
+// parameter, or the password= of the keyword/value form) replaced by
+// xxxxx, for logs and error messages.
 func Redact(dsn string) string {
 	out := dsn
 	for _, s := range secrets(dsn) {
@@ -60,6 +62,13 @@ func secrets(dsn string) []string {
 			}
 		}
 	}
+	if !strings.Contains(dsn, "://") {
+		// The keyword/value form: password=secret or password='a secret'.
+		for _, m := range keywordPassword.FindAllStringSubmatch(dsn, -1) {
+			add(m[1])
+		}
+		return sortLongestFirst(out)
+	}
 	if _, query, ok := strings.Cut(dsn, "?"); ok {
 		for _, kv := range strings.Split(query, "&") {
 			if k, v, ok := strings.Cut(kv, "="); ok && k == "password" {
@@ -70,7 +79,14 @@ func secrets(dsn string) []string {
 			}
 		}
 	}
-	// The longest first: a shorter form may be part of a longer one.
+	return sortLongestFirst(out)
+}
+
+var keywordPassword = regexp.MustCompile(`password\s*=\s*('(?:[^'\\]|\\.)*'|[^\s']\S*)`)
+
+// sortLongestFirst sorts secrets longest first: a shorter form may be
+// part of a longer one, which must be replaced whole.
+func sortLongestFirst(out []string) []string {
 	sort.Slice(out, func(i, j int) bool { return len(out[i]) > len(out[j]) })
 	return out
 }

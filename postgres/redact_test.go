@@ -17,6 +17,8 @@ func TestRedact(t *testing.T) {
 		{"postgres://tccd@db/tccd", "postgres://tccd@db/tccd"},
 		{"postgres://db/tccd", "postgres://db/tccd"},
 		{"postgres://:secret@db", "postgres://:xxxxx@db"},
+		{"host=db user=tccd password=secret dbname=tccd", "host=db user=tccd password=xxxxx dbname=tccd"},
+		{"host=db password = 'a \\' secret' dbname=tccd", "host=db password = xxxxx dbname=tccd"},
 	}
 	for _, tt := range tests {
 		if got := Redact(tt.dsn); got != tt.want {
