@@ -6,8 +6,9 @@ import (
 )
 
 // Store is the coordinator's log. Implementations: pebble.Store (embedded,
-// single node); the conformance suite in storetest states the contract as
-// tests, and every implementation must pass it.
+// single node) and postgres.Store (a PostgreSQL database, meant to be
+// shared by several nodes); the conformance suite in storetest states the
+// contract as tests, and every implementation must pass it.
 //
 // Contract, for every implementation:
 //   - Methods are safe for concurrent use.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,6 +42,10 @@ func Run(t *testing.T, newOpener func(t *testing.T) Opener) {
 		{"Purge", testPurge},
 		{"ResolveHeuristic", testResolveHeuristic},
 		{"Reopen", testReopen},
+		{"ConcurrentUpdatesEachVersionOnce", testUpdatesEachVersionOnce},
+		{"ConcurrentCreatesKeepTheWinner", testCreatesKeepTheWinner},
+		{"ReopenAfterConcurrentWrites", testReopenAfterConcurrentWrites},
+		{"UnfinishedDuringWrites", testUnfinishedDuringWrites},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -613,4 +618,257 @@ func testReopen(t *testing.T, o Opener) {
 	if !found {
 		t.Fatal("reopened store lost the unfinished index")
 	}
+}
+
+// The cases below matter most for a store shared by several processes:
+// many writers of one record, racing creators of one id, a new store on
+// the same data, and recovery's scan while others write.
+
+// testUpdatesEachVersionOnce: writers keep updating one transaction, each
+// re-reading after a conflict. Every version is won by exactly one
+// Update, the versions have no gaps, and the stored record is the last
+// winner's.
+func testUpdatesEachVersionOnce(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	tx := sample("contended", base, tccd.StateActive)
+	mustCreate(t, s, tx)
+	const writers, wins = 8, 6
+	var mu sync.Mutex
+	winner := map[uint64]*tccd.Transaction{} // version → what its winner wrote
+	var wg sync.WaitGroup
+	for g := 0; g < writers; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for won := 0; won < wins; {
+				cur, err := s.Get(ctx, "contended")
+				if err != nil {
+					t.Errorf("Get: %v", err)
+					return
+				}
+				cur.Name = fmt.Sprintf("writer %d, win %d", g, won)
+				cur.Participants[0].Attempts++
+				err = s.Update(ctx, cur, g%2 == 0)
+				switch {
+				case err == nil:
+					won++
+					mu.Lock()
+					if prev := winner[cur.Version]; prev != nil {
+						t.Errorf("version %d won twice: by %q and %q", cur.Version, prev.Name, cur.Name)
+					}
+					winner[cur.Version] = cur.Clone()
+					mu.Unlock()
+				case tccd.ErrorCode(err) != tccd.EConflict:
+					t.Errorf("Update: %v", err)
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	last := uint64(1 + writers*wins)
+	for v := uint64(2); v <= last; v++ {
+		if winner[v] == nil {
+			t.Fatalf("version %d was won by no update (versions up to %d)", v, last)
+		}
+	}
+	got, err := s.Get(ctx, "contended")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Version != last {
+		t.Fatalf("stored version %d, want %d", got.Version, last)
+	}
+	equal(t, got, winner[last])
+	if got.Participants[0].Attempts != writers*wins {
+		t.Fatalf("attempts %d, want %d: an update was lost", got.Participants[0].Attempts, writers*wins)
+	}
+}
+
+// testCreatesKeepTheWinner: creators race on each of several ids with
+// different records. One wins each id, the others get EConflict, and the
+// stored record is the winner's.
+func testCreatesKeepTheWinner(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	const ids, racers = 8, 8
+	for i := 0; i < ids; i++ {
+		id := fmt.Sprintf("raced-%d", i)
+		var mu sync.Mutex
+		var won []*tccd.Transaction
+		var wg sync.WaitGroup
+		for g := 0; g < racers; g++ {
+			wg.Add(1)
+			go func(g int) {
+				defer wg.Done()
+				tx := sample(id, base.Add(time.Duration(g)*time.Millisecond), tccd.StateConfirming)
+				tx.Name = fmt.Sprintf("racer %d", g)
+				err := s.Create(ctx, tx, g%2 == 0)
+				if err == nil {
+					mu.Lock()
+					won = append(won, tx)
+					mu.Unlock()
+				} else if tccd.ErrorCode(err) != tccd.EConflict {
+					t.Errorf("Create: %v", err)
+				}
+			}(g)
+		}
+		wg.Wait()
+		if len(won) != 1 {
+			t.Fatalf("%s: %d creates won, want exactly 1", id, len(won))
+		}
+		got, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		equal(t, got, won[0])
+	}
+}
+
+// testReopenAfterConcurrentWrites: writers create and move transactions
+// at once, durable or not; a final durable write stands for the caller's
+// next decision. A store opened again on the same data sees every record
+// as last acknowledged, in List and in Unfinished too.
+func testReopenAfterConcurrentWrites(t *testing.T, o Opener) {
+	s, err := o()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	const writers, each = 8, 6
+	var mu sync.Mutex
+	acked := map[string]*tccd.Transaction{}
+	var wg sync.WaitGroup
+	for g := 0; g < writers; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				tx := sample(fmt.Sprintf("w%d-%d", g, i), base.Add(time.Duration(g*each+i)*time.Millisecond), tccd.StateActive)
+				// Each ends in another place: active, confirming, confirmed.
+				steps := []tccd.State{tccd.StateConfirming, tccd.StateConfirmed}[:i%3]
+				if err := s.Create(ctx, tx, i%2 == 0); err != nil {
+					t.Errorf("Create: %v", err)
+					return
+				}
+				for _, st := range steps {
+					tx.State = st
+					if err := s.Update(ctx, tx, st == tccd.StateConfirming); err != nil {
+						t.Errorf("Update to %s: %v", st, err)
+						return
+					}
+				}
+				mu.Lock()
+				acked[tx.ID] = tx.Clone()
+				mu.Unlock()
+			}
+		}(g)
+	}
+	wg.Wait()
+	if t.Failed() {
+		s.Close()
+		return
+	}
+	last := sample("last", base.Add(time.Hour), tccd.StateConfirming)
+	if err := s.Create(ctx, last, true); err != nil {
+		t.Fatal(err)
+	}
+	acked[last.ID] = last
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = open(t, o)
+	wantUnfinished := map[string]bool{}
+	for id, want := range acked {
+		got, err := s.Get(ctx, id)
+		if err != nil {
+			t.Fatalf("after reopening, Get(%s): %v", id, err)
+		}
+		equal(t, got, want)
+		if !want.State.Final() {
+			wantUnfinished[id] = true
+		}
+	}
+	txs, _, err := s.List(ctx, tccd.Filter{Limit: 1000})
+	if err != nil || len(txs) != len(acked) {
+		t.Fatalf("after reopening, List = %d transactions, %v; want %d", len(txs), err, len(acked))
+	}
+	got := map[string]bool{}
+	if err := s.Unfinished(ctx, func(tx *tccd.Transaction) error { got[tx.ID] = true; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, wantUnfinished) {
+		t.Fatalf("after reopening, Unfinished = %d transactions, want %d", len(got), len(wantUnfinished))
+	}
+}
+
+// testUnfinishedDuringWrites: recovery's scan runs while others create,
+// decide, finish and purge transactions (and fn itself reads the store,
+// as the coordinator's does). No scan fails, and each yields every
+// transaction that stayed unfinished throughout.
+func testUnfinishedDuringWrites(t *testing.T, o Opener) {
+	s := open(t, o)
+	ctx := context.Background()
+	stable := map[string]bool{}
+	for i := 0; i < 40; i++ {
+		tx := sample(fmt.Sprintf("stable-%02d", i), base.Add(time.Duration(i)*time.Millisecond), tccd.StateActive)
+		mustCreate(t, s, tx)
+		stable[tx.ID] = true
+	}
+	const writers, each = 4, 15
+	var wg sync.WaitGroup
+	var writing atomic.Int32
+	writing.Store(writers)
+	for g := 0; g < writers; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			defer writing.Add(-1)
+			for i := 0; i < each; i++ {
+				tx := sample(fmt.Sprintf("moving-%d-%02d", g, i), base.Add(-time.Hour), tccd.StateConfirming)
+				if err := s.Create(ctx, tx, true); err != nil {
+					t.Errorf("Create: %v", err)
+					return
+				}
+				tx.State = tccd.StateConfirmed
+				if err := s.Update(ctx, tx, false); err != nil {
+					t.Errorf("Update: %v", err)
+					return
+				}
+				if i%5 == 4 {
+					if _, err := s.Purge(ctx, base.Add(time.Hour), 100); err != nil {
+						t.Errorf("Purge: %v", err)
+						return
+					}
+				}
+			}
+		}(g)
+	}
+	scans := 0
+	for done := false; !done; scans++ {
+		// Until a scan that starts after the writers are done.
+		done = writing.Load() == 0
+		seen := map[string]bool{}
+		err := s.Unfinished(ctx, func(tx *tccd.Transaction) error {
+			seen[tx.ID] = true
+			if _, err := s.Get(ctx, tx.ID); err != nil && tccd.ErrorCode(err) != tccd.ENotFound {
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("Unfinished during writes (scan %d): %v", scans, err)
+		}
+		for id := range stable {
+			if !seen[id] {
+				t.Fatalf("scan %d missed %s, unfinished throughout", scans, id)
+			}
+		}
+	}
+	wg.Wait()
+	t.Logf("%d scans", scans)
 }

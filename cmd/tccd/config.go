@@ -36,6 +36,11 @@ type Config struct {
 	// WALSyncInterval is the least time between two syncs of the store's
 	// write-ahead log (0: sync as soon as a commit asks).
 	WALSyncInterval time.Duration
+	// Store selects where transactions are kept: "" for the embedded
+	// store in Data, or the URL of a PostgreSQL database (postgres://…),
+	// which several tccd processes may share. It may hold a password:
+	// it is never logged.
+	Store string
 	// DebugListen, when set, serves Go's pprof profiles on a separate
 	// address, never on the API's. Keep it on loopback.
 	DebugListen string
@@ -96,6 +101,7 @@ func (c *Config) options() []option {
 	return []option{
 		{"listen", "address to serve the API on (host:port)", (*stringValue)(&c.Listen)},
 		{"data", "directory of the embedded transaction log", (*stringValue)(&c.Data)},
+		{"store", "where transactions are kept: empty for the embedded log in data, or a PostgreSQL database, postgres://user:password@host/db", (*stringValue)(&c.Store)},
 		{"log-level", "debug, info, warn or error", (*stringValue)(&c.LogLevel)},
 		{"log-format", "text or json", (*stringValue)(&c.LogFormat)},
 		{"cache-size", "block cache of the embedded store, bytes", (*int64Value)(&c.CacheSize)},
@@ -227,8 +233,11 @@ func (c Config) Validate() error {
 	if c.Listen == "" {
 		errs = append(errs, errors.New("listen must not be empty"))
 	}
-	if c.Data == "" {
+	if c.Data == "" && c.Store == "" {
 		errs = append(errs, errors.New("data must not be empty"))
+	}
+	if err := validateStore(c.Store); err != nil {
+		errs = append(errs, err)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -446,7 +455,8 @@ func (v *durationValue) Set(s string) error {
 
 // checkEnvironment reports, for --check-config, what would stop a start
 // with this configuration: a listen address that cannot be bound, a data
-// directory that cannot be written. It changes nothing.
+// directory that cannot be written, a PostgreSQL store that cannot be
+// reached or whose schema is newer than this tccd. It changes nothing.
 func (c Config) checkEnvironment() error {
 	var errs []error
 	if c.Listen != "" {
@@ -456,7 +466,11 @@ func (c Config) checkEnvironment() error {
 			ln.Close()
 		}
 	}
-	if c.Data != "" {
+	if c.Store != "" {
+		if err := validateStore(c.Store); err == nil {
+			errs = append(errs, checkStore(c.Store))
+		}
+	} else if c.Data != "" {
 		if err := checkWritableDir(c.Data); err != nil {
 			errs = append(errs, fmt.Errorf("data directory %s: %w", c.Data, err))
 		}

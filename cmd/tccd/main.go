@@ -20,7 +20,6 @@ import (
 
 	"github.com/tccd/tccd"
 	tccdhttp "github.com/tccd/tccd/http"
-	"github.com/tccd/tccd/pebble"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=…".
@@ -52,6 +51,8 @@ Usage:
   tccd demo                 see it work: a coordinator, two airlines, a few dozen bookings (start here)
   tccd serve [flags]        run the coordinator (tccd serve -h lists the flags)
   tccd bench [flags]        measure tccd against a null coordinator (tccd bench -h)
+  tccd migrate [--store postgres://…]
+                            apply the PostgreSQL store's schema migrations and exit
   tccd token --name NAME [--role client|admin]
                             make a bearer token and its line for the tokens file
   tccd version              print the version
@@ -93,6 +94,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runBenchServer(ctx, args[0], args[1:], stdout, stderr)
 	case "token":
 		return runToken(args[1:], stdout, stderr)
+	case "migrate":
+		return runMigrate(ctx, args[1:], stdout, stderr, getenv)
 	case "version":
 		fmt.Fprintln(stdout, "tccd", Version)
 		return nil
@@ -117,7 +120,7 @@ type Main struct {
 	getenv         func(string) string
 
 	sec    *security // loaded by ParseFlags
-	store  *pebble.Store
+	store  tccd.Store
 	caller *tccdhttp.Caller
 	coord  *tccd.Coordinator
 	server *tccdhttp.Server
@@ -195,7 +198,7 @@ func (m *Main) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	if err := m.initStore(); err != nil {
+	if err := m.initStore(ctx); err != nil {
 		ln.Close()
 		return fmt.Errorf("store: %w", err)
 	}
@@ -226,14 +229,8 @@ func (m *Main) initLogger() error {
 	return nil
 }
 
-func (m *Main) initStore() error {
-	if err := os.MkdirAll(m.Config.Data, 0o700); err != nil {
-		return err
-	}
-	s, err := pebble.Open(m.Config.Data, pebble.Options{
-		CacheSize: m.Config.CacheSize, WALMinSyncInterval: m.Config.WALSyncInterval,
-		MinFreeBytes: m.Config.MinFreeSpace, Logger: m.Log,
-	})
+func (m *Main) initStore(ctx context.Context) error {
+	s, err := openStore(ctx, m.Config, m.Log)
 	if err != nil {
 		return err
 	}
