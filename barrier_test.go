@@ -114,6 +114,7 @@ func newBarrierCoord(t *testing.T, dir string) (*tccd.Coordinator, *pebble.Store
 	}
 	cfg := testConfig()
 	cfg.BarrierWait = 500 * time.Millisecond
+	cfg.CallTimeout = 300 * time.Millisecond // a silent participant's PUT ends soon after an abort
 	coord := tccd.NewCoordinator(cfg, store, tccdhttp.NewCaller(), nil, nil)
 	if err := coord.Open(context.Background()); err != nil {
 		t.Fatal(err)
@@ -140,7 +141,7 @@ func TestBarrier(t *testing.T) {
 	}{
 		{"all confirm", [2]string{"", ""}, time.Minute, tccd.StateConfirmed, [2]bool{true, true}, false},
 		{"one fails", [2]string{"", "fail"}, time.Minute, tccd.StateCancelled, [2]bool{false, false}, false},
-		{"one never reports", [2]string{"", "silent"}, 2 * time.Second, tccd.StateCancelled, [2]bool{false, false}, false},
+		{"one never reports", [2]string{"", "silent"}, 3 * time.Second, tccd.StateCancelled, [2]bool{false, false}, false},
 		{"one crashes after the commit record", [2]string{"", "crash-once"}, time.Minute, tccd.StateConfirmed, [2]bool{true, true}, true},
 	}
 	for _, tt := range tests {

@@ -43,7 +43,15 @@ type record struct {
 	LeaseUntil     string            `json:"lease_until,omitempty"`
 	Notify         string            `json:"notify,omitempty"`
 	Notification   *notification     `json:"notification,omitempty"`
+	Barrier        bool              `json:"barrier,omitempty"`
+	Round          *round            `json:"round,omitempty"`
 	Participants   []participant     `json:"participants,omitempty"`
+}
+
+type round struct {
+	N         int               `json:"n"`
+	Committed bool              `json:"committed,omitempty"`
+	Keys      map[string]string `json:"keys,omitempty"`
 }
 
 type participant struct {
@@ -55,11 +63,16 @@ type participant struct {
 	LastError      string `json:"last_error,omitempty"`
 	LastAttemptAt  string `json:"last_attempt_at,omitempty"`
 	LastDurationNS int64  `json:"last_duration_ns,omitempty"`
+	ConfirmURI     string `json:"confirm_uri,omitempty"`
+	CancelURI      string `json:"cancel_uri,omitempty"`
+	Style          string `json:"style,omitempty"`
+	CompensateURI  string `json:"compensate_uri,omitempty"`
 }
 
 type notification struct {
 	State         string `json:"state,omitempty"`
 	DeliveryID    string `json:"delivery_id,omitempty"`
+	Since         string `json:"since,omitempty"`
 	Attempts      int    `json:"attempts,omitempty"`
 	LastStatus    int    `json:"last_status,omitempty"`
 	LastError     string `json:"last_error,omitempty"`
@@ -94,10 +107,14 @@ func encode(tx *tccd.Transaction) ([]byte, error) {
 		FinishedAt: e.time("finished_at", tx.FinishedAt),
 		CreatedBy:  tx.CreatedBy, ResolvedBy: tx.ResolvedBy, ResolutionNote: tx.ResolutionNote,
 		Owner: tx.Owner, LeaseUntil: e.time("lease_until", tx.LeaseUntil), Notify: tx.Notify,
+		Barrier: tx.Barrier,
+	}
+	if tx.Round != nil {
+		r.Round = &round{N: tx.Round.N, Committed: tx.Round.Committed, Keys: tx.Round.Keys}
 	}
 	if n := tx.Notification; n != (tccd.Notification{}) {
 		r.Notification = &notification{
-			State: string(n.State), DeliveryID: n.DeliveryID, Attempts: n.Attempts, LastStatus: n.LastStatus,
+			State: string(n.State), DeliveryID: n.DeliveryID, Since: e.time("notification.since", n.Since), Attempts: n.Attempts, LastStatus: n.LastStatus,
 			LastError: n.LastError, LastAttemptAt: e.time("notification.last_attempt_at", n.LastAttemptAt),
 		}
 	}
@@ -107,7 +124,8 @@ func encode(tx *tccd.Transaction) ([]byte, error) {
 			r.Participants[i] = participant{
 				URI: p.URI, Expires: e.time("expires", p.Expires), State: string(p.State), Attempts: p.Attempts,
 				LastStatus: p.LastStatus, LastError: p.LastError, LastAttemptAt: e.time("last_attempt_at", p.LastAttemptAt),
-				LastDurationNS: int64(p.LastDuration),
+				LastDurationNS: int64(p.LastDuration), ConfirmURI: p.ConfirmURI, CancelURI: p.CancelURI,
+				Style: string(p.Style), CompensateURI: p.CompensateURI,
 			}
 		}
 	}
@@ -168,14 +186,20 @@ func decode(b []byte, version uint64) (*tccd.Transaction, error) {
 		FinishedAt: d.time("finished_at", r.FinishedAt),
 		CreatedBy:  r.CreatedBy, ResolvedBy: r.ResolvedBy, ResolutionNote: r.ResolutionNote,
 		Owner: r.Owner, LeaseUntil: d.time("lease_until", r.LeaseUntil), Notify: r.Notify,
-		Version: version,
+		Barrier: r.Barrier, Version: version,
+	}
+	if r.Round != nil {
+		tx.Round = &tccd.Round{N: r.Round.N, Committed: r.Round.Committed, Keys: r.Round.Keys}
+		if tx.Round.Keys == nil {
+			tx.Round.Keys = map[string]string{}
+		}
 	}
 	if len(tx.Labels) == 0 {
 		tx.Labels = nil
 	}
 	if n := r.Notification; n != nil {
 		tx.Notification = tccd.Notification{
-			State: tccd.NotificationState(n.State), DeliveryID: n.DeliveryID, Attempts: n.Attempts,
+			State: tccd.NotificationState(n.State), DeliveryID: n.DeliveryID, Since: d.time("notification.since", n.Since), Attempts: n.Attempts,
 			LastStatus: n.LastStatus, LastError: n.LastError, LastAttemptAt: d.time("notification.last_attempt_at", n.LastAttemptAt),
 		}
 	}
@@ -186,6 +210,7 @@ func decode(b []byte, version uint64) (*tccd.Transaction, error) {
 				URI: p.URI, Expires: d.time("expires", p.Expires), State: tccd.ParticipantState(p.State),
 				Attempts: p.Attempts, LastStatus: p.LastStatus, LastError: p.LastError,
 				LastAttemptAt: d.time("last_attempt_at", p.LastAttemptAt), LastDuration: time.Duration(p.LastDurationNS),
+				ConfirmURI: p.ConfirmURI, CancelURI: p.CancelURI, Style: tccd.Style(p.Style), CompensateURI: p.CompensateURI,
 			}
 		}
 	}

@@ -27,13 +27,17 @@ func full() *tccd.Transaction {
 		Owner: "node-1", LeaseUntil: at.Add(time.Minute),
 		Notify: "https://shop.example/tcc-outcome",
 		Notification: tccd.Notification{
-			State: tccd.NotificationPending, DeliveryID: "d-1", Attempts: 2, LastStatus: 503,
+			State: tccd.NotificationPending, DeliveryID: "d-1", Since: at.Add(3 * time.Second), Attempts: 2, LastStatus: 503,
 			LastError: "HTTP 503", LastAttemptAt: at.Add(4 * time.Second),
 		},
 		Version: 7,
+		Barrier: true,
+		Round:   &tccd.Round{N: 3, Committed: true, Keys: map[string]string{"http://127.0.0.1:1/a": "key-a", "https://127.0.0.1:2/b": "key-b"}},
 		Participants: []tccd.Participant{
-			{URI: "http://127.0.0.1:1/a", Expires: at.Add(time.Hour), State: tccd.ParticipantConfirmed, Attempts: 1, LastStatus: 204, LastError: "none", LastAttemptAt: at.Add(time.Second), LastDuration: time.Millisecond},
-			{URI: "https://127.0.0.1:2/b", Expires: at.Add(2 * time.Hour), State: tccd.ParticipantFailed, Attempts: 3, LastStatus: 422, LastError: "HTTP 422", LastAttemptAt: at.Add(2 * time.Second), LastDuration: 1500 * time.Microsecond},
+			{URI: "http://127.0.0.1:1/a", Expires: at.Add(time.Hour), State: tccd.ParticipantConfirmed, Attempts: 1, LastStatus: 204, LastError: "none", LastAttemptAt: at.Add(time.Second), LastDuration: time.Millisecond,
+				ConfirmURI: "http://127.0.0.1:1/a/confirm", CancelURI: "http://127.0.0.1:1/a/cancel", Style: tccd.StyleTCC, CompensateURI: "http://127.0.0.1:1/a/undo"},
+			{URI: "https://127.0.0.1:2/b", Expires: at.Add(2 * time.Hour), State: tccd.ParticipantFailed, Attempts: 3, LastStatus: 422, LastError: "HTTP 422", LastAttemptAt: at.Add(2 * time.Second), LastDuration: 1500 * time.Microsecond,
+				ConfirmURI: "https://127.0.0.1:2/b/c", CancelURI: "https://127.0.0.1:2/b/x", Style: tccd.StyleCompensate, CompensateURI: "https://127.0.0.1:2/b/undo"},
 		},
 	}
 }

@@ -134,6 +134,7 @@ func (c *Config) options() []option {
 		{"margin-floor", "smallest expiry safety margin before confirming", (*durationValue)(&cc.MarginFloor)},
 		{"margin-rtts", "expiry safety margin as a multiple of the round trip to the participant", (*floatValue)(&cc.MarginRTTs)},
 		{"max-links", "most participants in one transaction", (*intValue)(&cc.MaxLinks)},
+		{"barrier-wait", "how long a barrier round waits for every participant's report before it aborts", (*durationValue)(&cc.BarrierWait)},
 		{"in-doubt-window", "how long past its link's expiry a participant in doubt (a confirm may have landed, no definite answer) is still asked; then the transaction ends heuristic", (*durationValue)(&cc.InDoubtWindow)},
 		{"retention", "how long finished transactions stay queryable", (*durationValue)(&cc.Retention)},
 		{"purge-interval", "how often finished transactions past retention are purged", (*durationValue)(&cc.PurgeInterval)},

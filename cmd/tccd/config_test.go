@@ -60,7 +60,7 @@ func TestConfigDefaults(t *testing.T) {
 			MaxLinks: tccd.DefaultMaxLinks, Retention: tccd.DefaultRetention,
 			PurgeInterval: tccd.DefaultPurgeInterval, ShutdownGrace: tccd.DefaultShutdownGrace,
 			RecoveryDrives: tccd.DefaultRecoveryDrives, RedriveInterval: tccd.DefaultRedriveInterval,
-			InDoubtWindow: tccd.DefaultInDoubtWindow, WebhookMaxAge: tccd.DefaultWebhookMaxAge,
+			InDoubtWindow: tccd.DefaultInDoubtWindow, WebhookMaxAge: tccd.DefaultWebhookMaxAge, BarrierWait: tccd.DefaultBarrierWait,
 		},
 		Server: tccdhttp.ServerConfig{
 			MaxBody: tccdhttp.DefaultMaxBody, ReadHeaderTimeout: tccdhttp.DefaultReadHeaderTimeout,
