@@ -30,9 +30,9 @@ const (
 	HeaderErrorCode = "Tcc-Error-Code"
 	// HeaderBarrier carries, on a confirm of a barrier-mode transaction,
 	// the key of the round the participant reports on.
-	HeaderBarrier = "Tcc-Barrier"
-	RelTransaction  = "tcc-transaction"
-	RelParticipant  = "tcc"
+	HeaderBarrier  = "Tcc-Barrier"
+	RelTransaction = "tcc-transaction"
+	RelParticipant = "tcc"
 	// MicroTxRelTransaction and MicroTxRelParticipant are Oracle MicroTx's
 	// relations, accepted on input.
 	MicroTxRelTransaction = "https://otmm.oracle.com/tcc-transaction"
