@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
@@ -377,4 +378,71 @@ func TestParticipantTroubleIsLogged(t *testing.T) {
 	if refused := rec.find(slog.LevelWarn, "refused to confirm"); len(refused) != 1 || refused[0]["status"] != "400" || refused[0]["id"] != tx2.ID {
 		t.Errorf("permanent failure records: %v", refused)
 	}
+}
+
+// TestResumedConfirmIsInDoubt: after a restart, the coordinator cannot
+// know which confirms the earlier run sent (their progress was not
+// synced): a participant of a resumed confirm that gives no definite
+// answer until its link expires is in doubt, not expired — here it had
+// confirmed, and the PUT asked again after the expiry says so.
+func TestResumedConfirmIsInDoubt(t *testing.T) {
+	e := newEnv(t, testConfig(), 1)
+	a := e.parts[0].link(time.Second)
+	tx := e.begin(time.Minute, a)
+	// The first run's confirm lands, and the run stops before it records
+	// anything of it: the record says the participant is pending, as it
+	// would after a crash that lost the unsynced progress.
+	e.parts[0].svc.AddFault(testpart.Fault{Op: "confirm", Count: 1, ApplyThenFail: true, Status: 502})
+	cur, err := e.coord.Get(context.Background(), tx.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Decide as the first run did, and land its PUT by hand.
+	next := cur.Clone()
+	next.State, next.Reason, next.DecidedAt = tccd.StateConfirming, tccd.ReasonRequested, time.Now()
+	if err := e.store.Update(context.Background(), next, true); err != nil {
+		t.Fatal(err)
+	}
+	if code := confirmByHand(t, a.URI); code != 0 {
+		t.Fatalf("the first run's PUT: %d, want its reply lost", code)
+	}
+	if s := e.parts[0].state(a); s != testpart.Confirmed {
+		t.Fatalf("participant %s after the first run's PUT", s)
+	}
+	// Restart: the participant answers 429 (it did not act on those
+	// calls) until after its link's expiry.
+	e.parts[0].svc.AddFault(testpart.Fault{Op: "confirm", Count: -1, Status: 429})
+	e.close()
+	e.open()
+	for {
+		cur, _ := e.coord.Get(context.Background(), tx.ID)
+		if p := cur.Participants[0]; p.LastAttemptAt.After(a.Expires) {
+			if cur.State != tccd.StateConfirming || p.State != tccd.ParticipantInDoubt {
+				t.Fatalf("past the expiry: %s, participant %+v; want confirming, in doubt", cur.State, p)
+			}
+			break
+		}
+		if cur.State.Final() {
+			t.Fatalf("ended %s before the expiry passed: %+v", cur.State, cur.Participants[0])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	clearFaults(t, e.parts[0])
+	end := e.waitState(tx.ID, tccd.StateConfirmed)
+	if p := end.Participants[0]; p.State != tccd.ParticipantConfirmed {
+		t.Fatalf("participant %+v", p)
+	}
+}
+
+// confirmByHand sends the PUT a coordinator would, and returns the status
+// (0 if the connection was dropped before an answer).
+func confirmByHand(t *testing.T, uri string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPut, uri, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
