@@ -32,7 +32,16 @@ type Transaction struct {
 	ResolutionNote string            `json:"resolution_note,omitempty"`
 	Notify         string            `json:"notify,omitempty"`
 	Notification   *Notification     `json:"notification,omitempty"`
+	Barrier        bool              `json:"barrier,omitempty"`
+	Round          *Round            `json:"round,omitempty"`
 	Participants   []Participant     `json:"participants"`
+}
+
+// Round is a barrier-mode transaction's current round (its keys are the
+// participants' capabilities and are not shown).
+type Round struct {
+	N         int  `json:"n"`
+	Committed bool `json:"committed"`
 }
 
 // Notification is how the delivery of a transaction's outcome to its
@@ -50,6 +59,8 @@ type Notification struct {
 type Participant struct {
 	URI            string     `json:"uri"`
 	Expires        time.Time  `json:"expires"`
+	Style          string     `json:"style,omitempty"`
+	Compensate     string     `json:"compensate,omitempty"`
 	State          string     `json:"state"`
 	Attempts       int        `json:"attempts"`
 	LastStatus     int        `json:"last_status,omitempty"`
@@ -69,6 +80,11 @@ type Link struct {
 	URI     *string `json:"uri"`
 	Expires *string `json:"expires"`
 	Rel     string  `json:"rel,omitempty"`
+	// Style is "tcc" (the default) or "compensate" (the try did the work:
+	// nothing is sent on confirm, DELETE undoes it); Compensate is a URI
+	// where a confirmed participant can be undone (POST).
+	Style      string `json:"style,omitempty"`
+	Compensate string `json:"compensate,omitempty"`
 }
 
 // BeginRequest is the body of POST /api/v1/transactions.
@@ -78,6 +94,9 @@ type BeginRequest struct {
 	Labels       map[string]string `json:"labels"`
 	Participants []Link            `json:"participants"`
 	Notify       string            `json:"notify"`
+	// Barrier makes the confirm run in barrier rounds (forsrc's
+	// all-confirmed barrier).
+	Barrier bool `json:"barrier"`
 }
 
 // ConfirmRequest is the optional body of PUT /api/v1/transactions/{id}/confirm.

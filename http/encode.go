@@ -74,6 +74,16 @@ func appendTransaction(b []byte, t *Transaction) []byte {
 		b = optTimeField(b, "last_attempt_at", n.LastAttemptAt)
 		b = append(b, '}')
 	}
+	if t.Barrier {
+		b = append(b, `,"barrier":true`...)
+	}
+	if r := t.Round; r != nil {
+		b = append(b, `,"round":{"n":`...)
+		b = strconv.AppendInt(b, int64(r.N), 10)
+		b = append(b, `,"committed":`...)
+		b = strconv.AppendBool(b, r.Committed)
+		b = append(b, '}')
+	}
 	if t.Participants == nil {
 		b = append(b, `,"participants":null`...)
 	} else {
@@ -94,6 +104,8 @@ func appendParticipant(b []byte, p *Participant) []byte {
 	b = appendString(b, p.URI)
 	b = append(b, `,"expires":`...)
 	b = appendTime(b, p.Expires)
+	b = optString(b, "style", p.Style)
+	b = optString(b, "compensate", p.Compensate)
 	b = append(b, `,"state":`...)
 	b = appendString(b, p.State)
 	b = append(b, `,"attempts":`...)

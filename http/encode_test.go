@@ -48,10 +48,10 @@ func TestAppendTransaction(t *testing.T) {
 			ID: "01J", Protocol: "native", Name: "trip <&> \"quoted\"\n", Labels: map[string]string{"b": "2", "a": "\u2028", "\x01": "\xff"},
 			State: "heuristic", Reason: "mixed_outcome", Timeout: "30s", Deadline: &at2, CreatedAt: at, UpdatedAt: at2,
 			DecidedAt: &at, FinishedAt: &at2, CreatedBy: "ops", ResolvedBy: "admin", ResolutionNote: "fixed by hand",
-			Notify:       "https://shop.example/outcome?x=<1>",
+			Notify: "https://shop.example/outcome?x=<1>", Barrier: true, Round: &api.Round{N: 2, Committed: true},
 			Notification: &api.Notification{State: "pending", Attempts: 3, DeliveryID: "01K", LastStatus: 503, LastError: "HTTP 503", LastAttemptAt: &at2},
 			Participants: []Participant{
-				{URI: "http://a/r/1?x=<1>&y=2", Expires: at, State: "confirmed", Attempts: 2, LastStatus: 204, LastError: "", LastAttemptAt: &at, LastDurationMS: &d},
+				{URI: "http://a/r/1?x=<1>&y=2", Expires: at, State: "confirmed", Attempts: 2, LastStatus: 204, LastError: "", LastAttemptAt: &at, LastDurationMS: &d, Style: "compensate", Compensate: "http://a/undo"},
 				{URI: "https://b/r/2", Expires: at2, State: "failed", Attempts: 1, LastStatus: 500, LastError: "boom\t", LastDurationMS: &tiny},
 				{URI: "http://c/", Expires: at, State: "pending"},
 			},

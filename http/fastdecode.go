@@ -184,6 +184,12 @@ func decodeBeginFast(body []byte) (req BeginRequest, ok bool) {
 				return req, false
 			}
 			req.Notify = v.String()
+		case "barrier":
+			v, err := dec.ReadToken()
+			if err != nil || (v.Kind() != 't' && v.Kind() != 'f') {
+				return req, false
+			}
+			req.Barrier = v.Bool()
 		case "labels":
 			if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 				return req, false

@@ -141,7 +141,9 @@ func TestOpenAPIRoutes(t *testing.T) {
 	}
 	var served []string
 	for _, rt := range NewServer(nil, ServerConfig{}, nil).routeTable() {
-		served = append(served, rt.method+" "+rt.path)
+		// {$} anchors a pattern at a trailing slash; the document has the
+		// plain path.
+		served = append(served, rt.method+" "+strings.TrimSuffix(rt.path, "{$}"))
 	}
 	sort.Strings(inDoc)
 	sort.Strings(served)

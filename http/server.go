@@ -65,6 +65,9 @@ type ServerConfig struct {
 	// TLS, when set, makes Serve speak HTTPS with it (set ClientAuth and
 	// ClientCAs for mutual TLS).
 	TLS *tls.Config
+	// STOMP, when set, serves forsrc's STOMP endpoint of the barrier at
+	// /ws/tcc (it authenticates by itself).
+	STOMP *BarrierSTOMP
 	// MaxStreams bounds the event streams (GET /api/v1/events) one client
 	// may have open at once (0: DefaultMaxStreams); StreamKeepAlive is how
 	// often an idle stream gets a comment line (0: DefaultStreamKeepAlive).
@@ -166,10 +169,21 @@ func (s *Server) routeTable() []route {
 		{http.MethodPut, "/api/v1/transactions/{id}/resolve", roleAdmin, s.native(s.resolve)},
 		{http.MethodPost, "/api/v1/admin/purge", roleAdmin, s.native(s.purge)},
 		{http.MethodGet, "/api/v1/events", roleClient, s.native(s.events)},
+		{http.MethodPost, "/api/v1/barriers/{key}", roleClient, s.native(s.barrierReport)},
+		{http.MethodPost, "/tcc/api/v1/tcc", roleClient, s.forsrc(s.forsrcCreate)},
+		{http.MethodPost, "/tcc/api/v1/tcc/{$}", roleClient, s.forsrc(s.forsrcCreate)},
+		{http.MethodPut, "/tcc/api/v1/tcc/confirm/{id}", roleClient, s.forsrc(s.forsrcConfirm)},
+		{http.MethodPut, "/tcc/api/v1/tcc/cancel/{id}", roleClient, s.forsrc(s.forsrcCancel)},
+		{http.MethodGet, "/tcc/api/v1/tcc/{id}", roleClient, s.forsrc(s.forsrcGet)},
 	}
 }
 
 func (s *Server) routes() {
+	if s.cfg.STOMP != nil {
+		// The STOMP endpoint authenticates by itself: a browser cannot
+		// set headers on a WebSocket, so the token may come in CONNECT.
+		s.mux.Handle("GET /ws/tcc", s.cfg.STOMP)
+	}
 	for _, rt := range s.routeTable() {
 		h := rt.handler
 		if rt.role != roleOpen {

@@ -43,8 +43,11 @@ func FromTx(tx *tccd.Transaction) Transaction {
 		Deadline: optTime(tx.Deadline), CreatedAt: tx.CreatedAt.UTC(), UpdatedAt: tx.UpdatedAt.UTC(),
 		DecidedAt: optTime(tx.DecidedAt), FinishedAt: optTime(tx.FinishedAt),
 		CreatedBy: tx.CreatedBy, ResolvedBy: tx.ResolvedBy, ResolutionNote: tx.ResolutionNote,
-		Notify:       tx.Notify,
+		Notify: tx.Notify, Barrier: tx.Barrier,
 		Participants: make([]Participant, len(tx.Participants)),
+	}
+	if tx.Round != nil {
+		out.Round = &api.Round{N: tx.Round.N, Committed: tx.Round.Committed}
 	}
 	if n := tx.Notification; n.State != tccd.NotificationNone {
 		out.Notification = &api.Notification{
@@ -58,6 +61,7 @@ func FromTx(tx *tccd.Transaction) Transaction {
 	for i, p := range tx.Participants {
 		wp := Participant{
 			URI: p.URI, Expires: p.Expires.UTC(), State: string(p.State), Attempts: p.Attempts,
+			Style: string(p.Style), Compensate: p.CompensateURI,
 			LastStatus: p.LastStatus, LastError: p.LastError, LastAttemptAt: optTime(p.LastAttemptAt),
 		}
 		if p.Attempts > 0 {
@@ -185,7 +189,17 @@ func toLinks(in []Link, field string) ([]tccd.Link, error) {
 			}
 			return nil, err
 		}
-		out = append(out, tccd.Link{URI: *l.URI, Expires: exp})
+		switch l.Style {
+		case "", string(tccd.StyleTCC), string(tccd.StyleCompensate):
+		default:
+			return nil, tccd.FieldError(fmt.Sprintf("%s[%d].style", field, i), "style must be %q or %q, not %q", tccd.StyleTCC, tccd.StyleCompensate, l.Style)
+		}
+		if l.Compensate != "" {
+			if err := tccd.ValidateURI(l.Compensate); err != nil {
+				return nil, tccd.FieldError(fmt.Sprintf("%s[%d].compensate", field, i), "compensate: %s", tccd.ErrorMessage(err))
+			}
+		}
+		out = append(out, tccd.Link{URI: *l.URI, Expires: exp, Style: tccd.Style(l.Style), CompensateURI: l.Compensate})
 	}
 	return out, nil
 }
@@ -203,7 +217,7 @@ func DecodeBegin(body []byte) (tccd.BeginRequest, error) {
 			}
 		}
 	}
-	out := tccd.BeginRequest{Name: req.Name, Labels: req.Labels, Notify: req.Notify}
+	out := tccd.BeginRequest{Name: req.Name, Labels: req.Labels, Notify: req.Notify, Barrier: req.Barrier}
 	if req.Timeout != nil {
 		d, err := time.ParseDuration(*req.Timeout)
 		if err != nil || d <= 0 {

@@ -123,6 +123,7 @@ type Main struct {
 	store  tccd.Store
 	caller *tccdhttp.Caller
 	coord  *tccd.Coordinator
+	stomp  *tccdhttp.BarrierSTOMP
 	server *tccdhttp.Server
 	debug  *http.Server
 }
@@ -202,7 +203,10 @@ func (m *Main) Run(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("store: %w", err)
 	}
-	m.initCoordinator()
+	if err := m.initCoordinator(); err != nil {
+		ln.Close()
+		return err
+	}
 	m.initServer(ln)
 	if err := m.initDebug(); err != nil {
 		return fmt.Errorf("debug server: %w", err)
@@ -238,7 +242,7 @@ func (m *Main) initStore(ctx context.Context) error {
 	return nil
 }
 
-func (m *Main) initCoordinator() {
+func (m *Main) initCoordinator() error {
 	m.caller = tccdhttp.NewCallerWith(tccdhttp.CallerConfig{TLS: m.sec.participantTLS, Allow: m.sec.allow, WebhookSecret: m.sec.webhookSecret})
 	cfg := m.Config.Coordinator
 	cfg.Links = m.sec.allow
@@ -246,12 +250,20 @@ func (m *Main) initCoordinator() {
 	if m.sec.webhookSecret != nil {
 		cfg.Notifier = m.caller
 	}
+	// forsrc's STOMP endpoint tells barrier participants their outcome.
+	stomp, err := tccdhttp.NewBarrierSTOMP(m.sec.tokens, m.Log)
+	if err != nil {
+		return fmt.Errorf("stomp: %w", err)
+	}
+	m.stomp, cfg.Barriers = stomp, stomp
 	m.coord = tccd.NewCoordinator(cfg, m.store, m.caller, nil, m.Log)
+	stomp.Attach(m.coord)
+	return nil
 }
 
 func (m *Main) initServer(ln net.Listener) {
 	cfg := m.Config.Server
-	cfg.Tokens, cfg.TLS = m.sec.tokens, m.sec.serverTLS
+	cfg.Tokens, cfg.TLS, cfg.STOMP = m.sec.tokens, m.sec.serverTLS, m.stomp
 	m.server = tccdhttp.NewServer(m.coord, cfg, m.Log)
 	m.server.Serve(ln)
 	m.Log.Info("listening", append([]any{"addr", m.server.Addr(), "data", m.Config.Data, "version", Version}, m.sec.summary()...)...)
@@ -327,6 +339,12 @@ func (m *Main) Close() error {
 	}
 	if m.coord != nil {
 		errs = append(errs, m.coord.Close())
+	}
+	if m.stomp != nil {
+		// After the coordinator: its last outcomes went out.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		errs = append(errs, m.stomp.Close(ctx))
+		cancel()
 	}
 	errs = append(errs, <-srvDone)
 	if m.debug != nil {
