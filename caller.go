@@ -11,13 +11,17 @@ type Op int
 
 // Operations.
 const (
-	OpConfirm Op = iota // PUT <uri>
-	OpCancel            // DELETE <uri>
+	OpConfirm    Op = iota // PUT <uri>
+	OpCancel               // DELETE <uri>
+	OpCompensate           // POST <compensate uri>: undo a confirmed participant
 )
 
 func (o Op) String() string {
-	if o == OpConfirm {
+	switch o {
+	case OpConfirm:
 		return "confirm"
+	case OpCompensate:
+		return "compensate"
 	}
 	return "cancel"
 }
@@ -118,7 +122,7 @@ func Classify(op Op, r CallResult) Verdict {
 		return VerdictDone
 	case s == 408 || s == 425 || s == 429 || s >= 500:
 		return VerdictRetry
-	case op == OpConfirm && (s == 404 || s == 410):
+	case op != OpCancel && (s == 404 || s == 410):
 		return VerdictGone
 	case op == OpCancel && (s == 404 || s == 405 || s == 410):
 		return VerdictDone

@@ -480,6 +480,7 @@ func (c *Coordinator) confirm(ctx context.Context, id string, links []Link, wait
 			tx.Reason = ReasonExpiryMargin
 			return StateCancelling, nil
 		}
+		tx.decideConfirm()
 		return StateConfirming, nil
 	})
 	if err != nil {
@@ -510,8 +511,10 @@ func (c *Coordinator) confirmOutcome(ctx context.Context, tx *Transaction, fresh
 		tx = c.await(ctx, tx, fresh)
 	}
 	switch tx.State {
-	case StateConfirmed, StateConfirming:
+	case StateConfirmed, StateConfirming, StateCompensating:
 		return tx, nil
+	case StateCompensated:
+		return nil, &Error{Code: ECompensated, Message: "the confirm did not reach every participant: the ones that confirmed were undone, the rest cancelled", Tx: tx}
 	case StateHeuristic:
 		return nil, heuristic(tx)
 	case StateCancelling:
@@ -626,7 +629,9 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link, opts ...On
 		tx.State, tx.Reason = StateConfirming, ReasonRequested
 		if c.tooSoon(tx, now) {
 			tx.State, tx.Reason = StateCancelling, ReasonExpiryMargin
+			return
 		}
+		tx.decideConfirm()
 	})
 	if err != nil {
 		return nil, err

@@ -88,7 +88,7 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 			res.attempts = append(carry, res.attempts...)
 			carry = nil
 			if res.aborted {
-				if tx.Count(ParticipantConfirmed) > 0 {
+				if tx.confirmedTCC() > 0 {
 					carry = res.attempts
 					// A confirm in flight when the phase stopped came
 					// back 2xx: confirm the rest after all.
@@ -105,6 +105,24 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 				continue
 			}
 			to, reason := confirmPhaseOutcome(tx)
+			if to == StateCompensating {
+				tx.Reason = reason
+				// A new decision, synced: from here the confirmed ones are
+				// undone, never confirmed further.
+				if err := c.transitionWith(c.writeCtx(), tx, StateCompensating, true, res.attempts); err != nil {
+					c.log.Error("cannot record the switch to compensate", "id", id, "err", err)
+					return nil, err
+				}
+				c.log.Warn("confirm did not reach every participant: undoing the ones that confirmed", append([]any{"id", id}, participantSummary(tx)...)...)
+				continue
+			}
+			return c.finish(tx, to, reason, res.attempts)
+		case StateCompensating:
+			res := c.runPhase(tx, OpCompensate, resumed)
+			if !res.complete {
+				return nil, errStopped
+			}
+			to, reason := compensatePhaseOutcome(tx)
 			return c.finish(tx, to, reason, res.attempts)
 		case StateCancelling:
 			res := c.runPhase(tx, OpCancel, resumed)
@@ -146,9 +164,34 @@ func confirmPhaseOutcome(tx *Transaction) (State, Reason) {
 		return StateConfirmed, tx.Reason
 	case tx.Count(ParticipantInDoubt) > 0:
 		return StateHeuristic, ReasonInDoubt
+	case canCompensate(tx):
+		return StateCompensating, ReasonParticipant
 	default:
 		return StateHeuristic, ReasonMixedOutcome
 	}
+}
+
+// canCompensate reports whether every participant that confirmed can be
+// undone: a compensate-style one by its DELETE, a TCC one by its
+// compensate URI.
+func canCompensate(tx *Transaction) bool {
+	for i := range tx.Participants {
+		p := &tx.Participants[i]
+		if p.State == ParticipantConfirmed && !p.compensateStyle() && p.CompensateURI == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// compensatePhaseOutcome is how undoing the confirmed participants ends:
+// compensated when every one was undone; heuristic when one could not be
+// (it stays confirmed, the others say what happened to them).
+func compensatePhaseOutcome(tx *Transaction) (State, Reason) {
+	if tx.Count(ParticipantConfirmed) > 0 || tx.Count(ParticipantInDoubt) > 0 || tx.Count(ParticipantCancelRefused) > 0 {
+		return StateHeuristic, ReasonMixedOutcome
+	}
+	return StateCompensated, tx.Reason
 }
 
 // cancelPhaseOutcome is how a cancel phase ends: cancelled when no
@@ -240,7 +283,7 @@ func (c *Coordinator) runPhase(tx *Transaction, op Op, maybeSent bool) phaseResu
 func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys map[string]string) phaseResult {
 	var pending []int
 	for i, p := range tx.Participants {
-		if !p.State.Settled() {
+		if !p.State.Settled() || undo(op, &p) {
 			pending = append(pending, i)
 		}
 	}
@@ -248,7 +291,7 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 		return phaseResult{complete: true}
 	}
 	events := make(chan event, len(pending))
-	ps := &phaseState{op: op, abort: make(chan struct{}), confirmed: tx.Count(ParticipantConfirmed)}
+	ps := &phaseState{op: op, abort: make(chan struct{}), confirmed: tx.confirmedTCC()}
 	jobs := make(chan int, len(pending))
 	for _, i := range pending {
 		jobs <- i
@@ -292,6 +335,21 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 	return phaseResult{complete: complete, aborted: aborted, attempts: ended}
 }
 
+// undo reports whether a settled participant still gets a call in a phase
+// of op: a confirmed compensate-style participant is undone by its DELETE
+// in a cancel; in a compensation every confirmed participant is undone,
+// and one that refused to confirm is sent DELETE (its reservation
+// released).
+func undo(op Op, p *Participant) bool {
+	switch op {
+	case OpCancel:
+		return p.compensateStyle() && p.State == ParticipantConfirmed
+	case OpCompensate:
+		return p.State == ParticipantConfirmed || (p.State == ParticipantFailed && !p.compensateStyle())
+	}
+	return false
+}
+
 // attemptEvent is the event of the attempt a worker reported.
 func (c *Coordinator) attemptEvent(tx *Transaction, ev event) Event {
 	return Event{
@@ -320,7 +378,7 @@ func (ps *phaseState) settled(s ParticipantState) {
 	defer ps.mu.Unlock()
 	switch s {
 	case ParticipantConfirmed:
-		ps.confirmed++
+		ps.confirmed++ // only a confirm phase settles participants confirmed
 	case ParticipantCancelled, ParticipantExpired, ParticipantFailed:
 		if ps.op == OpConfirm && ps.confirmed == 0 && !ps.aborted {
 			ps.aborted = true
@@ -372,8 +430,11 @@ func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phase
 		}
 		start := c.clock.Now()
 		call := op
-		if op == OpCancel && p.State == ParticipantInDoubt && !start.Before(p.Expires) {
+		switch {
+		case op == OpCancel && p.State == ParticipantInDoubt && !start.Before(p.Expires):
 			call = OpConfirm
+		case op == OpCompensate && (p.compensateStyle() || p.State != ParticipantConfirmed):
+			call = OpCancel // undone (or released) by its DELETE
 		}
 		timeout, key := c.cfg.CallTimeout, ""
 		if call == OpConfirm && barrier != "" {
@@ -400,7 +461,10 @@ func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phase
 		// No definite answer: retry, or reach the end of what is asked.
 		now := c.clock.Now()
 		limit := p.Expires
-		if p.State == ParticipantInDoubt {
+		if p.State == ParticipantInDoubt || call == OpCompensate {
+			// A compensation has no expiry: a confirmed participant stays
+			// confirmed until undone. It is retried as long as a confirm
+			// in doubt would be.
 			limit = p.Expires.Add(c.cfg.InDoubtWindow)
 		}
 		if !now.Before(limit) {
@@ -437,6 +501,19 @@ func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phase
 // p. It reports whether p reached its end in this phase.
 func (c *Coordinator) verdict(id string, op, call Op, p *Participant, r CallResult, maybeSent bool, refused *bool) bool {
 	v := Classify(call, r)
+	if call == OpCompensate {
+		switch v {
+		case VerdictDone:
+			p.State = ParticipantCompensated
+			return true
+		case VerdictRetry:
+			return false
+		}
+		// Refused (or gone): it stays confirmed, and the transaction
+		// will be heuristic, saying so.
+		c.log.Error("participant refused to be undone", "id", id, "host", HostOf(p.URI), "uri", p.CompensateURI, "status", r.Status, "error", p.LastError)
+		return true
+	}
 	if call == OpConfirm {
 		switch v {
 		case VerdictDone:
@@ -465,6 +542,15 @@ func (c *Coordinator) verdict(id string, op, call Op, p *Participant, r CallResu
 		if r.Status == 405 && p.State == ParticipantInDoubt {
 			return false // cancel not implemented: ask for the outcome after the expiry
 		}
+		if p.compensateStyle() {
+			// Its DELETE undoes what its try did.
+			if r.Status == 405 {
+				*refused = true // it cannot undo what its try did
+				return false
+			}
+			p.State = ParticipantCompensated
+			return true
+		}
 		p.State = ParticipantCancelled
 		return true
 	case VerdictPermanent:
@@ -481,6 +567,8 @@ func (c *Coordinator) verdict(id string, op, call Op, p *Participant, r CallResu
 // cancel is cancel_refused; any other has cancelled itself at its expiry.
 func (c *Coordinator) giveUp(id string, op Op, p *Participant, refused bool) {
 	switch {
+	case op == OpCompensate && p.State == ParticipantConfirmed && !p.compensateStyle():
+		c.log.Error("participant could not be undone within the in-doubt window: it stays confirmed", "id", id, "host", HostOf(p.URI), "uri", p.CompensateURI, "last_error", p.LastError)
 	case p.State == ParticipantInDoubt:
 		c.log.Error("participant still in doubt at the end of the in-doubt window: its outcome is unknown", "id", id, "host", HostOf(p.URI), "uri", p.URI, "expired", p.Expires, "window", c.cfg.InDoubtWindow, "last_error", p.LastError)
 	case refused:

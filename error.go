@@ -39,6 +39,10 @@ const (
 	ETimedOut Code = "timed_out"
 	// EHeuristic: some participants confirmed and some did not (409).
 	EHeuristic Code = "heuristic"
+	// ECompensated: asked to confirm, some participants did not confirm
+	// and the ones that did were undone (compensated): the transaction
+	// did not happen (409 native and Atomikos).
+	ECompensated Code = "compensated"
 	// EUnavailable: the coordinator cannot take the request now (not ready,
 	// shutting down, store failing) (503).
 	EUnavailable Code = "unavailable"
@@ -49,7 +53,7 @@ const (
 // Codes lists every error code.
 var Codes = []Code{
 	EInvalid, EUnauthorized, EForbidden, ETooLarge, EUnsupportedMedia, ENotFound,
-	EMethodNotAllowed, ETooManyRequests, ENotConfigured, EConflict, ETimedOut, EHeuristic,
+	EMethodNotAllowed, ETooManyRequests, ENotConfigured, EConflict, ETimedOut, EHeuristic, ECompensated,
 	EUnavailable, EInternal,
 }
 

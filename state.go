@@ -15,10 +15,16 @@ const (
 	StateCancelling State = "cancelling"
 	StateCancelled  State = "cancelled"
 	StateHeuristic  State = "heuristic"
+	// StateCompensating: the confirm did not reach every participant, and
+	// the ones that confirmed are being undone (their compensate URIs).
+	StateCompensating State = "compensating"
+	// StateCompensated: every participant that confirmed was undone and
+	// the rest cancelled: the transaction did not happen.
+	StateCompensated State = "compensated"
 )
 
 // States lists every transaction state, in lifecycle order.
-var States = []State{StateActive, StateConfirming, StateConfirmed, StateCancelling, StateCancelled, StateHeuristic}
+var States = []State{StateActive, StateConfirming, StateConfirmed, StateCancelling, StateCancelled, StateCompensating, StateCompensated, StateHeuristic}
 
 // StateNone is the "state" of a transaction that does not exist yet: its
 // row of the transition table lists the states a record may be created
@@ -35,13 +41,15 @@ const StateNone State = ""
 // operator's resolution (reason resolved): the coordinator itself never
 // takes it, and it sends nothing to the participants.
 var transitions = map[State][]State{
-	StateNone:       {StateActive, StateConfirming, StateCancelling},
-	StateActive:     {StateActive, StateConfirming, StateCancelling},
-	StateConfirming: {StateConfirming, StateConfirmed, StateCancelling, StateHeuristic},
-	StateCancelling: {StateCancelling, StateCancelled, StateHeuristic},
-	StateConfirmed:  {StateConfirmed},
-	StateCancelled:  {StateCancelled},
-	StateHeuristic:  {StateHeuristic, StateConfirmed, StateCancelled},
+	StateNone:         {StateActive, StateConfirming, StateCancelling},
+	StateActive:       {StateActive, StateConfirming, StateCancelling},
+	StateConfirming:   {StateConfirming, StateConfirmed, StateCancelling, StateCompensating, StateHeuristic},
+	StateCancelling:   {StateCancelling, StateCancelled, StateHeuristic},
+	StateCompensating: {StateCompensating, StateCompensated, StateHeuristic},
+	StateCompensated:  {StateCompensated},
+	StateConfirmed:    {StateConfirmed},
+	StateCancelled:    {StateCancelled},
+	StateHeuristic:    {StateHeuristic, StateConfirmed, StateCancelled},
 }
 
 // CanTransition reports whether a transaction may move from one state to another.
@@ -67,7 +75,7 @@ func (s State) Valid() bool {
 // the participants of a transaction in it. (A heuristic transaction may
 // still be resolved by an operator, which changes only the record.)
 func (s State) Final() bool {
-	return s == StateConfirmed || s == StateCancelled || s == StateHeuristic
+	return s == StateConfirmed || s == StateCancelled || s == StateHeuristic || s == StateCompensated
 }
 
 // Decided reports whether the coordinator has settled on confirm or cancel.
@@ -112,6 +120,9 @@ const (
 	// permanent error (a 4xx other than 404/410), so it did not confirm;
 	// see LastStatus and LastError.
 	ParticipantFailed ParticipantState = "failed"
+	// ParticipantCompensated: the participant had confirmed and was undone
+	// (2xx to the POST to its compensate URI).
+	ParticipantCompensated ParticipantState = "compensated"
 	// ParticipantCancelRefused: the participant answered DELETE with a 4xx
 	// other than 404/405/410 (409: "I am confirmed", typically) until its
 	// link expired: it is not known to be cancelled.
@@ -121,7 +132,7 @@ const (
 // ParticipantStates lists every participant state.
 var ParticipantStates = []ParticipantState{
 	ParticipantPending, ParticipantInDoubt, ParticipantConfirmed, ParticipantCancelled,
-	ParticipantExpired, ParticipantFailed, ParticipantCancelRefused,
+	ParticipantExpired, ParticipantFailed, ParticipantCancelRefused, ParticipantCompensated,
 }
 
 // Settled reports whether the coordinator has a definite view of the

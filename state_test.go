@@ -13,6 +13,12 @@ func TestTransitionTable(t *testing.T) {
 		{StateConfirming, StateHeuristic}:  true,
 		{StateCancelling, StateCancelling}: true,
 		{StateCancelling, StateCancelled}:  true,
+		// Undoing the participants that confirmed.
+		{StateConfirming, StateCompensating}:   true,
+		{StateCompensating, StateCompensating}: true,
+		{StateCompensating, StateCompensated}:  true,
+		{StateCompensating, StateHeuristic}:    true,
+		{StateCompensated, StateCompensated}:   true,
 		// A cancel refused, or a participant in doubt that confirmed.
 		{StateCancelling, StateHeuristic}: true,
 		// The delivery of a final outcome's notification.
@@ -56,6 +62,8 @@ func TestStatePredicates(t *testing.T) {
 		{StateCancelling, false, true, true},
 		{StateCancelled, true, true, true},
 		{StateHeuristic, true, true, true},
+		{StateCompensating, false, true, true},
+		{StateCompensated, true, true, true},
 		{"bogus", false, true, false},
 	}
 	for _, tt := range tests {

@@ -37,8 +37,9 @@ type Store interface {
 	// filtered by state if f.State is set, starting after f.Cursor, at most
 	// f.Limit of them, and the cursor of the next page ("" at the end).
 	List(ctx context.Context, f Filter) ([]*Transaction, string, error)
-	// Unfinished calls fn for every transaction in state active, confirming
-	// or cancelling, and for every transaction whose Notification.State is
+	// Unfinished calls fn for every transaction in a state that is not
+	// final (active, confirming, cancelling, compensating), and for every
+	// transaction whose Notification.State is
 	// NotificationPending, in no particular order, until fn returns an
 	// error.
 	Unfinished(ctx context.Context, fn func(*Transaction) error) error

@@ -162,8 +162,38 @@ func (p *Participant) callURI(op Op) string {
 		return p.ConfirmURI
 	case op == OpCancel && p.CancelURI != "":
 		return p.CancelURI
+	case op == OpCompensate:
+		return p.CompensateURI
 	}
 	return p.URI
+}
+
+// compensateStyle reports whether p did its work at the try (see
+// StyleCompensate).
+func (p *Participant) compensateStyle() bool { return p.Style == StyleCompensate }
+
+// confirmedTCC counts the participants that confirmed through a PUT: a
+// compensate-style participant is recorded confirmed by the decision
+// alone, which says nothing of the others.
+func (tx *Transaction) confirmedTCC() int {
+	n := 0
+	for i := range tx.Participants {
+		if tx.Participants[i].State == ParticipantConfirmed && !tx.Participants[i].compensateStyle() {
+			n++
+		}
+	}
+	return n
+}
+
+// decideConfirm records, on a decision to confirm, the compensate-style
+// participants confirmed: their try did the work, and nothing is sent to
+// them on confirm.
+func (tx *Transaction) decideConfirm() {
+	for i := range tx.Participants {
+		if p := &tx.Participants[i]; p.compensateStyle() && p.State == ParticipantPending {
+			p.State = ParticipantConfirmed
+		}
+	}
 }
 
 // NotificationState says how the delivery of a transaction's outcome to

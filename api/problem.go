@@ -35,6 +35,7 @@ const (
 	CodeConflict         = "conflict"
 	CodeTimedOut         = "timed_out"
 	CodeHeuristic        = "heuristic"
+	CodeCompensated      = "compensated"
 	CodeUnavailable      = "unavailable"
 	CodeInternal         = "internal"
 )
@@ -53,6 +54,7 @@ var codeStatus = map[string]int{
 	CodeConflict:         http.StatusConflict,
 	CodeTimedOut:         http.StatusConflict,
 	CodeHeuristic:        http.StatusConflict,
+	CodeCompensated:      http.StatusConflict,
 	CodeUnavailable:      http.StatusServiceUnavailable,
 	CodeInternal:         http.StatusInternalServerError,
 }

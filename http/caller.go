@@ -116,8 +116,11 @@ func (c *Caller) Close() { c.client.CloseIdleConnections() }
 // Call sends one confirm or cancel call; it never retries.
 func (c *Caller) Call(ctx context.Context, call tccd.Call) tccd.CallResult {
 	method, uri := http.MethodPut, call.URI
-	if call.Op == tccd.OpCancel {
+	switch call.Op {
+	case tccd.OpCancel:
 		method = http.MethodDelete
+	case tccd.OpCompensate:
+		method = http.MethodPost
 	}
 	start := time.Now()
 	// Links were checked when accepted; this catches those accepted before

@@ -83,6 +83,9 @@ var stateCodes = map[tccd.State]byte{
 	tccd.StateCancelling: 'd',
 	tccd.StateCancelled:  'e',
 	tccd.StateHeuristic:  'f',
+	// Added later: new codes, never a position.
+	tccd.StateCompensating: 'g',
+	tccd.StateCompensated:  'h',
 }
 
 // codeStates is stateCodes inverted.

@@ -485,10 +485,16 @@ func (s *Store) List(ctx context.Context, f tccd.Filter) ([]*tccd.Transaction, s
 	return out, cur, nil
 }
 
-// Unfinished calls fn for every active, confirming or cancelling
-// transaction, then for every one whose notification is pending.
+// Unfinished calls fn for every transaction not in a final state, then
+// for every one whose notification is pending.
 func (s *Store) Unfinished(ctx context.Context, fn func(*tccd.Transaction) error) error {
-	prefixes := [][]byte{pfx(tccd.StateActive), pfx(tccd.StateConfirming), pfx(tccd.StateCancelling), []byte(pfxNotify)}
+	var prefixes [][]byte
+	for _, st := range tccd.States {
+		if !st.Final() {
+			prefixes = append(prefixes, pfx(st))
+		}
+	}
+	prefixes = append(prefixes, []byte(pfxNotify))
 	for _, prefix := range prefixes {
 		idAt := len(prefix) + 8 // after the creation time
 		if string(prefix) == pfxNotify {

@@ -437,11 +437,11 @@ func (s *Store) List(ctx context.Context, f tccd.Filter) ([]*tccd.Transaction, s
 // unfinishedSQL reads one page of the unfinished transactions by id. Its
 // condition is the predicate of the partial index tccd_transactions_unfinished.
 const unfinishedSQL = `SELECT version, record, id FROM tccd_transactions
-	WHERE (state IN ('active', 'confirming', 'cancelling') OR notification_pending) AND id > $1
+	WHERE (state IN ('active', 'confirming', 'cancelling', 'compensating') OR notification_pending) AND id > $1
 	ORDER BY id LIMIT $2`
 
-// Unfinished calls fn for every active, confirming or cancelling
-// transaction and every one whose notification is pending. It reads them
+// Unfinished calls fn for every transaction not in a final state and
+// every one whose notification is pending. It reads them
 // in pages by id and calls fn between the reads, holding no connection
 // or snapshot while fn runs: a transaction written meanwhile is yielded
 // as it was, as it is, or not at all if it left the set, never twice.
