@@ -75,6 +75,9 @@ type Config struct {
 	// learn it by asking, over HTTP).
 	BarrierWait time.Duration
 	Barriers    BarrierPublisher
+	// Leaser decides which node drives which transaction; nil: a
+	// StaticLeaser of NodeID (a single node owns everything).
+	Leaser Leaser
 	// Events receives the coordinator's changes (see Events); nil: a
 	// Broker with the default sizes, reachable with Coordinator.Events.
 	Events Events

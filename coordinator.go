@@ -48,6 +48,9 @@ type Coordinator struct {
 	warns      warnLimiter
 	events     Events
 	barriers   barrierHub
+	// leases are this node's (with an expiring Leaser: expiring is set).
+	leases   leaseTable
+	expiring bool
 	// order is held across a write of a transaction and the publication
 	// of its events: the events of one transaction go out in the order
 	// of its writes.
@@ -80,9 +83,13 @@ func NewCoordinator(cfg Config, store Store, caller Caller, clock Clock, log *sl
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	callCtx, callCancel := context.WithCancel(context.Background())
+	cfg = cfg.WithDefaults()
+	if cfg.Leaser == nil {
+		cfg.Leaser = StaticLeaser{Node: cfg.NodeID}
+	}
 	return &Coordinator{
-		events: events,
-		cfg:    cfg.WithDefaults(), store: store, caller: caller, clock: clock, log: log,
+		events: events, expiring: cfg.Leaser.TTL() > 0,
+		cfg: cfg, store: store, caller: caller, clock: clock, log: log,
 		rtt: newRTTTable(), links: links, ctx: ctx, cancel: cancel, callCtx: callCtx, callCancel: callCancel,
 		drivers: make(map[string]*driver), timers: make(map[string]*time.Timer), delivering: make(map[string]bool),
 		pool: newWorkers(10 * time.Second),
@@ -110,6 +117,12 @@ func (c *Coordinator) Open(ctx context.Context) error {
 	active := 0
 	now := c.clock.Now()
 	err := c.store.Unfinished(ctx, func(tx *Transaction) error {
+		if c.expiring {
+			if tx.Owner != c.cfg.NodeID {
+				return nil // another node's; taken over if its lease expires
+			}
+			c.held(tx) // a renewal says whether this node still owns it
+		}
 		switch {
 		case tx.State == StateActive:
 			active++
@@ -133,6 +146,7 @@ func (c *Coordinator) Open(ctx context.Context) error {
 	}
 	c.goTracked(c.purgeLoop)
 	c.goTracked(c.redriveLoop)
+	c.goTracked(c.leaseLoop)
 	c.ready.Store(true)
 	return nil
 }
@@ -152,6 +166,9 @@ func (c *Coordinator) redriveLoop() {
 		}
 		var ids []string
 		err := c.store.Unfinished(c.ctx, func(tx *Transaction) error {
+			if !c.owns(tx.ID) || (c.expiring && tx.Owner != c.cfg.NodeID) {
+				return nil // another node drives it
+			}
 			if tx.State.Final() && tx.Notification.State == NotificationPending {
 				c.startDelivery(tx.ID) // a no-op when one runs
 				return nil
@@ -307,7 +324,7 @@ func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction
 	tx := &Transaction{
 		ID: ulid.Make().String(), Protocol: ProtocolNative, Name: req.Name, Labels: req.Labels,
 		State: StateActive, Timeout: timeout, Deadline: now.Add(timeout),
-		CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx),
+		CreatedAt: now, UpdatedAt: now, CreatedBy: principalName(ctx),
 		Notify: notify, Barrier: req.Barrier,
 	}
 	if req.Protocol != "" {
@@ -316,9 +333,11 @@ func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction
 	if err := c.addLinks(tx, links, now, true); err != nil {
 		return nil, err
 	}
+	c.claim(tx, now)
 	if err := c.create(ctx, tx, false); err != nil {
 		return nil, err
 	}
+	c.held(tx)
 	c.armTimer(tx.ID, timeout)
 	return tx, nil
 }
@@ -478,15 +497,18 @@ func (c *Coordinator) confirm(ctx context.Context, id string, links []Link, wait
 		tx.Reason = ReasonRequested
 		if c.tooSoon(tx, now) {
 			tx.Reason = ReasonExpiryMargin
+			c.claim(tx, now)
 			return StateCancelling, nil
 		}
 		tx.decideConfirm()
+		c.claim(tx, now)
 		return StateConfirming, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	if decided {
+		c.held(tx)
 		c.stopTimer(id)
 	}
 	if !wait {
@@ -587,12 +609,14 @@ func (c *Coordinator) cancelTx(ctx context.Context, id string, wait bool) (*Tran
 			return "", errUnchanged
 		}
 		tx.Reason = ReasonRequested
+		c.claim(tx, c.clock.Now())
 		return StateCancelling, nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	if decided {
+		c.held(tx)
 		c.stopTimer(id)
 	}
 	switch {
@@ -684,14 +708,16 @@ func (c *Coordinator) oneShot(ctx context.Context, links []Link, opt OneShotOpti
 	}
 	for {
 		now := c.clock.Now()
-		tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, Owner: c.cfg.NodeID, CreatedBy: principalName(ctx), Notify: notify}
+		tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, CreatedBy: principalName(ctx), Notify: notify}
 		// Expired links are accepted here: they make a confirm time out.
 		if err := c.addLinks(tx, links, now, false); err != nil {
 			return nil, false, err
 		}
 		decide(tx, now)
+		c.claim(tx, now)
 		err := c.create(ctx, tx, true)
 		if err == nil {
+			c.held(tx)
 			return tx, true, nil
 		}
 		if ErrorCode(err) != EConflict {
@@ -894,6 +920,9 @@ func (c *Coordinator) transitionWith(ctx context.Context, tx *Transaction, to St
 // it was if the wait ran out or the coordinator is closing. fresh says tx
 // was just written by the caller (see startDriver).
 func (c *Coordinator) await(ctx context.Context, tx *Transaction, fresh bool) *Transaction {
+	if !c.owns(tx.ID) {
+		return c.pollOutcome(ctx, tx)
+	}
 	d := c.startDriver(tx, fresh)
 	if d == nil {
 		return tx
@@ -912,6 +941,35 @@ func (c *Coordinator) await(ctx context.Context, tx *Transaction, fresh bool) *T
 	}
 	if cur, err := c.store.Get(context.WithoutCancel(ctx), tx.ID); err == nil {
 		return cur
+	}
+	return tx
+}
+
+// pollOutcome waits up to ConfirmWait for a transaction another node
+// drives to reach a final state, reading the store, and returns it as last
+// read.
+func (c *Coordinator) pollOutcome(ctx context.Context, tx *Transaction) *Transaction {
+	deadline := time.NewTimer(c.cfg.ConfirmWait)
+	defer deadline.Stop()
+	wait := 20 * time.Millisecond
+	for !tx.State.Final() {
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-deadline.C:
+			t.Stop()
+			return tx
+		case <-ctx.Done():
+			t.Stop()
+			return tx
+		case <-c.ctx.Done():
+			t.Stop()
+			return tx
+		}
+		if cur, err := c.store.Get(context.WithoutCancel(ctx), tx.ID); err == nil {
+			tx = cur
+		}
+		wait = min(2*wait, 250*time.Millisecond)
 	}
 	return tx
 }
@@ -950,6 +1008,7 @@ func (c *Coordinator) expire(id string) {
 			return "", errUnchanged
 		}
 		tx.Reason = ReasonTimeout
+		c.claim(tx, c.clock.Now())
 		return StateCancelling, nil
 	})
 	switch {
@@ -959,6 +1018,7 @@ func (c *Coordinator) expire(id string) {
 		}
 	case decided:
 		c.log.Info("transaction timed out", "id", id)
+		c.held(tx)
 		c.startDriver(tx, true)
 	case tx.State == StateActive:
 		c.armTimer(id, tx.Deadline.Sub(c.clock.Now())) // fired early

@@ -21,7 +21,7 @@ func (c *Coordinator) startDriver(tx *Transaction, fresh bool) *driver {
 	if d := c.drivers[tx.ID]; d != nil {
 		return d
 	}
-	if c.closed {
+	if c.closed || !c.owns(tx.ID) {
 		return nil
 	}
 	d := &driver{done: make(chan struct{})}
@@ -37,6 +37,9 @@ func (c *Coordinator) startDriver(tx *Transaction, fresh bool) *driver {
 		c.mu.Lock()
 		delete(c.drivers, tx.ID)
 		c.mu.Unlock()
+		if final != nil && final.State.Final() && final.Notification.State != NotificationPending {
+			c.released(tx.ID)
+		}
 		d.final, d.err = final, err
 		close(d.done)
 	})
@@ -424,7 +427,9 @@ func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phase
 			return
 		default:
 		}
-		if c.ctx.Err() != nil {
+		if c.ctx.Err() != nil || !c.owns(id) {
+			// Closing, or this node's lease ran out (another node drives
+			// the transaction now, or will): send nothing more.
 			events <- event{idx: idx, p: p, final: true}
 			return
 		}

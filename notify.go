@@ -81,7 +81,7 @@ func (c *Coordinator) startDelivery(id string) {
 // delivery, which receivers must accept (Tcc-Delivery tells a repeat).
 func (c *Coordinator) deliver(id string) {
 	policy := backoff.Policy{Min: c.cfg.RetryMin, Max: c.cfg.RetryMax}
-	for retry := 0; c.ctx.Err() == nil; retry++ {
+	for retry := 0; c.ctx.Err() == nil && c.owns(id); retry++ {
 		tx, err := c.store.Get(c.writeCtx(), id)
 		if err != nil || tx.Notification.State != NotificationPending {
 			return
@@ -115,6 +115,7 @@ func (c *Coordinator) deliver(id string) {
 			c.log.Warn("cannot record a notification attempt", "id", id, "err", err)
 		}
 		if n.State != NotificationPending {
+			c.released(id)
 			return
 		}
 		wait := max(policy.Delay(retry, nil), r.RetryAfter)

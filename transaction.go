@@ -115,6 +115,9 @@ type Transaction struct {
 	// it creates; a cluster store renews and takes over leases.
 	Owner      string
 	LeaseUntil time.Time
+	// Epoch counts the changes of owner: a takeover raises it, so that a
+	// node that lost its lease learns it from the record.
+	Epoch uint64
 
 	// Notify is the URL told of the outcome by a signed POST (a webhook),
 	// "" for none; Notification is how that delivery stands.

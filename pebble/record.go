@@ -49,6 +49,7 @@ const (
 	tagNotification = 2 // Transaction.Notification, encoded by appendNotification
 	tagBarrier      = 3 // Transaction.Barrier (present: true)
 	tagRound        = 4 // Transaction.Round, encoded by appendRound
+	tagEpoch        = 5 // Transaction.Epoch (uvarint)
 )
 
 // Tags of a participant's tagged fields (format 3).
@@ -165,6 +166,9 @@ func encode(tx *tccd.Transaction, version uint64) ([]byte, error) {
 	}
 	if tx.Round != nil {
 		tags.add(tagRound, string(appendRound(nil, tx.Round)))
+	}
+	if tx.Epoch != 0 {
+		tags.add(tagEpoch, string(binary.AppendUvarint(nil, tx.Epoch)))
 	}
 	b = tags.append(b)
 	// Participants' tagged fields: a count (0 when none has any), then,
@@ -437,6 +441,12 @@ func decode(v []byte) (*tccd.Transaction, error) {
 				}
 			case tagBarrier:
 				tx.Barrier = true
+			case tagEpoch:
+				e, n := binary.Uvarint([]byte(val))
+				if n <= 0 || n != len(val) {
+					r.err = errCorrupt
+				}
+				tx.Epoch = e
 			case tagRound:
 				var err error
 				if tx.Round, err = decodeRound(val); err != nil {

@@ -24,7 +24,7 @@ func full() *tccd.Transaction {
 		Deadline: at.Add(30 * time.Second), CreatedAt: at, UpdatedAt: at.Add(3 * time.Second),
 		DecidedAt: at.Add(time.Second), FinishedAt: at.Add(3 * time.Second),
 		CreatedBy: "billing", ResolvedBy: "ops", ResolutionNote: "refunded by hand",
-		Owner: "node-1", LeaseUntil: at.Add(time.Minute),
+		Owner: "node-1", LeaseUntil: at.Add(time.Minute), Epoch: 4,
 		Notify: "https://shop.example/tcc-outcome",
 		Notification: tccd.Notification{
 			State: tccd.NotificationPending, DeliveryID: "d-1", Since: at.Add(3 * time.Second), Attempts: 2, LastStatus: 503,

@@ -245,8 +245,8 @@ func columns(tx *tccd.Transaction) error {
 }
 
 const insertSQL = `INSERT INTO tccd_transactions
-	(id, state, created_at, created_ns, finished_at, version, owner, lease_until, notification_pending, created_by, record)
-	VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10)
+	(id, state, created_at, created_ns, finished_at, version, owner, lease_until, notification_pending, created_by, record, epoch)
+	VALUES ($1, $2, $3, $4, $5, 1, $6, $7, $8, $9, $10, $11)
 	ON CONFLICT (id) DO NOTHING
 	RETURNING version`
 
@@ -274,7 +274,7 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	w := &write{
 		ctx: ctx, id: tx.ID, durable: durable, create: true, sql: insertSQL,
 		args: []any{tx.ID, string(tx.State), tx.CreatedAt, nanos(tx.CreatedAt), nullTime(tx.FinishedAt), tx.Owner,
-			nullTime(tx.LeaseUntil), tx.Notification.State == tccd.NotificationPending, tx.CreatedBy, rec},
+			nullTime(tx.LeaseUntil), tx.Notification.State == tccd.NotificationPending, tx.CreatedBy, rec, int64(tx.Epoch)},
 	}
 	if err := s.submit(ctx, w); err != nil {
 		return err
@@ -292,7 +292,11 @@ func (s *Store) Create(ctx context.Context, tx *tccd.Transaction, durable bool) 
 const updateSQL = `WITH cur AS (SELECT version, state FROM tccd_transactions WHERE id = $1),
 	upd AS (
 		UPDATE tccd_transactions SET state = $3, finished_at = $4, version = version + 1, owner = $5,
-			lease_until = $6, notification_pending = $7, created_by = $8, record = $9
+			-- A renewal (Leaser.Renew) may have moved the lease past what
+			-- the owner's record says: never shorten it.
+			lease_until = CASE WHEN owner = $5 THEN greatest(lease_until, $6) ELSE $6 END,
+			epoch = greatest(epoch, $11),
+			notification_pending = $7, created_by = $8, record = $9
 		WHERE id = $1 AND version = $2 AND state = ANY($10::text[])
 		RETURNING version)
 	SELECT (SELECT version FROM upd), (SELECT version FROM cur), (SELECT state FROM cur)`
@@ -326,7 +330,7 @@ func (s *Store) Update(ctx context.Context, tx *tccd.Transaction, durable bool) 
 	w := &write{
 		ctx: ctx, id: tx.ID, durable: durable, sql: updateSQL, expect: tx.Version, state: tx.State,
 		args: []any{tx.ID, int64(tx.Version), string(tx.State), nullTime(tx.FinishedAt), tx.Owner,
-			nullTime(tx.LeaseUntil), tx.Notification.State == tccd.NotificationPending, tx.CreatedBy, rec, from},
+			nullTime(tx.LeaseUntil), tx.Notification.State == tccd.NotificationPending, tx.CreatedBy, rec, from, int64(tx.Epoch)},
 	}
 	if err := s.submit(ctx, w); err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/tccd/tccd"
 	tccdhttp "github.com/tccd/tccd/http"
 	"github.com/tccd/tccd/pebble"
+	"github.com/tccd/tccd/postgres"
 )
 
 // Config is everything `tccd serve` can be told. Each field is one option
@@ -64,6 +65,9 @@ type Config struct {
 	// EventRing is how many recent events are kept for streams that
 	// resume (Last-Event-ID).
 	EventRing int
+	// LeaseTTL is the length of a node's lease on the transactions it
+	// drives, with a PostgreSQL store (a cluster).
+	LeaseTTL time.Duration
 
 	Coordinator tccd.Config
 	Server      tccdhttp.ServerConfig
@@ -82,6 +86,7 @@ func DefaultConfig() Config {
 	return Config{
 		Listen: DefaultListen, Data: DefaultData, LogLevel: "info", LogFormat: "text",
 		EventRing:    tccd.DefaultEventRing,
+		LeaseTTL:     postgres.DefaultLeaseTTL,
 		CacheSize:    pebble.DefaultCacheSize,
 		MinFreeSpace: DefaultMinFreeSpace,
 		Coordinator:  tccd.Config{}.WithDefaults(),
@@ -123,7 +128,8 @@ func (c *Config) options() []option {
 		{"max-streams", "event streams (GET /api/v1/events) one client may have open at once", (*intValue)(&sc.MaxStreams)},
 		{"rate-limit", "requests per second each client may make (0: no limit)", (*floatValue)(&sc.RateLimit)},
 		{"rate-burst", "requests a client may make at once (0: rate-limit rounded up)", (*intValue)(&sc.RateBurst)},
-		{"node-id", "name of this coordinator as owner of its transactions", (*stringValue)(&cc.NodeID)},
+		{"node-id", "name of this coordinator as owner of its transactions; with a PostgreSQL store each node needs its own (the default is then made from the host name)", (*stringValue)(&cc.NodeID)},
+		{"lease-ttl", "with a PostgreSQL store: how long a node's lease on the transactions it drives lasts without renewal; another node takes them over after it", (*durationValue)(&c.LeaseTTL)},
 		{"call-timeout", "timeout of one call to a participant", (*durationValue)(&cc.CallTimeout)},
 		{"retry-min", "smallest back-off between retries of a participant call", (*durationValue)(&cc.RetryMin)},
 		{"retry-max", "largest back-off between retries of a participant call", (*durationValue)(&cc.RetryMax)},
@@ -280,6 +286,9 @@ func (c Config) Validate() error {
 	}
 	if s.RateLimit < 0 || s.RateLimit > 1e6 {
 		errs = append(errs, fmt.Errorf("rate-limit must be from 0 to 1000000 requests a second, got %v", s.RateLimit))
+	}
+	if c.LeaseTTL < time.Second {
+		errs = append(errs, fmt.Errorf("lease-ttl must be at least 1s, got %v", c.LeaseTTL))
 	}
 	if c.EventRing < 1 || c.EventRing > 10_000_000 {
 		errs = append(errs, fmt.Errorf("event-ring must be from 1 to 10000000 events, got %d", c.EventRing))

@@ -16,6 +16,7 @@ import (
 	"github.com/tccd/tccd"
 	tccdhttp "github.com/tccd/tccd/http"
 	"github.com/tccd/tccd/pebble"
+	"github.com/tccd/tccd/postgres"
 )
 
 // fakeEnv is a getenv over a map: the tests never touch the process
@@ -50,6 +51,7 @@ func TestConfigDefaults(t *testing.T) {
 	}
 	want := Config{
 		Listen: "127.0.0.1:8420", Data: "./tccd-data", LogLevel: "info", LogFormat: "text", EventRing: tccd.DefaultEventRing,
+		LeaseTTL:  postgres.DefaultLeaseTTL,
 		CacheSize: pebble.DefaultCacheSize, MinFreeSpace: DefaultMinFreeSpace,
 		Coordinator: tccd.Config{
 			NodeID: "tccd", CallTimeout: tccd.DefaultCallTimeout,

@@ -3,6 +3,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/tccd/tccd"
 	tccdhttp "github.com/tccd/tccd/http"
+	"github.com/tccd/tccd/postgres"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=…".
@@ -247,6 +249,14 @@ func (m *Main) initCoordinator() error {
 	cfg := m.Config.Coordinator
 	cfg.Links = m.sec.allow
 	cfg.Events = tccd.NewBroker(m.Config.EventRing, 0, nil)
+	if pg, ok := m.store.(*postgres.Store); ok {
+		// A cluster: nodes share the database and hold row leases.
+		if cfg.NodeID == DefaultConfig().Coordinator.NodeID {
+			cfg.NodeID = defaultNodeID()
+		}
+		cfg.Leaser = postgres.NewLeaser(pg, cfg.NodeID, m.Config.LeaseTTL, nil)
+		m.Log.Info("cluster node", "node", cfg.NodeID, "lease_ttl", m.Config.LeaseTTL)
+	}
 	if m.sec.webhookSecret != nil {
 		cfg.Notifier = m.caller
 	}
@@ -361,4 +371,16 @@ func (m *Main) Close() error {
 		m.Log.Info("stopped")
 	}
 	return errors.Join(errs...)
+}
+
+// defaultNodeID names a cluster node that was given no node-id: the host
+// name and a random suffix, so that two nodes never share one.
+func defaultNodeID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "tccd"
+	}
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return fmt.Sprintf("%s-%x", host, b)
 }

@@ -125,12 +125,17 @@ func (s *Service) addFault(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Service) clearFaults(w http.ResponseWriter, r *http.Request) {
+	s.ClearFaults()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// ClearFaults removes every fault and lets held calls go on.
+func (s *Service) ClearFaults() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.faults = nil
 	if s.release != nil {
 		close(s.release)
 		s.release = nil
 	}
-	s.mu.Unlock()
-	w.WriteHeader(http.StatusNoContent)
 }
