@@ -439,3 +439,67 @@ func TestWebhookNeedsSecret(t *testing.T) {
 		t.Fatalf("%d transactions created", len(list))
 	}
 }
+
+// TestWebhookResumedAtStart: a transaction whose outcome's delivery is
+// still pending when the coordinator stops is delivered by the next
+// start, at once — not by the re-drive loop, which runs much later here.
+func TestWebhookResumedAtStart(t *testing.T) {
+	secret := []byte("whsec-resume-0123456789")
+	var accept atomic.Bool
+	var refused, delivered atomic.Int64
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !accept.Load() {
+			refused.Add(1)
+			w.WriteHeader(http.StatusServiceUnavailable)
+			return
+		}
+		if _, err := client.VerifyWebhook(secret, r); err != nil {
+			t.Errorf("verify: %v", err)
+		}
+		delivered.Add(1)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer recv.Close()
+	part := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) }))
+	defer part.Close()
+	dir := t.TempDir()
+	open := func() (*tccd.Coordinator, *pebble.Store) {
+		store, err := pebble.Open(dir, pebble.Options{CacheSize: 1 << 20})
+		if err != nil {
+			t.Fatal(err)
+		}
+		caller := tccdhttp.NewCallerWith(tccdhttp.CallerConfig{WebhookSecret: secret})
+		coord := tccd.NewCoordinator(tccd.Config{
+			RetryMin: 50 * time.Millisecond, RetryMax: 100 * time.Millisecond, RedriveInterval: time.Hour, Notifier: caller,
+		}, store, caller, nil, nil)
+		if err := coord.Open(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		return coord, store
+	}
+	coord, store := open()
+	tx, err := coord.Begin(context.Background(), tccd.BeginRequest{Notify: recv.URL + "/hook",
+		Participants: []tccd.Link{{URI: part.URL + "/r/1", Expires: time.Now().Add(time.Minute)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := coord.Confirm(context.Background(), tx.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	for refused.Load() == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	coord.Close()
+	store.Close()
+	accept.Store(true)
+	coord, store = open()
+	defer store.Close()
+	defer coord.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for delivered.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the pending delivery was not resumed at start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
