@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -59,9 +60,12 @@ const (
 	// the coordinator reports agrees with what they did.
 	silentApplied
 	silentGone
+	// doer is a compensate-style participant: its try did the work;
+	// nothing may be sent to it on confirm, and its DELETE undoes it.
+	doer
 )
 
-var behaviours = []behaviour{confirms, flaky, gone, refuses, lostReply, lostCall, silentApplied, silentGone}
+var behaviours = []behaviour{confirms, flaky, gone, refuses, lostReply, lostCall, silentApplied, silentGone, doer}
 
 // silent reports whether the model cannot predict b's outcome.
 func (b behaviour) silent() bool { return b == silentApplied || b == silentGone }
@@ -72,10 +76,17 @@ type scriptedPart struct {
 	b                  behaviour
 	failures           int
 	expires            time.Time
-	confirmed          bool
+	confirmed          bool // confirmed, or (a doer) its work is done
 	cancelled          bool
+	undone             bool // a confirm (or a doer's work) undone
+	undoable           bool // it has a compensate URI
 	cancelAfterConfirm int
+	putOnDoer          int
 }
+
+// holds reports whether the participant ended with what its try began
+// in effect: confirmed and not undone.
+func (p *scriptedPart) holds() bool { return p.confirmed && !p.undone }
 
 // scriptCaller answers participant calls from the script, keeping the
 // participant contract: idempotent confirm and cancel, 404 on confirm
@@ -91,7 +102,22 @@ func (s *scriptCaller) Call(_ context.Context, call tccd.Call) tccd.CallResult {
 	op, uri := call.Op, call.URI
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if op == tccd.OpCompensate {
+		p := s.parts[strings.TrimSuffix(uri, "/undo")]
+		if p.confirmed {
+			p.undone = true
+		}
+		return tccd.CallResult{Status: 204, Duration: time.Microsecond}
+	}
 	p := s.parts[uri]
+	if p.b == doer {
+		if op == tccd.OpConfirm {
+			p.putOnDoer++
+			return tccd.CallResult{Status: 204, Duration: time.Microsecond}
+		}
+		p.undone = true
+		return tccd.CallResult{Status: 204, Duration: time.Microsecond}
+	}
 	lost := tccd.CallResult{Err: errLost, Sent: true, Duration: time.Microsecond}
 	if p.b.silent() {
 		if time.Now().Before(p.expires) {
@@ -199,9 +225,19 @@ func (m *model) newPart(b behaviour) tccd.Link {
 	if b.silent() {
 		expires = time.Now().Add(time.Duration(20+m.next%40) * time.Millisecond)
 	}
-	m.caller.parts[uri] = &scriptedPart{b: b, failures: 2, expires: expires}
+	sp := &scriptedPart{b: b, failures: 2, expires: expires}
+	link := tccd.Link{URI: uri, Expires: expires}
+	switch {
+	case b == doer:
+		sp.confirmed = true // the try did the work
+		link.Style = tccd.StyleCompensate
+	case m.next%2 == 0:
+		sp.undoable = true
+		link.CompensateURI = uri + "/undo"
+	}
+	m.caller.parts[uri] = sp
 	m.caller.mu.Unlock()
-	return tccd.Link{URI: uri, Expires: expires}
+	return link
 }
 
 func (m *model) begin(t *rapid.T) {
@@ -283,14 +319,17 @@ func (m *model) expectConfirm(x *mtx) tccd.State {
 			return ""
 		}
 	}
-	confirmed, failed := 0, 0
+	// Doers are not called on confirm: they do not take part in the order.
+	// Once a TCC participant confirmed, the others are confirmed all the
+	// same; then, if every one that confirmed can be undone, they are.
+	confirmed, failed, undoable := 0, 0, true
 	for _, u := range x.uris {
-		switch m.caller.parts[u].b {
+		p := m.caller.parts[u]
+		switch p.b {
+		case doer:
 		case confirms, flaky, lostReply, lostCall:
-			if failed > 0 && confirmed == 0 {
-				return tccd.StateCancelled
-			}
 			confirmed++
+			undoable = undoable && p.undoable
 		default:
 			if confirmed == 0 {
 				return tccd.StateCancelled
@@ -298,10 +337,13 @@ func (m *model) expectConfirm(x *mtx) tccd.State {
 			failed++
 		}
 	}
-	if failed > 0 {
-		return tccd.StateHeuristic
+	switch {
+	case failed == 0:
+		return tccd.StateConfirmed
+	case undoable:
+		return tccd.StateCompensated
 	}
-	return tccd.StateConfirmed
+	return tccd.StateHeuristic
 }
 
 func (m *model) confirm(t *rapid.T) {
@@ -331,7 +373,7 @@ func (m *model) confirm(t *rapid.T) {
 		if gerr != nil {
 			t.Fatalf("get: %v", gerr)
 		}
-		wantCode := map[tccd.State]tccd.Code{tccd.StateConfirmed: "", tccd.StateCancelled: tccd.ETimedOut, tccd.StateHeuristic: tccd.EHeuristic}
+		wantCode := map[tccd.State]tccd.Code{tccd.StateConfirmed: "", tccd.StateCancelled: tccd.ETimedOut, tccd.StateHeuristic: tccd.EHeuristic, tccd.StateCompensated: tccd.ECompensated}
 		if code, ok := wantCode[stored.State]; !ok || got != stored.State || tccd.ErrorCode(err) != code {
 			t.Fatalf("confirm answered %s (err %v); the record says %s", got, err, stored.State)
 		}
@@ -341,7 +383,7 @@ func (m *model) confirm(t *rapid.T) {
 	if got != want {
 		t.Fatalf("confirm of %d participants: %s (err %v), model says %s", len(x.uris), got, err, want)
 	}
-	wantCode := map[tccd.State]tccd.Code{tccd.StateConfirmed: "", tccd.StateCancelled: tccd.ETimedOut, tccd.StateHeuristic: tccd.EHeuristic}[want]
+	wantCode := map[tccd.State]tccd.Code{tccd.StateConfirmed: "", tccd.StateCancelled: tccd.ETimedOut, tccd.StateHeuristic: tccd.EHeuristic, tccd.StateCompensated: tccd.ECompensated}[want]
 	if tccd.ErrorCode(err) != wantCode {
 		t.Fatalf("confirm ended %s with error %v, want code %q", got, err, wantCode)
 	}
@@ -437,14 +479,18 @@ func (m *model) check(t *rapid.T) {
 				m.caller.mu.Unlock()
 				t.Fatalf("participant %s was asked to cancel after it confirmed", u)
 			}
-			if p.confirmed {
+			if p.putOnDoer > 0 {
+				m.caller.mu.Unlock()
+				t.Fatalf("compensate-style participant %s was sent a confirm", u)
+			}
+			if p.holds() {
 				confirmed++
 			}
 			// What the record says of each participant is what it did.
 			rec := tx.Participants[tx.Participant(u)].State
-			if (rec == tccd.ParticipantConfirmed) != p.confirmed || rec == tccd.ParticipantPending {
+			if (rec == tccd.ParticipantConfirmed) != p.holds() || (rec == tccd.ParticipantCompensated) != p.undone || rec == tccd.ParticipantPending {
 				m.caller.mu.Unlock()
-				t.Fatalf("transaction %s (%s): participant %d (%s) recorded %s, but confirmed=%v", x.id, tx.State, i, u, rec, p.confirmed)
+				t.Fatalf("transaction %s (%s): participant %d (%s) recorded %s, but holds=%v undone=%v", x.id, tx.State, i, u, rec, p.holds(), p.undone)
 			}
 		}
 		m.caller.mu.Unlock()
@@ -453,9 +499,9 @@ func (m *model) check(t *rapid.T) {
 			if confirmed != len(x.uris) {
 				t.Fatalf("confirmed transaction %s: %d of %d participants confirmed", x.id, confirmed, len(x.uris))
 			}
-		case tccd.StateCancelled:
+		case tccd.StateCancelled, tccd.StateCompensated:
 			if confirmed != 0 {
-				t.Fatalf("cancelled transaction %s: %d participants confirmed", x.id, confirmed)
+				t.Fatalf("%s transaction %s: %d participants confirmed", tx.State, x.id, confirmed)
 			}
 		case tccd.StateHeuristic:
 			if confirmed == 0 || confirmed == len(x.uris) {
