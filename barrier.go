@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -346,7 +347,10 @@ func (c *Coordinator) barrierRound(tx *Transaction) roundResult {
 			ctx, cancel := context.WithTimeout(callCtx, c.cfg.BarrierWait+c.cfg.CallTimeout)
 			defer cancel()
 			start := c.clock.Now()
+			ctx, end := c.cfg.Tracer.Start(ctx, tx.TraceParent, "tccd.participant.confirm",
+				Attr{"tccd.transaction.id", tx.ID}, Attr{"url.full", p.callURI(OpConfirm)}, Attr{"tccd.barrier.round", strconv.Itoa(round.N)})
 			r := c.caller.Call(ctx, Call{Op: OpConfirm, URI: p.callURI(OpConfirm), Barrier: round.Keys[p.URI]})
+			end(r.Err)
 			if r.Duration == 0 {
 				r.Duration = c.clock.Now().Sub(start)
 			}

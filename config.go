@@ -75,6 +75,8 @@ type Config struct {
 	// learn it by asking, over HTTP).
 	BarrierWait time.Duration
 	Barriers    BarrierPublisher
+	// Tracer records spans of decisions and participant calls; nil: none.
+	Tracer Tracer
 	// Leaser decides which node drives which transaction; nil: a
 	// StaticLeaser of NodeID (a single node owns everything).
 	Leaser Leaser

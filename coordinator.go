@@ -87,6 +87,9 @@ func NewCoordinator(cfg Config, store Store, caller Caller, clock Clock, log *sl
 	if cfg.Leaser == nil {
 		cfg.Leaser = StaticLeaser{Node: cfg.NodeID}
 	}
+	if cfg.Tracer == nil {
+		cfg.Tracer = NopTracer{}
+	}
 	return &Coordinator{
 		events: events, expiring: cfg.Leaser.TTL() > 0,
 		cfg: cfg, store: store, caller: caller, clock: clock, log: log,
@@ -325,7 +328,7 @@ func (c *Coordinator) Begin(ctx context.Context, req BeginRequest) (*Transaction
 		ID: ulid.Make().String(), Protocol: ProtocolNative, Name: req.Name, Labels: req.Labels,
 		State: StateActive, Timeout: timeout, Deadline: now.Add(timeout),
 		CreatedAt: now, UpdatedAt: now, CreatedBy: principalName(ctx),
-		Notify: notify, Barrier: req.Barrier,
+		Notify: notify, Barrier: req.Barrier, TraceParent: c.cfg.Tracer.TraceParent(ctx),
 	}
 	if req.Protocol != "" {
 		tx.Protocol = req.Protocol
@@ -356,13 +359,43 @@ func (c *Coordinator) create(ctx context.Context, tx *Transaction, durable bool)
 	if err := c.store.Create(ctx, tx, durable); err != nil {
 		return storeError(err)
 	}
-	c.publishState(tx, StateNone)
+	c.publishState(ctx, tx, StateNone)
 	return nil
 }
 
 // publishState publishes a state event for tx, which just moved from prev.
-func (c *Coordinator) publishState(tx *Transaction, prev State) {
-	c.events.Publish(Event{Type: EventState, Transaction: tx.ID, Owner: tx.CreatedBy, State: tx.State, Previous: prev, Reason: tx.Reason})
+func (c *Coordinator) publishState(ctx context.Context, tx *Transaction, prev State) {
+	c.events.Publish(Event{Type: EventState, Transaction: tx.ID, Owner: tx.CreatedBy, State: tx.State, Previous: prev, Reason: tx.Reason,
+		Elapsed: elapsed(ctx, tx, prev, c.clock.Now())})
+}
+
+// decisionStartKey carries, in a request's context, when the request
+// began: the state event of the decision it takes says how long it took.
+type decisionStartKey struct{}
+
+// decisionSpan starts the span of a request that may take a decision, and
+// notes when it began.
+func (c *Coordinator) decisionSpan(ctx context.Context, id, what string) (context.Context, func(error)) {
+	ctx = context.WithValue(ctx, decisionStartKey{}, c.clock.Now())
+	attrs := []Attr{{"tccd.decision", what}}
+	if id != "" {
+		attrs = append(attrs, Attr{"tccd.transaction.id", id})
+	}
+	return c.cfg.Tracer.Start(ctx, "", "tccd.decide", attrs...)
+}
+
+// elapsed is how long an event's change took: a decision since its
+// request began (when ctx tells), a final state since the decision.
+func elapsed(ctx context.Context, tx *Transaction, prev State, now time.Time) time.Duration {
+	switch {
+	case tx.State.Final() && !tx.DecidedAt.IsZero():
+		return now.Sub(tx.DecidedAt)
+	case tx.State.Decided() && !prev.Decided():
+		if start, ok := ctx.Value(decisionStartKey{}).(time.Time); ok {
+			return now.Sub(start)
+		}
+	}
+	return 0
 }
 
 // errUnchanged, returned by the function given to update, leaves the
@@ -469,16 +502,19 @@ func (c *Coordinator) ConfirmAsync(ctx context.Context, id string, links []Link)
 	return c.confirm(ctx, id, links, false)
 }
 
-func (c *Coordinator) confirm(ctx context.Context, id string, links []Link, wait bool) (*Transaction, error) {
+func (c *Coordinator) confirm(ctx context.Context, id string, links []Link, wait bool) (tx *Transaction, err error) {
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
 	defer c.wg.Done()
-	links, err := canonicalLinks(links)
+	ctx, end := c.decisionSpan(ctx, id, "confirm")
+	defer func() { end(err) }()
+	links, err = canonicalLinks(links)
 	if err != nil {
 		return nil, err
 	}
-	tx, decided, err := c.update(ctx, id, true, func(tx *Transaction) (State, error) {
+	var decided bool
+	tx, decided, err = c.update(ctx, id, true, func(tx *Transaction) (State, error) {
 		if tx.State != StateActive {
 			for _, l := range links {
 				if tx.Participant(l.URI) < 0 {
@@ -599,11 +635,13 @@ func (c *Coordinator) CancelAsync(ctx context.Context, id string) (*Transaction,
 	return c.cancelTx(ctx, id, false)
 }
 
-func (c *Coordinator) cancelTx(ctx context.Context, id string, wait bool) (*Transaction, error) {
+func (c *Coordinator) cancelTx(ctx context.Context, id string, wait bool) (tx *Transaction, err error) {
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
 	defer c.wg.Done()
+	ctx, end := c.decisionSpan(ctx, id, "cancel")
+	defer func() { end(err) }()
 	tx, decided, err := c.update(ctx, id, true, func(tx *Transaction) (State, error) {
 		if tx.State != StateActive {
 			return "", errUnchanged
@@ -694,6 +732,8 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link, opts ...One
 // is the common case, so it creates first and reads only when the set is
 // known already.
 func (c *Coordinator) oneShot(ctx context.Context, links []Link, opt OneShotOptions, decide func(tx *Transaction, now time.Time)) (tx *Transaction, created bool, err error) {
+	ctx, end := c.decisionSpan(ctx, "", "one-shot")
+	defer func() { end(err) }()
 	links, err = canonicalLinks(links)
 	if err != nil {
 		return nil, false, err
@@ -708,7 +748,8 @@ func (c *Coordinator) oneShot(ctx context.Context, links []Link, opt OneShotOpti
 	}
 	for {
 		now := c.clock.Now()
-		tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, CreatedBy: principalName(ctx), Notify: notify}
+		tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, CreatedBy: principalName(ctx), Notify: notify,
+			TraceParent: c.cfg.Tracer.TraceParent(ctx)}
 		// Expired links are accepted here: they make a confirm time out.
 		if err := c.addLinks(tx, links, now, false); err != nil {
 			return nil, false, err
@@ -910,7 +951,7 @@ func (c *Coordinator) transitionWith(ctx context.Context, tx *Transaction, to St
 		c.events.Publish(attempts[i])
 	}
 	if to != prev {
-		c.publishState(tx, prev)
+		c.publishState(ctx, tx, prev)
 	}
 	return nil
 }

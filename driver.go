@@ -306,7 +306,7 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 		c.pool.Go(func() {
 			defer c.wg.Done()
 			for i := range jobs {
-				c.settle(tx.ID, op, i, tx.Participants[i], ps, maybeSent, keys[tx.Participants[i].URI], events)
+				c.settle(tx.ID, tx.TraceParent, op, i, tx.Participants[i], ps, maybeSent, keys[tx.Participants[i].URI], events)
 			}
 		})
 	}
@@ -359,6 +359,7 @@ func (c *Coordinator) attemptEvent(tx *Transaction, ev event) Event {
 		Type: EventAttempt, Transaction: tx.ID, Owner: tx.CreatedBy,
 		Participant: ev.p.URI, Phase: ev.call, Attempt: ev.p.Attempts,
 		Status: ev.p.LastStatus, Error: ev.p.LastError, NextRetry: ev.next,
+		ParticipantState: ev.p.State, Elapsed: ev.p.LastDuration,
 	}
 }
 
@@ -416,7 +417,7 @@ func (c *Coordinator) saveProgress(tx *Transaction, attempts ...Event) {
 // expires (2xx, 404 and 410 are definite; 405 says nothing of a confirm
 // that may have landed), and from then on the same PUT as before, which
 // now cannot make a confirm happen: 2xx is confirmed, 404/410 cancelled.
-func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phaseState, maybeSent bool, barrier string, events chan<- event) {
+func (c *Coordinator) settle(id, traceparent string, op Op, idx int, p Participant, ps *phaseState, maybeSent bool, barrier string, events chan<- event) {
 	policy := backoffPolicy(c.cfg)
 	host := HostOf(p.URI)
 	refused := op == OpCancel && (CallResult{Status: p.LastStatus}).Refusal()
@@ -447,7 +448,10 @@ func (c *Coordinator) settle(id string, op Op, idx int, p Participant, ps *phase
 			timeout, key = c.cfg.CallTimeout+c.cfg.BarrierWait, barrier
 		}
 		ctx, cancel := context.WithTimeout(c.callCtx, timeout)
+		ctx, end := c.cfg.Tracer.Start(ctx, traceparent, "tccd.participant."+call.String(),
+			Attr{"tccd.transaction.id", id}, Attr{"url.full", p.callURI(call)})
 		r := c.caller.Call(ctx, Call{Op: call, URI: p.callURI(call), Barrier: key})
+		end(r.Err)
 		cancel()
 		if r.Duration == 0 {
 			r.Duration = c.clock.Now().Sub(start)

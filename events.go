@@ -47,16 +47,24 @@ type Event struct {
 	Previous State
 	Reason   Reason
 
-	// Attempt events: the participant URI, the phase (confirm or cancel;
-	// the PUT that asks a participant in doubt for its outcome is a
-	// confirm), the attempt number, the answer's status (0 if none came),
-	// the error, and when the next attempt is due (zero if none).
-	Participant string
-	Phase       Op
-	Attempt     int
-	Status      int
-	Error       string
-	NextRetry   time.Time
+	// Attempt events: the participant URI, the phase (confirm, cancel or
+	// compensate; the PUT that asks a participant in doubt for its outcome
+	// is a confirm), the attempt number, the answer's status (0 if none
+	// came), the error, when the next attempt is due (zero if none), and
+	// the participant's state after it.
+	Participant      string
+	Phase            Op
+	Attempt          int
+	Status           int
+	Error            string
+	NextRetry        time.Time
+	ParticipantState ParticipantState
+
+	// Elapsed is, for the state event of a decision, the time from the
+	// request (or timer) that took it to the decision being written; for
+	// a final state, the time since the decision; for an attempt event,
+	// how long the call took.
+	Elapsed time.Duration
 }
 
 // Events is where the coordinator publishes its changes, and where

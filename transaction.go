@@ -119,6 +119,11 @@ type Transaction struct {
 	// node that lost its lease learns it from the record.
 	Epoch uint64
 
+	// TraceParent is the W3C trace context of the request that created
+	// the transaction: its driver's spans, and the participant calls,
+	// continue that trace.
+	TraceParent string
+
 	// Notify is the URL told of the outcome by a signed POST (a webhook),
 	// "" for none; Notification is how that delivery stands.
 	Notify       string

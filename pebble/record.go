@@ -50,6 +50,7 @@ const (
 	tagBarrier      = 3 // Transaction.Barrier (present: true)
 	tagRound        = 4 // Transaction.Round, encoded by appendRound
 	tagEpoch        = 5 // Transaction.Epoch (uvarint)
+	tagTraceParent  = 6 // Transaction.TraceParent
 )
 
 // Tags of a participant's tagged fields (format 3).
@@ -169,6 +170,9 @@ func encode(tx *tccd.Transaction, version uint64) ([]byte, error) {
 	}
 	if tx.Epoch != 0 {
 		tags.add(tagEpoch, string(binary.AppendUvarint(nil, tx.Epoch)))
+	}
+	if tx.TraceParent != "" {
+		tags.add(tagTraceParent, tx.TraceParent)
 	}
 	b = tags.append(b)
 	// Participants' tagged fields: a count (0 when none has any), then,
@@ -447,6 +451,8 @@ func decode(v []byte) (*tccd.Transaction, error) {
 					r.err = errCorrupt
 				}
 				tx.Epoch = e
+			case tagTraceParent:
+				tx.TraceParent = val
 			case tagRound:
 				var err error
 				if tx.Round, err = decodeRound(val); err != nil {

@@ -45,6 +45,7 @@ type record struct {
 	Notify         string            `json:"notify,omitempty"`
 	Notification   *notification     `json:"notification,omitempty"`
 	Barrier        bool              `json:"barrier,omitempty"`
+	TraceParent    string            `json:"traceparent,omitempty"`
 	Round          *round            `json:"round,omitempty"`
 	Participants   []participant     `json:"participants,omitempty"`
 }
@@ -108,7 +109,7 @@ func encode(tx *tccd.Transaction) ([]byte, error) {
 		FinishedAt: e.time("finished_at", tx.FinishedAt),
 		CreatedBy:  tx.CreatedBy, ResolvedBy: tx.ResolvedBy, ResolutionNote: tx.ResolutionNote,
 		Owner: tx.Owner, LeaseUntil: e.time("lease_until", tx.LeaseUntil), Notify: tx.Notify,
-		Barrier: tx.Barrier, Epoch: tx.Epoch,
+		Barrier: tx.Barrier, Epoch: tx.Epoch, TraceParent: tx.TraceParent,
 	}
 	if tx.Round != nil {
 		r.Round = &round{N: tx.Round.N, Committed: tx.Round.Committed, Keys: tx.Round.Keys}
@@ -187,7 +188,7 @@ func decode(b []byte, version uint64) (*tccd.Transaction, error) {
 		FinishedAt: d.time("finished_at", r.FinishedAt),
 		CreatedBy:  r.CreatedBy, ResolvedBy: r.ResolvedBy, ResolutionNote: r.ResolutionNote,
 		Owner: r.Owner, LeaseUntil: d.time("lease_until", r.LeaseUntil), Notify: r.Notify,
-		Barrier: r.Barrier, Epoch: r.Epoch, Version: version,
+		Barrier: r.Barrier, Epoch: r.Epoch, TraceParent: r.TraceParent, Version: version,
 	}
 	if r.Round != nil {
 		tx.Round = &tccd.Round{N: r.Round.N, Committed: r.Round.Committed, Keys: r.Round.Keys}

@@ -31,8 +31,8 @@ func full() *tccd.Transaction {
 			LastError: "HTTP 503", LastAttemptAt: at.Add(4 * time.Second),
 		},
 		Version: 7,
-		Barrier: true,
-		Round:   &tccd.Round{N: 3, Committed: true, Keys: map[string]string{"http://127.0.0.1:1/a": "key-a", "https://127.0.0.1:2/b": "key-b"}},
+		Barrier: true, TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		Round: &tccd.Round{N: 3, Committed: true, Keys: map[string]string{"http://127.0.0.1:1/a": "key-a", "https://127.0.0.1:2/b": "key-b"}},
 		Participants: []tccd.Participant{
 			{URI: "http://127.0.0.1:1/a", Expires: at.Add(time.Hour), State: tccd.ParticipantConfirmed, Attempts: 1, LastStatus: 204, LastError: "none", LastAttemptAt: at.Add(time.Second), LastDuration: time.Millisecond,
 				ConfirmURI: "http://127.0.0.1:1/a/confirm", CancelURI: "http://127.0.0.1:1/a/cancel", Style: tccd.StyleTCC, CompensateURI: "http://127.0.0.1:1/a/undo"},

@@ -83,8 +83,9 @@ func sample(id string, created time.Time, state tccd.State) *tccd.Transaction {
 				LastDuration: 1500 * time.Microsecond, Style: tccd.StyleCompensate, CompensateURI: "https://127.0.0.1:2/b/" + id + "/undo",
 			},
 		},
-		Barrier: true,
-		Round:   &tccd.Round{N: 2, Committed: true, Keys: map[string]string{"http://127.0.0.1:1/a/" + id: "k1-" + id, "https://127.0.0.1:2/b/" + id: "k2-" + id}},
+		Barrier:     true,
+		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		Round:       &tccd.Round{N: 2, Committed: true, Keys: map[string]string{"http://127.0.0.1:1/a/" + id: "k1-" + id, "https://127.0.0.1:2/b/" + id: "k2-" + id}},
 	}
 	if state.Decided() {
 		tx.DecidedAt = created.Add(time.Second)
