@@ -125,28 +125,28 @@ type OutboxConfig struct {
 // and deletes them when it is cancelled or expires, and Participant.Run
 // runs the relay. It is safe for concurrent use.
 type Outbox struct {
-	db        *sql.DB
-	d         Dialect
-	table     string // the bookkeeping table
-	outbox    string // the outbox table
-	pub       Publisher
-	idPrefix  string
-	every     time.Duration
-	batch     int
-	lease     time.Duration
-	timeout   time.Duration
-	retryMin  time.Duration
-	retryMax  time.Duration
-	keep      time.Duration
-	maxData   int
-	now       func() time.Time
-	log       *slog.Logger
-	q         outboxQueries
-	mu        sync.Mutex
-	attached  bool   // to a participant (Config.Outbox)
-	owner     string // names this relay in the lease column
-	claimSeq  uint64
-	claimSeqM sync.Mutex
+	db       *sql.DB
+	d        Dialect
+	table    string // the bookkeeping table
+	outbox   string // the outbox table
+	pub      Publisher
+	idPrefix string
+	every    time.Duration
+	batch    int
+	lease    time.Duration
+	timeout  time.Duration
+	retryMin time.Duration
+	retryMax time.Duration
+	keep     time.Duration
+	maxData  int
+	now      func() time.Time
+	log      *slog.Logger
+	q        outboxQueries
+	mu       sync.Mutex
+	attached bool   // to a participant (Config.Outbox); under mu
+	owner    string // names this relay in the lease tokens
+	seqMu    sync.Mutex
+	claimSeq uint64 // the last lease token's number; under seqMu
 }
 
 // Message is a message of a reservation.

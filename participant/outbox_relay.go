@@ -127,7 +127,7 @@ func (o *Outbox) Relay(ctx context.Context) (int, error) {
 	var errs []error
 	for {
 		now := o.now().UnixMilli()
-		ids, err := o.candidates(ctx, now)
+		ids, rows, err := o.candidates(ctx, now)
 		if err != nil {
 			errs = append(errs, err)
 			break
@@ -146,10 +146,10 @@ func (o *Outbox) Relay(ctx context.Context) (int, error) {
 				}
 			}
 		}
-		// A full page may hide more; every reservation tried is out of
-		// the next page (published, put off or leased), so stop when a
-		// page brought nothing to try.
-		if len(ids) == 0 || !progress {
+		// A full page may hide more. Every reservation claimed is out of
+		// the next page (published, put off, or left for the next pass
+		// when its lease ran short), so the loop ends.
+		if rows < o.batch || !progress {
 			break
 		}
 	}
@@ -160,29 +160,31 @@ func (o *Outbox) Relay(ctx context.Context) (int, error) {
 }
 
 // candidates reads a page of due messages and returns their reservations,
-// each once, in the order of their first message.
-func (o *Outbox) candidates(ctx context.Context, now int64) ([]string, error) {
+// each once, in the order of their first message, and the page's size.
+func (o *Outbox) candidates(ctx context.Context, now int64) ([]string, int, error) {
 	rows, err := o.db.QueryContext(ctx, o.q.candidates, now, now)
 	if err != nil {
-		return nil, fmt.Errorf("participant: outbox: find due messages: %w", err)
+		return nil, 0, fmt.Errorf("participant: outbox: find due messages: %w", err)
 	}
 	defer rows.Close()
 	var ids []string
+	n := 0
 	seen := map[string]bool{}
 	for rows.Next() {
 		var id string
 		if err := rows.Scan(&id); err != nil {
-			return nil, fmt.Errorf("participant: outbox: find due messages: %w", err)
+			return nil, 0, fmt.Errorf("participant: outbox: find due messages: %w", err)
 		}
+		n++
 		if !seen[id] {
 			seen[id] = true
 			ids = append(ids, id)
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("participant: outbox: find due messages: %w", err)
+		return nil, 0, fmt.Errorf("participant: outbox: find due messages: %w", err)
 	}
-	return ids, nil
+	return ids, n, nil
 }
 
 // claimedMsg is a message this relay holds the lease of.
@@ -333,8 +335,8 @@ func (o *Outbox) backoff(failures int, permanent bool) time.Duration {
 // newToken returns a lease token unique to one claim: the relay's owner
 // id and a counter.
 func (o *Outbox) newToken() string {
-	o.claimSeqM.Lock()
-	defer o.claimSeqM.Unlock()
+	o.seqMu.Lock()
+	defer o.seqMu.Unlock()
 	o.claimSeq++
 	return o.owner + "-" + strconv.FormatUint(o.claimSeq, 10)
 }

@@ -175,6 +175,7 @@ func TestOutbox(t *testing.T) {
 		{"failed publishes are retried with back-off", testOutboxRetry},
 		{"a refusal needing an operator is retried at RetryMax", testOutboxPermanent},
 		{"relays in parallel publish each message once", testOutboxConcurrentRelays},
+		{"a pass goes past a full page", testOutboxPages},
 		{"a lease keeps other relays off until it runs out", testOutboxLease},
 		{"Add refuses", testOutboxAddRefusals},
 		{"cleanup of published rows", testOutboxCleanup},
@@ -402,6 +403,15 @@ func testOutboxConcurrentRelays(t *testing.T, s *server) {
 	if !slices.Equal(calls, want) || !slices.Equal(stored, want) || total != len(want) {
 		t.Fatalf("%d published, calls %d, stored %d; want each of %d once", total, len(calls), len(stored), len(want))
 	}
+}
+
+func testOutboxPages(t *testing.T, s *server) {
+	k := newOutboxKit(t, s, func(c *participant.OutboxConfig) { c.RelayBatch = 3 })
+	for range 4 {
+		l := k.mustTry("?msg=x.one&msg=x.two", "")
+		wantStatus(t, "confirm", k.confirm(l.uri), http.StatusNoContent)
+	}
+	k.mustRelay(8)
 }
 
 // blockingPublisher stores through inner, then signals the id on stored
