@@ -282,8 +282,9 @@ func missingColumns(ctx context.Context, db *sql.DB, table string) []addedColumn
 
 // Migrate creates the bookkeeping table named table ("" means DefaultTable)
 // and its indexes if they do not exist, and adds to a table created by an
-// earlier version of the kit the columns it lacks. It is safe to run at
-// every start, by several processes at once.
+// earlier version of the kit the columns it lacks; then the outbox table
+// beside it (OutboxSchema). It is safe to run at every start, by several
+// processes at once.
 func Migrate(ctx context.Context, db *sql.DB, d Dialect, table string) error {
 	stmts, err := schemaStatements(d, table)
 	if err != nil {
@@ -306,5 +307,5 @@ func Migrate(ctx context.Context, db *sql.DB, d Dialect, table string) error {
 			}
 		}
 	}
-	return nil
+	return migrateOutbox(ctx, db, d, table)
 }

@@ -150,6 +150,12 @@ type Config struct {
 	// Logger receives failures answered 5xx (with their error id) and the
 	// sweeper's work. Default slog.Default().
 	Logger *slog.Logger
+
+	// Outbox, when set, holds the messages the TryFunc adds with
+	// Outbox.Add: a confirm marks the reservation's messages due, a
+	// cancel or an expiry deletes them, and Run runs the relay that
+	// publishes the due ones (see NewOutbox).
+	Outbox *Outbox
 }
 
 // Participant serves the TCC participant contract for one collection of
@@ -179,6 +185,7 @@ type Participant struct {
 	mux        *http.ServeMux
 	// hostWarning logs, once, that URIs come from the Host header.
 	hostWarning sync.Once
+	outbox      *Outbox // nil without Config.Outbox
 }
 
 // New checks cfg, checks that the bookkeeping table exists with the
@@ -195,6 +202,11 @@ func New(ctx context.Context, cfg Config) (*Participant, error) {
 		}
 		return nil, fmt.Errorf("participant: bookkeeping table %s is missing or lacks a column "+
 			"(create it with participant.Migrate or the DDL of participant.Schema): %w", p.table, err)
+	}
+	if cfg.Outbox != nil {
+		if err := cfg.Outbox.attach(p); err != nil {
+			return nil, err
+		}
 	}
 	return p, nil
 }

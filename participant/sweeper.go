@@ -110,8 +110,11 @@ func (p *Participant) Cleanup(ctx context.Context, olderThan time.Duration) (int
 // is set), logging what it does, until ctx ends; then it returns. Run it
 // in a goroutine you own, e.g. beside the HTTP server, and cancel ctx to
 // stop it. One Run per table is enough; several (one per replica) are
-// safe, each row being expired by one transaction only.
+// safe, each row being expired by one transaction only. With a
+// Config.Outbox that has a Publisher, Run also runs its relay
+// (Outbox.Run) and returns once that has stopped too.
 func (p *Participant) Run(ctx context.Context) {
+	defer p.startRelay(ctx)()
 	ticker := time.NewTicker(p.sweepEvery)
 	defer ticker.Stop()
 	var lastCleanup time.Time

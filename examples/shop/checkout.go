@@ -7,6 +7,12 @@
 // participant links of its tries and hands them to client.Confirm. The
 // coordinator hears of an order only then.
 //
+// With --nats, the stock service also publishes an order.placed message
+// (OrderPlaced) to NATS JetStream when an order's stock reservation
+// confirms, exactly once and never for an order that does not go through:
+// the participant kit's outbox stores the message in the try's
+// transaction, and its relay publishes it once the reservation confirms.
+//
 // Command shop (./cmd/shop) runs the stock service (`shop stock`), the
 // wallet (`shop wallet`) and the checkout (`shop checkout`).
 package shop

@@ -61,6 +61,21 @@ type Env struct {
 	sweepEvery time.Duration
 	faults     *Faults
 	parts      []*participant.Participant
+	closers    []func() error
+}
+
+// OnClose registers fn to run when the service stops, after its
+// participants' sweepers (and outbox relays) have stopped: the place to
+// close what Setup opened for them, such as a broker connection.
+func (e *Env) OnClose(fn func() error) { e.closers = append(e.closers, fn) }
+
+// close runs the OnClose functions, the last registered first.
+func (e *Env) close() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		if err := e.closers[i](); err != nil {
+			e.Log.Warn("close", "err", err)
+		}
+	}
 }
 
 // Participant completes cfg with the service's database, lifetimes, base
@@ -138,6 +153,7 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 	}
 	env := &Env{DB: db, Dialect: d, Mux: http.NewServeMux(), Log: log, TTL: *ttl, MaxTTL: *maxTTL,
 		BaseURL: *baseURL, Retention: *retention, sweepEvery: *sweep, faults: &Faults{}}
+	defer env.close()
 	if err := s.Setup(ctx, env); err != nil {
 		return fmt.Errorf("set-up: %w", err)
 	}

@@ -2,7 +2,7 @@
 // the wallet, and the checkout. See package
 // github.com/tccd/tccd/examples/shop and the README's "Examples" section.
 //
-//	shop stock  --listen 127.0.0.1:9301 --db stock.db  --fund apple=100 --fund pear=50
+//	shop stock  --listen 127.0.0.1:9301 --db stock.db  --fund apple=100 --fund pear=50 [--nats nats://127.0.0.1:4222]
 //	shop wallet --listen 127.0.0.1:9302 --db wallet.db --fund alice=10000 --fund bob=2000
 //	shop checkout --count 10 --accounts alice,bob
 package main
@@ -27,7 +27,7 @@ import (
 
 func main() {
 	examplecmd.Main("shop — the inventory-and-funds example: stock and money held, then confirmed together",
-		examplecmd.Command{Name: "stock", Summary: "run the stock service (units per SKU)", Run: service(holds.Service("stock", "/reservations", "127.0.0.1:9301", "stock.db"))},
+		examplecmd.Command{Name: "stock", Summary: "run the stock service (units per SKU; with --nats it publishes order.placed)", Run: service(shop.StockService())},
 		examplecmd.Command{Name: "wallet", Summary: "run the wallet (cents per account)", Run: service(holds.Service("wallet", "/payments", "127.0.0.1:9302", "wallet.db"))},
 		examplecmd.Command{Name: "checkout", Summary: "place orders: stock and money held, then confirmed in one call", Run: runCheckout},
 	)
