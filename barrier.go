@@ -322,8 +322,8 @@ func (c *Coordinator) barrierRound(tx *Transaction) roundResult {
 	var pending []int
 	for i := range tx.Participants {
 		p := &tx.Participants[i]
-		if p.State == ParticipantConfirmed {
-			continue // a participant that answered 2xx in an earlier round
+		if p.State == ParticipantConfirmed || p.message() {
+			continue // a participant that answered 2xx in an earlier round; a message, published after the confirm phase
 		}
 		p.State = ParticipantPending
 		round.Keys[p.URI] = newBarrierKey()

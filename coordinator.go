@@ -437,8 +437,9 @@ func (c *Coordinator) update(ctx context.Context, id string, durable bool, fn fu
 	}
 }
 
-// Enlist adds a participant link to an active transaction. Enlisting a URI
-// already enlisted changes nothing and reports added=false.
+// Enlist adds a participant link to an active transaction, durably.
+// Enlisting a URI already enlisted changes nothing and reports
+// added=false.
 func (c *Coordinator) Enlist(ctx context.Context, id string, link Link) (tx *Transaction, added bool, err error) {
 	if err := c.enter(); err != nil {
 		return nil, false, err
@@ -448,7 +449,9 @@ func (c *Coordinator) Enlist(ctx context.Context, id string, link Link) (tx *Tra
 	if err != nil {
 		return nil, false, err
 	}
-	return c.update(ctx, id, false, func(tx *Transaction) (State, error) {
+	// Synced: a confirm decided after this answer must include the link,
+	// also after a crash of the machine.
+	return c.update(ctx, id, true, func(tx *Transaction) (State, error) {
 		if tx.Participant(links[0].URI) >= 0 {
 			return "", errUnchanged
 		}
@@ -906,7 +909,7 @@ func (c *Coordinator) Margin(host string) time.Duration {
 // tooSoon reports whether a pending link of tx expires within its margin.
 func (c *Coordinator) tooSoon(tx *Transaction, now time.Time) bool {
 	for _, p := range tx.Participants {
-		if p.State == ParticipantPending && p.Expires.Sub(now) < c.Margin(HostOf(p.URI)) {
+		if p.State == ParticipantPending && !p.message() && p.Expires.Sub(now) < c.Margin(HostOf(p.URI)) {
 			return true
 		}
 	}
