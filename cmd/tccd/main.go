@@ -50,6 +50,9 @@ const usage = `tccd — a Try-Confirm/Cancel transaction coordinator
 Usage:
   tccd demo                 see it work: a coordinator, two airlines, a few dozen bookings (start here)
   tccd serve [flags]        run the coordinator
+  tccd tx list|show|confirm|cancel|resolve|watch
+                            look at and act on the transactions of a running coordinator
+  tccd purge                run a running coordinator's retention purge now
   tccd bench [flags]        measure tccd against a null coordinator
   tccd migrate [--store postgres://…]
                             apply the PostgreSQL store's schema migrations and exit
@@ -102,6 +105,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runToken(args[1:], stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args[1:], stdout, stderr, getenv)
+	case "tx":
+		return runTx(ctx, args[1:], stdout, stderr, getenv)
+	case "purge":
+		return runPurge(ctx, args[1:], stdout, stderr, getenv)
 	case "version", "--version", "-version":
 		return runVersion(args[1:], stdout)
 	case "help", "-h", "-help", "--help":
