@@ -53,6 +53,8 @@ Usage:
   tccd tx list|show|confirm|cancel|resolve|watch
                             look at and act on the transactions of a running coordinator
   tccd purge                run a running coordinator's retention purge now
+  tccd check-participant --try URL
+                            test a participant service against the TCC participant contract
   tccd bench [flags]        measure tccd against a null coordinator
   tccd migrate [--store postgres://…]
                             apply the PostgreSQL store's schema migrations and exit
@@ -109,6 +111,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runTx(ctx, args[1:], stdout, stderr, getenv)
 	case "purge":
 		return runPurge(ctx, args[1:], stdout, stderr, getenv)
+	case "check-participant":
+		return runCheckParticipant(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		return runVersion(args[1:], stdout)
 	case "help", "-h", "-help", "--help":
