@@ -191,7 +191,7 @@ const maxAnswer = 64 << 20
 
 func (l *lastAnswer) RoundTrip(req *http.Request) (*http.Response, error) {
 	resp, err := l.base.RoundTrip(req)
-	if err != nil || resp.Header.Get("Content-Type") == api.MediaEventStream {
+	if err != nil || strings.HasPrefix(resp.Header.Get("Content-Type"), api.MediaEventStream) {
 		return resp, err // a stream is read as it comes, never kept
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
