@@ -290,8 +290,8 @@ func runAnswers(ctx context.Context, c *checkRun) verdict {
 		c.r.mu.Unlock()
 		return verdict{result: Fail, detail: strings.Join(seen, "; "), fix: strings.Join(fixes, "; ")}
 	}
-	st, err := c.call(ctx, http.MethodPut, link.URI)
-	switch {
+	confirmed, err := c.call(ctx, http.MethodPut, link.URI)
+	switch st := confirmed; {
 	case err != nil:
 		return c.blocked(err)
 	case st == http.StatusAccepted:
@@ -305,7 +305,7 @@ func runAnswers(ctx context.Context, c *checkRun) verdict {
 	if err != nil {
 		return c.blocked(err)
 	}
-	st, err = c.call(ctx, http.MethodPut, unknown)
+	st, err := c.call(ctx, http.MethodPut, unknown)
 	switch {
 	case err != nil:
 		return c.blocked(err)
@@ -319,7 +319,11 @@ func runAnswers(ctx context.Context, c *checkRun) verdict {
 	if len(seen) > 0 {
 		return verdict{result: Fail, detail: strings.Join(seen, "; "), fix: strings.Join(fixes, "; ")}
 	}
-	return pass("the try answered %s with the link %s; its confirm answered 2xx, a confirm of an unknown reservation 404/410", status(ans.Status), link.URI)
+	answered := "the try command printed"
+	if ans.HTTP {
+		answered = "the try answered " + status(ans.Status) + " with"
+	}
+	return pass("%s the link %s; a confirm of it answered %d, a confirm of a reservation never made %d", answered, link.URI, confirmed, st)
 }
 
 func runConfirmIdempotent(ctx context.Context, c *checkRun) verdict {
