@@ -16,6 +16,7 @@ import (
 	"github.com/tccd/tccd/api"
 	"github.com/tccd/tccd/client"
 	tccdhttp "github.com/tccd/tccd/http"
+	"github.com/tccd/tccd/internal/testproc"
 	"github.com/tccd/tccd/participant"
 	"github.com/tccd/tccd/pebble"
 )
@@ -274,6 +275,115 @@ func TestBarrierWithCoordinator(t *testing.T) {
 					}
 				}
 			})
+		}
+	})
+}
+
+// TestBarrierParticipantKilled: a participant process on the kit is
+// SIGKILLed between its report and its commit — the round committed, its
+// local transaction open — on every backend. Its confirm is lost with the
+// process (the reservation is still tried, the seat reserved); restarted
+// on the same database and address, it gets the coordinator's retried PUT
+// with the same key, applies the confirm again, hears "commit" at once,
+// and commits: the transaction ends confirmed, both seats sold.
+func TestBarrierParticipantKilled(t *testing.T) {
+	bin, err := testproc.Build(t.TempDir(), "github.com/tccd/tccd/participant/internal/seats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	forEachBackend(t, func(t *testing.T, s *server) {
+		_, coord := barrierCoordinator(t)
+		start := func(sp space, listen string, extra ...string) *testproc.Proc {
+			args := []string{"--listen", listen, "--seats", "4", "--coordinator", coord.URL}
+			switch sp.d {
+			case participant.SQLite:
+				// The space's file, which the test reads beside the process.
+				path := strings.TrimPrefix(strings.SplitN(sp.dsn, "?", 2)[0], "file:")
+				args = append(args, "--db", path)
+			case participant.PostgreSQL:
+				args = append(args, "--dialect", "postgres", "--db", sp.dsn, "--prefix", sp.prefix)
+			default:
+				args = append(args, "--dialect", "mysql", "--db", sp.dsn, "--prefix", sp.prefix)
+			}
+			return testproc.StartService(t, "seats", bin, append(args, extra...)...)
+		}
+		spA, spB := s.newSpace(t), s.newSpace(t)
+		a := start(spA, "127.0.0.1:0", "--hold-after-report")
+		b := start(spB, "127.0.0.1:0")
+		hc := &http.Client{Timeout: 10 * time.Second}
+		tryAt := func(p *testproc.Proc) client.Link {
+			resp, err := hc.Post(p.URL()+"/seats?seat=1&ttl=5m", "", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var body struct {
+				ParticipantLink struct {
+					URI     string    `json:"uri"`
+					Expires time.Time `json:"expires"`
+				} `json:"participantLink"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusCreated {
+				t.Fatalf("try at %s: %d %v", p.Addr, resp.StatusCode, err)
+			}
+			return client.Link{URI: body.ParticipantLink.URI, Expires: body.ParticipantLink.Expires}
+		}
+		la, lb := tryAt(a), tryAt(b)
+		c, err := client.New(coord.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		tx, err := c.Begin(ctx, client.WithBarrier(), client.WithParticipants(la, lb))
+		if err != nil {
+			t.Fatal(err)
+		}
+		confirmed := make(chan error, 1)
+		go func() {
+			_, err := tx.Confirm(ctx)
+			confirmed <- err
+		}()
+		// a has reported, the round is committed, a holds its commit.
+		eventually(t, 30*time.Second, "a hears commit", func() bool { return strings.Contains(a.Log(), " commit\n") })
+		a.Kill()
+		// What a's database holds: the seat, and the reservation's row.
+		var seatState, resState string
+		if err := spA.db.QueryRow(spA.d.Rebind("SELECT state FROM "+spA.q("seats")+" WHERE seat = ?"), 1).Scan(&seatState); err != nil {
+			t.Fatal(err)
+		}
+		idA := la.URI[strings.LastIndexByte(la.URI, '/')+1:]
+		if err := spA.db.QueryRow(spA.d.Rebind("SELECT state FROM "+spA.q(participant.DefaultTable)+" WHERE id = ?"), idA).Scan(&resState); err != nil {
+			t.Fatal(err)
+		}
+		if seatState != "RESERVED" || participant.State(resState) != participant.Tried {
+			t.Fatalf("after the kill a's seat is %s and its reservation %s; want the confirm lost (RESERVED, tried)", seatState, resState)
+		}
+		a = start(spA, a.Addr)
+		select {
+		case err := <-confirmed:
+			if err != nil {
+				t.Fatalf("confirm: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("the transaction did not end")
+		}
+		for name, p := range map[string]*testproc.Proc{"a": a, "b": b} {
+			var seats []struct {
+				Seat               int
+				State, Reservation string
+			}
+			resp, err := hc.Get(p.URL() + "/seats")
+			if err != nil {
+				t.Fatal(err)
+			}
+			json.NewDecoder(resp.Body).Decode(&seats)
+			resp.Body.Close()
+			if len(seats) == 0 || seats[0].State != "SOLD" {
+				t.Errorf("%s: seats %+v; want seat 1 sold", name, seats)
+			}
+		}
+		if strings.Contains(a.Log(), "holding barrier confirms") {
+			t.Error("the restarted a still holds")
 		}
 	})
 }
