@@ -109,7 +109,7 @@ func TestStompJSParticipants(t *testing.T) {
 	}{
 		{"both confirm", "confirm", time.Minute, "confirmed", 1, 1},
 		{"one fails", "fail", time.Minute, "cancelled", 0, 1},
-		{"one never reports", "silent", 4 * time.Second, "cancelled", 0, 2},
+		{"one never reports", "silent", 6 * time.Second, "cancelled", 0, 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			idA, idB := fmt.Sprintf("confirm-%d", i), fmt.Sprintf("%s-%d", tt.modeB, i)
