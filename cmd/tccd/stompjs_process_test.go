@@ -55,14 +55,15 @@ func needNode(t *testing.T) string {
 
 // jsCounts is what a Node participant did with one reservation.
 type jsCounts struct {
-	Commits, Rollbacks, Cancels int
+	Commits, Rollbacks, Timeouts, Cancels int
 }
 
 // TestStompJSParticipants: two barrier participants that nobody here
 // wrote — a Node script on @stomp/stompjs, each an HTTP server with its
 // own STOMP connection to /ws/tcc — against a real `tccd serve`, with
 // transactions created through forsrc's API. Both confirm: both commit
-// and the transaction is confirmed. One reports failed: the other rolls
+// and the transaction is confirmed. Every outcome reaches them as a
+// MESSAGE on their topic. One reports failed: the other rolls
 // back too and the transaction is cancelled. One never reports: the round
 // aborts after the barrier wait (1s), later rounds too, until the links
 // are too close to their expiry and the transaction is cancelled; nobody
@@ -152,10 +153,25 @@ func TestStompJSParticipants(t *testing.T) {
 			if tx.State != tt.want || tx.Protocol != "forsrc" || !tx.Barrier || tx.Round == nil || tx.Round.N < tt.roundsAtLeast {
 				t.Fatalf("transaction %s in round %+v; want %s, forsrc, barrier, at least %d rounds", tx.State, tx.Round, tt.want, tt.roundsAtLeast)
 			}
-			// The cancels reach both before the transaction is cancelled.
+			// Once no confirm waits any more (a participant whose outcome
+			// never came would wait out its own 15 s), the cancels having
+			// reached both before the transaction was cancelled:
+			waitFor(t, "no confirm waiting for its outcome", func() bool {
+				for _, base := range []string{urls.A, urls.B} {
+					if _, body, err := do(client, "GET", base+"/inflight", "", nil); err != nil || string(body) != "0" {
+						return false
+					}
+				}
+				return true
+			})
 			a, b := state(urls.A, idA), state(urls.B, idB)
 			if a.Commits != tt.wantCommits || b.Commits != tt.wantCommits {
 				t.Errorf("commits: a %+v, b %+v; want %d each", a, b, tt.wantCommits)
+			}
+			// Every outcome came as a MESSAGE on the topic, none was
+			// guessed from a participant's own wait running out.
+			if a.Timeouts != 0 || b.Timeouts != 0 {
+				t.Errorf("a %+v, b %+v: a participant heard no outcome", a, b)
 			}
 			if tt.want == "cancelled" {
 				if a.Rollbacks < 1 || b.Rollbacks < 1 || a.Cancels < 1 || b.Cancels < 1 {

@@ -19,7 +19,9 @@
 // A participant that hears nothing within 15 s rolls back (forsrc's own
 // participant waits 10 s). DELETE /r/<id>/cancel answers 204. GET /state
 // answers what happened to each reservation: {"<id>":{"commits":n,
-// "rollbacks":n,"cancels":n}}.
+// "rollbacks":n,"timeouts":n,"cancels":n}}, timeouts counting the rollbacks
+// for want of a MESSAGE. GET /inflight answers how many confirms are
+// waiting for their outcome.
 //
 // Once both servers listen and both STOMP connections are up it prints
 // "listening <host:port of a>" and then {"event":"participants","a":URL,
@@ -82,14 +84,18 @@ function outcome(client, key, send) {
 
 function participant(name, client) {
   const state = {};
+  let inflight = 0;
   const count = (id, what) => {
-    state[id] ??= { commits: 0, rollbacks: 0, cancels: 0 };
+    state[id] ??= { commits: 0, rollbacks: 0, timeouts: 0, cancels: 0 };
     state[id][what]++;
   };
   return http.createServer(async (req, res) => {
     const path = new URL(req.url, 'http://x').pathname;
     let m;
-    if (req.method === 'GET' && path === '/state') {
+    if (req.method === 'GET' && path === '/inflight') {
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(inflight));
+    } else if (req.method === 'GET' && path === '/state') {
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(state));
     } else if (req.method === 'DELETE' && (m = path.match(/^\/r\/([^/]+)\/cancel$/))) {
@@ -104,11 +110,13 @@ function participant(name, client) {
         return;
       }
       // The local transaction is open from here until the outcome.
+      inflight++;
       const got = await outcome(client, key, () => {
         if (mode === 'silent') return;
         const body = mode === 'fail' ? { status: 'failed', detail: 'no seats left' } : { status: 'confirmed' };
         client.publish({ destination: `/app/tccLink/${key}`, headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
       });
+      inflight--;
       if (got === 'commit') {
         count(id, 'commits');
         report('commit', { p: name, id });
@@ -116,6 +124,7 @@ function participant(name, client) {
         return;
       }
       count(id, 'rollbacks');
+      if (got === 'none') count(id, 'timeouts');
       report('rollback', { p: name, id, outcome: got });
       res.writeHead(mode === 'fail' ? 409 : 503).end();
     } else {
