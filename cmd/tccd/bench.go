@@ -79,6 +79,7 @@ func runBenchServer(ctx context.Context, name string, args []string, stdout, std
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 	latency := fs.Duration("latency", 0, "(bench-participant) latency added to confirm and cancel")
 	logDir := fs.String("log", "", "(bench-null) directory of a Pebble log: decisions synced, outcomes not (the null+log baseline)")
+	coordinator := fs.String("coordinator", "", "(bench-participant) the coordinator's URL, to which barrier-mode confirms report")
 	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
@@ -93,5 +94,5 @@ func runBenchServer(ctx context.Context, name string, args []string, stdout, std
 		defer db.Close()
 		return bench.Serve(ctx, *listen, bench.NewNullCoordinator(db), stdout)
 	}
-	return bench.Serve(ctx, *listen, bench.NewParticipant(*latency), stdout)
+	return bench.Serve(ctx, *listen, bench.NewParticipant(*latency, *coordinator), stdout)
 }

@@ -326,18 +326,6 @@ func (e *adminEnv) watch(t *testing.T, who string, args ...string) (out, errOut 
 	return out, errOut, stop
 }
 
-// waitFor waits until cond holds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func TestTxWatch(t *testing.T) {
 	t.Parallel()
 	e := newAdminEnv(t)
