@@ -164,6 +164,7 @@ func (s *Server) routeTable() []route {
 		{http.MethodGet, "/api/v1/transactions", roleAdmin, s.native(s.list)},
 		{http.MethodGet, "/api/v1/transactions/{id}", roleClient, s.native(s.get)},
 		{http.MethodPost, "/api/v1/transactions/{id}/participants", roleClient, s.native(s.enlist)},
+		{http.MethodPost, "/api/v1/transactions/{id}/messages", roleClient, s.native(s.enlistMessage)},
 		{http.MethodPut, "/api/v1/transactions/{id}/confirm", roleClient, s.native(s.confirm)},
 		{http.MethodPut, "/api/v1/transactions/{id}/cancel", roleClient, s.native(s.cancel)},
 		{http.MethodPut, "/api/v1/transactions/{id}/resolve", roleAdmin, s.native(s.resolve)},
@@ -532,6 +533,27 @@ func (s *Server) enlist(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.Header().Set("Location", txLocation(tx.ID))
 	writeTransaction(w, status, FromTx(tx))
+	return nil
+}
+
+// enlistMessage answers 201 with the transaction, whose participants
+// now include the message.
+func (s *Server) enlistMessage(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.readBody(w, r, "application/json")
+	if err != nil {
+		return err
+	}
+	m, err := DecodeMessage(body)
+	if err != nil {
+		return err
+	}
+	tx, p, err := s.coord.EnlistMessage(r.Context(), r.PathValue("id"), m)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", txLocation(tx.ID))
+	w.Header().Set("Tcc-Message-Id", tccd.MessageID(tx.ID, p))
+	writeTransaction(w, http.StatusCreated, FromTx(tx))
 	return nil
 }
 

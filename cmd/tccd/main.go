@@ -21,6 +21,7 @@ import (
 
 	"github.com/tccd/tccd"
 	tccdhttp "github.com/tccd/tccd/http"
+	"github.com/tccd/tccd/nats"
 	"github.com/tccd/tccd/postgres"
 )
 
@@ -144,6 +145,7 @@ type Main struct {
 	caller *tccdhttp.Caller
 	coord  *tccd.Coordinator
 	stomp  *tccdhttp.BarrierSTOMP
+	nats   *nats.Publisher
 	server *tccdhttp.Server
 	debug  *http.Server
 }
@@ -223,6 +225,10 @@ func (m *Main) Run(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("store: %w", err)
 	}
+	if err := m.initMessages(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("messages: %w", err)
+	}
 	if err := m.initCoordinator(); err != nil {
 		ln.Close()
 		return err
@@ -277,6 +283,9 @@ func (m *Main) initCoordinator() error {
 	}
 	if m.sec.webhookSecret != nil {
 		cfg.Notifier = m.caller
+	}
+	if m.nats != nil {
+		cfg.Messages = nats.NewCoordinator(m.nats)
 	}
 	// forsrc's STOMP endpoint tells barrier participants their outcome.
 	stomp, err := tccdhttp.NewBarrierSTOMP(m.sec.tokens, m.Log)
@@ -380,6 +389,10 @@ func (m *Main) Close() error {
 	}
 	if m.caller != nil {
 		m.caller.Close()
+	}
+	if m.nats != nil {
+		// After the coordinator: its last publishes were acknowledged.
+		errs = append(errs, m.nats.Close())
 	}
 	if m.store != nil {
 		errs = append(errs, m.store.Close())
