@@ -11,7 +11,7 @@ import (
 
 // Fault makes the next Count calls of an operation misbehave.
 type Fault struct {
-	// Op is "confirm", "cancel" or "any" — or "outcome": a barrier-mode
+	// Op is "confirm", "cancel", "compensate" or "any" — or "outcome": a barrier-mode
 	// confirm once the coordinator has answered its report, before the kit
 	// commits or rolls back; only Hold applies to it.
 	Op string `json:"op"`

@@ -59,6 +59,9 @@ const (
 	Confirmed State = "confirmed"
 	Cancelled State = "cancelled"
 	Expired   State = "expired"
+	// Compensated is a confirmed reservation undone by its compensate
+	// URI (POST /reservations/{id}/compensate).
+	Compensated State = "compensated"
 	// Void is an id that was cancelled without a try (an empty cancel):
 	// a later try of it would be refused.
 	Void State = "void"
@@ -80,6 +83,8 @@ type Reservation struct {
 	// CancelAfterConfirm counts DELETEs refused because the reservation was
 	// already confirmed: a coordinator that cancels a confirmed participant.
 	CancelAfterConfirm int `json:"cancel_after_confirm"`
+	// Compensations counts the compensate calls received for it.
+	Compensations int `json:"compensations"`
 }
 
 // Stats are the service's counters. All but ConfirmCalls and CancelCalls
@@ -99,6 +104,11 @@ type Stats struct {
 	ConfirmCalls       int64 `json:"confirm_calls"`
 	CancelCalls        int64 `json:"cancel_calls"`
 	CancelAfterConfirm int   `json:"cancel_after_confirm"`
+	// Compensated counts the confirmed reservations undone, and
+	// CompensateCalls the compensate calls received since the service
+	// started.
+	Compensated     int   `json:"compensated"`
+	CompensateCalls int64 `json:"compensate_calls"`
 	// Held counts the calls a Hold fault is holding now.
 	Held int64 `json:"held"`
 	// Reports counts the barrier reports sent to the coordinator since the
@@ -153,8 +163,8 @@ type Service struct {
 	maxTTL  time.Duration
 	latency atomic.Int64 // time.Duration
 
-	confirmCalls, cancelCalls atomic.Int64
-	held, reports             atomic.Int64
+	confirmCalls, cancelCalls, compensateCalls atomic.Int64
+	held, reports                              atomic.Int64
 
 	mu     sync.Mutex
 	faults []*Fault
@@ -173,7 +183,9 @@ const schema = `CREATE TABLE IF NOT EXISTS testpart_reservation (
 	confirms             INTEGER NOT NULL DEFAULT 0,
 	cancels              INTEGER NOT NULL DEFAULT 0,
 	cancel_after_confirm INTEGER NOT NULL DEFAULT 0,
-	applied              INTEGER NOT NULL DEFAULT 0
+	applied              INTEGER NOT NULL DEFAULT 0,
+	compensated          INTEGER NOT NULL DEFAULT 0,
+	compensations        INTEGER NOT NULL DEFAULT 0
 )`
 
 // Open opens (creating if need be) the service's database, and starts its
@@ -255,6 +267,7 @@ func (s *Service) open(ctx context.Context, path string, cfg Config) error {
 	s.mux.Handle("POST /reservations", kit)
 	s.mux.HandleFunc("PUT /reservations/{id}", s.settle("confirm", &s.confirmCalls))
 	s.mux.HandleFunc("DELETE /reservations/{id}", s.settle("cancel", &s.cancelCalls))
+	s.mux.HandleFunc("POST /reservations/{id}/compensate", s.compensate)
 	s.mux.HandleFunc("GET /reservations/{id}", s.get)
 	s.mux.HandleFunc("GET /reservations", s.list)
 	s.mux.HandleFunc("GET /stats", s.stats)
@@ -263,16 +276,18 @@ func (s *Service) open(ctx context.Context, path string, cfg Config) error {
 	return nil
 }
 
-// addAppliedColumn adds the column applied to a table made before it
-// existed.
+// addAppliedColumn adds the columns applied, compensated and
+// compensations to a table made before they existed.
 func addAppliedColumn(ctx context.Context, db *sql.DB) error {
 	var n int
-	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('testpart_reservation') WHERE name = 'applied'`).Scan(&n); err != nil {
-		return fmt.Errorf("testpart: read the table's columns: %w", err)
-	}
-	if n == 0 {
-		if _, err := db.ExecContext(ctx, `ALTER TABLE testpart_reservation ADD COLUMN applied INTEGER NOT NULL DEFAULT 0`); err != nil {
-			return fmt.Errorf("testpart: add column applied: %w", err)
+	for _, col := range []string{"applied", "compensated", "compensations"} {
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('testpart_reservation') WHERE name = ?`, col).Scan(&n); err != nil {
+			return fmt.Errorf("testpart: read the table's columns: %w", err)
+		}
+		if n == 0 {
+			if _, err := db.ExecContext(ctx, `ALTER TABLE testpart_reservation ADD COLUMN `+col+` INTEGER NOT NULL DEFAULT 0`); err != nil {
+				return fmt.Errorf("testpart: add column %s: %w", col, err)
+			}
 		}
 	}
 	return nil
@@ -409,6 +424,41 @@ func (s *Service) settle(op string, calls *atomic.Int64) http.HandlerFunc {
 	}
 }
 
+// compensate serves POST /reservations/{id}/compensate, the compensate
+// URI a link may carry: it undoes a confirmed reservation (204, and again
+// 204 when repeated). A reservation that is not confirmed has nothing to
+// undo: 204 too, with nothing done. An unknown one is 404.
+func (s *Service) compensate(w http.ResponseWriter, r *http.Request) {
+	s.compensateCalls.Add(1)
+	answered, after := s.preamble(w, r, "compensate")
+	if answered {
+		return
+	}
+	id := r.PathValue("id")
+	res, ok, err := s.Get(r.Context(), id)
+	if err != nil {
+		s.internalError(w, err)
+		return
+	}
+	if !ok {
+		http.Error(w, "no such reservation", http.StatusNotFound)
+		return
+	}
+	q := `UPDATE testpart_reservation SET compensations = compensations + 1 WHERE id = ?`
+	if res.State == Confirmed || res.State == Compensated {
+		q = `UPDATE testpart_reservation SET compensations = compensations + 1, compensated = 1 WHERE id = ?`
+	}
+	if _, err := s.db.ExecContext(r.Context(), q, id); err != nil {
+		s.internalError(w, err)
+		return
+	}
+	if after != nil {
+		s.loseReply(w, after)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // count records a confirm or cancel call on reservation id (nothing if
 // there is no such reservation); a cancel refused because the reservation
 // is confirmed is counted apart.
@@ -442,7 +492,8 @@ func (s *Service) List(ctx context.Context) ([]Reservation, error) {
 // query reads reservations: the kit's rows joined to the counters.
 func (s *Service) query(ctx context.Context, where string, args ...any) ([]Reservation, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT k.id, k.state, k.expires_at,
-	COALESCE(t.confirms, 0), COALESCE(t.cancels, 0), COALESCE(t.cancel_after_confirm, 0), COALESCE(t.applied, 0)
+	COALESCE(t.confirms, 0), COALESCE(t.cancels, 0), COALESCE(t.cancel_after_confirm, 0), COALESCE(t.applied, 0),
+	COALESCE(t.compensated, 0), COALESCE(t.compensations, 0)
 FROM `+participant.DefaultTable+` k LEFT JOIN testpart_reservation t ON t.id = k.id`+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("testpart: read reservations: %w", err)
@@ -453,8 +504,12 @@ FROM `+participant.DefaultTable+` k LEFT JOIN testpart_reservation t ON t.id = k
 	for rows.Next() {
 		var r Reservation
 		var expires int64
-		if err := rows.Scan(&r.ID, &r.State, &expires, &r.Confirms, &r.Cancels, &r.CancelAfterConfirm, &r.Applied); err != nil {
+		var compensated int
+		if err := rows.Scan(&r.ID, &r.State, &expires, &r.Confirms, &r.Cancels, &r.CancelAfterConfirm, &r.Applied, &compensated, &r.Compensations); err != nil {
 			return nil, fmt.Errorf("testpart: read reservations: %w", err)
+		}
+		if r.State == Confirmed && compensated != 0 {
+			r.State = Compensated
 		}
 		r.Expires = time.UnixMilli(expires).UTC()
 		if r.State == Tried && !now.Before(r.Expires) {
@@ -474,7 +529,8 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	st := Stats{ConfirmCalls: s.confirmCalls.Load(), CancelCalls: s.cancelCalls.Load(), Held: s.held.Load(), Reports: s.reports.Load()}
+	st := Stats{ConfirmCalls: s.confirmCalls.Load(), CancelCalls: s.cancelCalls.Load(), CompensateCalls: s.compensateCalls.Load(),
+		Held: s.held.Load(), Reports: s.reports.Load()}
 	for _, r := range all {
 		st.CancelAfterConfirm += r.CancelAfterConfirm
 		if r.State == Void {
@@ -485,6 +541,8 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 		switch r.State {
 		case Confirmed:
 			st.Confirmed++
+		case Compensated:
+			st.Compensated++
 		case Cancelled:
 			st.Cancelled++
 		case Expired:

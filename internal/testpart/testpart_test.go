@@ -191,6 +191,32 @@ func TestContract(t *testing.T) {
 	}
 }
 
+// TestCompensate: the compensate URI undoes a confirmed reservation,
+// idempotently; one that is not confirmed has nothing to undo; an unknown
+// one is 404; a fault applies to it like to any call.
+func TestCompensate(t *testing.T) {
+	c, svc := inProcess(t)
+	confirmed := c.try()
+	c.want("confirm", c.do(http.MethodPut, confirmed), http.StatusNoContent)
+	c.want("compensate", c.do(http.MethodPost, confirmed+"/compensate"), http.StatusNoContent)
+	c.want("repeated compensate", c.do(http.MethodPost, confirmed+"/compensate"), http.StatusNoContent)
+	if r := c.reservation(confirmed); r.State != testpart.Compensated || r.Compensations != 2 || r.Applied != 1 {
+		t.Errorf("compensated: %+v", r)
+	}
+	tried := c.try()
+	c.want("compensate a tried one", c.do(http.MethodPost, tried+"/compensate"), http.StatusNoContent)
+	if r := c.reservation(tried); r.State != testpart.Tried || r.Compensations != 1 {
+		t.Errorf("tried after a compensate: %+v", r)
+	}
+	c.want("compensate an unknown one", c.do(http.MethodPost, "/reservations/neverseen/compensate"), http.StatusNotFound)
+	svc.AddFault(testpart.Fault{Op: "compensate", Count: 1, Status: http.StatusServiceUnavailable})
+	c.want("compensate with a fault", c.do(http.MethodPost, tried+"/compensate"), http.StatusServiceUnavailable)
+	st := c.stats()
+	if st.Compensated != 1 || st.CompensateCalls != 5 || st.Confirmed != 0 || st.Pending != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
 // TestRestart kills the service process (SIGKILL) and starts it again on
 // the same database and port: the old URIs answer as before, the counters
 // are kept, and new reservations never reuse an old id.
