@@ -249,6 +249,15 @@ func cancelPhaseOutcome(tx *Transaction) (State, Reason) {
 // recovery sends the same idempotent calls again and reaches the same end.
 func (c *Coordinator) finish(tx *Transaction, to State, reason Reason, attempts []Event) (*Transaction, error) {
 	tx.Reason = reason
+	if to != StateConfirmed {
+		// Messages are published only when every other participant
+		// confirmed: any still pending now is dropped, never published.
+		for i := range tx.Participants {
+			if p := &tx.Participants[i]; p.message() && p.State == ParticipantPending {
+				p.State = ParticipantCancelled
+			}
+		}
+	}
 	if to == StateHeuristic {
 		c.log.Error("heuristic outcome: the participants did not all end the same way", append([]any{"id", tx.ID, "reason", reason}, participantSummary(tx)...)...)
 	}
