@@ -268,7 +268,7 @@ func TestConfirmDecisionIsSyncedBeforeParticipants(t *testing.T) {
 	t.Run("atomikos", func(t *testing.T) {
 		r := newCrashRig(t, 2)
 		links := r.links()
-		got, err := r.coord.ConfirmLinks(context.Background(), links)
+		got, err := r.coord.ConfirmLinks(context.Background(), links, atomikos(links))
 		if err != nil || got.State != tccd.StateConfirmed {
 			t.Fatalf("ConfirmLinks = %v, %v", got, err)
 		}
@@ -296,7 +296,7 @@ func TestCancelDecisionIsSyncedBeforeParticipants(t *testing.T) {
 	t.Run("atomikos", func(t *testing.T) {
 		r := newCrashRig(t, 2)
 		links := r.links()
-		got, err := r.coord.CancelLinks(context.Background(), links)
+		got, err := r.coord.CancelLinks(context.Background(), links, atomikos(links))
 		if err != nil || got.State != tccd.StateCancelled {
 			t.Fatalf("CancelLinks = %v, %v", got, err)
 		}
