@@ -1,6 +1,9 @@
 package tccd
 
-import "context"
+import (
+	"context"
+	"fmt"
+)
 
 // ParticipantOutcome is what a participant may learn of a transaction it
 // takes part in: the transaction's state and its own, as stored — never
@@ -28,14 +31,18 @@ type ParticipantOutcome struct {
 // can guess — is the capability. It is therefore ENotFound, with one
 // message, both when there is no transaction id and when the transaction
 // has no participant uri, so that an id cannot be probed without the
-// URI; and the answer holds nothing but the two states. A malformed uri
-// is EInvalid (field uri), which tells nothing about the transaction.
+// URI (both with Field "uri"); and the answer holds nothing but the two
+// states. A malformed uri is EInvalid (field uri), which tells nothing
+// about the transaction.
 func (c *Coordinator) ParticipantOutcome(ctx context.Context, id, uri string) (ParticipantOutcome, error) {
 	canon, err := CanonicalURI(uri)
 	if err != nil {
 		return ParticipantOutcome{}, err
 	}
-	none := Errorf(ENotFound, "no transaction %s with a participant %s", id, canon)
+	// Field "uri" tells this answer from the 404 of a path the server
+	// does not serve (an older coordinator): a participant takes only the
+	// former for "no such participant".
+	none := &Error{Code: ENotFound, Field: "uri", Message: fmt.Sprintf("no transaction %s with a participant %s", id, canon)}
 	tx, err := c.store.Get(ctx, id)
 	if ErrorCode(err) == ENotFound {
 		return ParticipantOutcome{}, none

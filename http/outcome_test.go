@@ -141,8 +141,8 @@ func TestParticipantOutcome(t *testing.T) {
 				}
 			case http.StatusNotFound:
 				p := decodeAs[Problem](t, body)
-				if p.Code != "not_found" || p.Transaction != nil || p.State != "" {
-					t.Errorf("404 %s: want not_found without the transaction or its state", body)
+				if p.Code != "not_found" || p.Field != "uri" || p.Transaction != nil || p.State != "" {
+					t.Errorf("404 %s: want not_found, field uri, without the transaction or its state", body)
 				}
 				// One message for every 404, but for the id and URI asked.
 				p.Detail = strings.ReplaceAll(p.Detail, tt.id, "<id>")
