@@ -99,6 +99,10 @@ func TestCompensateTry(t *testing.T) {
 			t.Errorf("record %+v", rec)
 		}
 	}
+	if g := h.do(http.MethodGet, h.uriOf(h.record(participant.DeriveID("tx-1", txIDResource)).ID), nil); g.status != http.StatusOK ||
+		!strings.Contains(string(g.body), `"style":"compensate","transaction":"tx-1"`) {
+		t.Errorf("GET: %d %s", g.status, g.body)
+	}
 	// A TCC try's link has no style; its row keeps the transaction id.
 	tcc := newHarness(t, openServer(t, backends[0]))
 	l := tcc.mustTry("", "tx-2")
@@ -633,6 +637,7 @@ func TestCompensateWithCoordinator(t *testing.T) {
 				at = at.Add(5 * time.Second)
 			}
 			asked := e.rc.asked.Load()
+			t.Logf("%d questions in the hour past the expiry", asked)
 			if asked < 50 || asked > 70 {
 				t.Errorf("%d questions in an hour; want about one a minute after the back-off", asked)
 			}
