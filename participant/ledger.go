@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // This file holds the bookkeeping: every statement on the table, and the
@@ -211,9 +212,9 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 		return tried{}, fmt.Errorf("participant: ReservationID returned %q: %w", id, err)
 	}
 	uri := p.uri(r, id)
-	if len(uri) > maxURILen {
+	if len(uri) > maxURILen || !utf8.ValidString(uri) {
 		if p.style == StyleCompensate {
-			return tried{}, Rejectf(http.StatusBadRequest, "the reservation's URI would be longer than %d bytes", maxURILen)
+			return tried{}, Rejectf(http.StatusBadRequest, "the reservation's URI would be longer than %d bytes, or not UTF-8", maxURILen)
 		}
 		uri = "" // kept for diagnosis only: a TCC reservation never needs it
 	}
