@@ -38,6 +38,10 @@ const (
 	MicroTxRelTransaction = "https://otmm.oracle.com/tcc-transaction"
 	MicroTxRelParticipant = "https://otmm.oracle.com/tcc-participant"
 	// ParamExpires is the Link parameter of the expiry; MicroTx uses timeLimit.
-	ParamExpires          = "expires"
+	ParamExpires = "expires"
+	// ParamStyle is the Link parameter of a participant's style:
+	// style="compensate" for a participant whose try did the work (see
+	// Link.Style); absent for the default, "tcc".
+	ParamStyle            = "style"
 	MicroTxParamTimeLimit = "timeLimit"
 )

@@ -123,6 +123,28 @@ type ConfirmRequest struct {
 	Participants []Link `json:"participants"`
 }
 
+// OutcomeRequest is the body of POST
+// /api/v1/transactions/{id}/participants/outcome: the link URI of the
+// participant that asks.
+type OutcomeRequest struct {
+	URI string `json:"uri"`
+}
+
+// Outcome answers OutcomeRequest: the transaction's state and the
+// participant's, as the coordinator stores them.
+type Outcome struct {
+	Transaction string             `json:"transaction"`
+	State       string             `json:"state"`
+	Participant OutcomeParticipant `json:"participant"`
+}
+
+// OutcomeParticipant is the asking participant in an Outcome: its link
+// URI in canonical form and its state.
+type OutcomeParticipant struct {
+	URI   string `json:"uri"`
+	State string `json:"state"`
+}
+
 // ResolveRequest is the body of PUT /api/v1/transactions/{id}/resolve: an
 // operator says how a heuristic transaction ended after settling its
 // participants by hand. State is "confirmed" or "cancelled".

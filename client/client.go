@@ -350,16 +350,29 @@ func (c *Client) Tx(id string) *Tx {
 	return &Tx{c: c, id: id, url: c.txURL(id)}
 }
 
-// Link is a participant link: the URI of a reservation and when it expires.
+// Link is a participant link: the URI of a reservation and when it
+// expires, and how the participant takes part.
 type Link struct {
 	URI     string
 	Expires time.Time
+	// Style is "" or StyleTCC for a participant that holds a reservation
+	// (confirm makes it final), StyleCompensate for one whose try did the
+	// work: the coordinator sends it nothing on confirm, and its cancel
+	// undoes the work. Read from the participant's answer (a style
+	// parameter or field) and passed on to the coordinator as it is.
+	Style string
 }
+
+// Participant styles of a Link.
+const (
+	StyleTCC        = "tcc"
+	StyleCompensate = "compensate"
+)
 
 // wire is l as requests carry it.
 func (l Link) wire() api.Link {
 	uri, exp := l.URI, formatTime(l.Expires)
-	return api.Link{URI: &uri, Expires: &exp}
+	return api.Link{URI: &uri, Expires: &exp, Style: l.Style}
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }

@@ -181,9 +181,13 @@ func (p *linkParser) value() (string, bool) {
 }
 
 // formatLink renders a participant link as a Link header value:
-// <uri>; rel="tcc"; expires="…".
+// <uri>; rel="tcc"; expires="…", and style="…" when it has one.
 func formatLink(l Link) string {
-	return fmt.Sprintf(`<%s>; rel="%s"; %s="%s"`, l.URI, api.RelParticipant, api.ParamExpires, formatTime(l.Expires))
+	s := fmt.Sprintf(`<%s>; rel="%s"; %s="%s"`, l.URI, api.RelParticipant, api.ParamExpires, formatTime(l.Expires))
+	if l.Style != "" {
+		s += fmt.Sprintf(`; %s="%s"`, api.ParamStyle, l.Style)
+	}
+	return s
 }
 
 // formatTxLink renders the transaction's Link header value.
@@ -247,21 +251,22 @@ const maxLinkBody = 1 << 20
 
 // collectLinks returns the participant links an answer to a request for
 // reqURL reports, in the order found, each URI once: Link headers with
-// rel="tcc" (expires) or MicroTx's participant rel (timeLimit); for a 2xx
+// rel="tcc" (expires, and style if any) or MicroTx's participant rel
+// (timeLimit); for a 2xx
 // application/json answer, a {"participantLink":{uri,expires}} body (the
 // body is restored for the caller); for 201, Location with Tcc-Expires.
 // An error means the answer reports a reservation that cannot be read.
 func collectLinks(resp *http.Response, reqURL *url.URL, now time.Time) ([]Link, error) {
 	var out []Link
 	seen := map[string]bool{}
-	add := func(target string, exp time.Time) error {
+	add := func(target string, exp time.Time, style string) error {
 		uri, err := resolve(reqURL, target)
 		if err != nil {
 			return err
 		}
 		if !seen[uri] {
 			seen[uri] = true
-			out = append(out, Link{URI: uri, Expires: exp})
+			out = append(out, Link{URI: uri, Expires: exp, Style: plainStyle(style)})
 		}
 		return nil
 	}
@@ -292,7 +297,7 @@ func collectLinks(resp *http.Response, reqURL *url.URL, now time.Time) ([]Link, 
 		default:
 			continue
 		}
-		if err := add(wl.Target, exp); err != nil {
+		if err := add(wl.Target, exp, wl.Params[api.ParamStyle]); err != nil {
 			return nil, err
 		}
 	}
@@ -300,7 +305,7 @@ func collectLinks(resp *http.Response, reqURL *url.URL, now time.Time) ([]Link, 
 	if l, found, err := bodyLink(resp); err != nil {
 		return nil, err
 	} else if found {
-		if err := add(l.URI, l.Expires); err != nil {
+		if err := add(l.URI, l.Expires, l.Style); err != nil {
 			return nil, err
 		}
 	}
@@ -315,7 +320,7 @@ func collectLinks(resp *http.Response, reqURL *url.URL, now time.Time) ([]Link, 
 			if err != nil {
 				return nil, fmt.Errorf("%s of %s: %w", api.HeaderExpires, loc, err)
 			}
-			if err := add(loc, exp); err != nil {
+			if err := add(loc, exp, ""); err != nil {
 				return nil, err
 			}
 		}
@@ -323,7 +328,23 @@ func collectLinks(resp *http.Response, reqURL *url.URL, now time.Time) ([]Link, 
 	return out, nil
 }
 
-// bodyLink looks for {"participantLink":{uri,expires}} in a 2xx
+// plainStyle returns a participant's style as read from its answer if it
+// is a plain word (letters, digits, '-', '_'), which the coordinator then
+// judges, and "" otherwise: it is passed on in Link headers, quoted.
+func plainStyle(s string) string {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+			return ""
+		}
+	}
+	if len(s) > 32 {
+		return ""
+	}
+	return s
+}
+
+// bodyLink looks for {"participantLink":{uri,expires,style}} in a 2xx
 // application/json answer. It reads at most maxLinkBody bytes and puts
 // them back in front of the rest of the body.
 func bodyLink(resp *http.Response) (Link, bool, error) {
@@ -359,7 +380,7 @@ func bodyLink(resp *http.Response) (Link, bool, error) {
 	if err != nil {
 		return Link{}, false, fmt.Errorf("participantLink %s: %w", *pl.URI, err)
 	}
-	return Link{URI: *pl.URI, Expires: exp}, true, nil
+	return Link{URI: *pl.URI, Expires: exp, Style: pl.Style}, true, nil
 }
 
 // resolve makes a link target absolute, relative to the request URL.

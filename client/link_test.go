@@ -259,3 +259,45 @@ func FuzzParseLinkHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestCollectLinksStyle: a participant's style travels from its answer
+// (a style parameter of its Link header, or the style of its
+// participantLink) into the link, and back out in a Link header for the
+// caller's own answer; a style that is not a plain word is dropped.
+func TestCollectLinksStyle(t *testing.T) {
+	const exp = "2026-01-02T03:04:05Z"
+	tests := []struct {
+		name   string
+		header []string
+		body   string
+		want   string
+	}{
+		{name: "Link header", header: []string{`<http://a/1>; rel="tcc"; expires="` + exp + `"; style="compensate"`}, want: StyleCompensate},
+		{name: "Link header, token", header: []string{`<http://a/1>; rel=tcc; expires=` + exp + `; style=compensate`}, want: StyleCompensate},
+		{name: "body", body: `{"participantLink":{"uri":"http://a/1","expires":"` + exp + `","rel":"tcc","style":"compensate"}}`, want: StyleCompensate},
+		{name: "none", header: []string{`<http://a/1>; rel="tcc"; expires="` + exp + `"`}, want: ""},
+		{name: "tcc", body: `{"participantLink":{"uri":"http://a/1","expires":"` + exp + `","style":"tcc"}}`, want: StyleTCC},
+		{name: "not a word", header: []string{`<http://a/1>; rel="tcc"; expires="` + exp + `"; style="a\"; b=c"`}, want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := &http.Response{StatusCode: 201, Header: http.Header{"Link": tt.header, "Content-Type": {"application/json"}},
+				Body: io.NopCloser(strings.NewReader(tt.body))}
+			links, err := collectLinks(resp, nil, time.Now())
+			if err != nil || len(links) != 1 {
+				t.Fatalf("links %v, %v", links, err)
+			}
+			if links[0].Style != tt.want {
+				t.Errorf("style %q, want %q", links[0].Style, tt.want)
+			}
+			if w := links[0].wire(); w.Style != tt.want {
+				t.Errorf("sent to the coordinator with style %q, want %q", w.Style, tt.want)
+			}
+			// Passed on in a Link header, it reads back the same.
+			back := parseLinkHeader([]string{formatLink(links[0])})
+			if len(back) != 1 || back[0].Params[api.ParamStyle] != tt.want {
+				t.Errorf("formatted as %q, read back as %#v", formatLink(links[0]), back)
+			}
+		})
+	}
+}

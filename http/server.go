@@ -143,7 +143,9 @@ type route struct {
 
 // Who may call what, when authentication is on: probes and the document
 // are open; a client may use the Atomikos endpoints and work on its own
-// transactions (the coordinator keeps it to those); listing all,
+// transactions (the coordinator keeps it to those), and a participant
+// with a client token may ask for its own outcome in any transaction
+// whose link URI it names; listing all,
 // resolving and purging are for admins. An admin may do everything.
 const (
 	roleOpen   tccd.Role = ""
@@ -165,6 +167,7 @@ func (s *Server) routeTable() []route {
 		{http.MethodGet, "/api/v1/transactions/{id}", roleClient, s.native(s.get)},
 		{http.MethodPost, "/api/v1/transactions/{id}/participants", roleClient, s.native(s.enlist)},
 		{http.MethodPost, "/api/v1/transactions/{id}/messages", roleClient, s.native(s.enlistMessage)},
+		{http.MethodPost, "/api/v1/transactions/{id}/participants/outcome", roleClient, s.native(s.participantOutcome)},
 		{http.MethodPut, "/api/v1/transactions/{id}/confirm", roleClient, s.native(s.confirm)},
 		{http.MethodPut, "/api/v1/transactions/{id}/cancel", roleClient, s.native(s.cancel)},
 		{http.MethodPut, "/api/v1/transactions/{id}/resolve", roleAdmin, s.native(s.resolve)},

@@ -157,6 +157,9 @@ const DefaultTable = "tcc_reservation"
 //	data        the "data" of the answer to the try (JSON text), or NULL
 //	scope       the values of the collection path's wildcards the reservation
 //	            was tried under, URL-encoded ("flight=LX318"), or ''
+//	style       '' (a TCC reservation) or 'compensate' (Config.Style)
+//	tx_id       the transaction id the try carried (Tcc-Transaction-Id), or ''
+//	uri         the reservation's link URI as the try answered it, or '' (a void row)
 //
 // with one index for the expiry sweeper (state, expires_at) and one for
 // Cleanup (state, updated_at). Times are integers so that every dialect
@@ -257,7 +260,29 @@ var addedColumns = []addedColumn{
 		SQLite:     "TEXT NOT NULL DEFAULT ''",
 		MySQL:      "VARCHAR(1024) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''",
 	}},
+	{name: "style", def: map[Dialect]string{
+		PostgreSQL: "VARCHAR(16) NOT NULL DEFAULT ''",
+		SQLite:     "TEXT NOT NULL DEFAULT ''",
+		MySQL:      "VARCHAR(16) CHARACTER SET ascii NOT NULL DEFAULT ''",
+	}},
+	{name: "tx_id", def: map[Dialect]string{
+		PostgreSQL: "VARCHAR(256) NOT NULL DEFAULT ''",
+		SQLite:     "TEXT NOT NULL DEFAULT ''",
+		MySQL:      "VARCHAR(256) CHARACTER SET ascii COLLATE ascii_bin NOT NULL DEFAULT ''",
+	}},
+	{name: "uri", def: map[Dialect]string{
+		PostgreSQL: "VARCHAR(2048) NOT NULL DEFAULT ''",
+		SQLite:     "TEXT NOT NULL DEFAULT ''",
+		MySQL:      "VARCHAR(2048) CHARACTER SET utf8mb4 COLLATE utf8mb4_bin NOT NULL DEFAULT ''",
+	}},
 }
+
+// maxTxIDLen bounds the tx_id column: the transaction id a try carried.
+const maxTxIDLen = 256
+
+// maxURILen bounds the uri column: the reservation's link URI, as the
+// coordinator bounds participant URIs.
+const maxURILen = 2048
 
 // maxScopeLen bounds the scope column: the URL-encoded values of the
 // path's wildcards.

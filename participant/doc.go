@@ -12,8 +12,10 @@
 // holds or is confirmed is answered 200 with the same link and data, and
 // the application's Try does not run again.
 //
-// and cancels on its own, with an expiry sweeper (Participant.Run), every
-// reservation left tried past its expiry. Errors are problem+json.
+// The kit cancels on its own, with an expiry sweeper (Participant.Run),
+// every reservation left tried past its expiry — or, for a
+// compensate-style one, keeps or undoes it as the coordinator says (see
+// "Compensate style"). Errors are problem+json.
 //
 // The application writes three functions over its own *sql.DB — Try,
 // Confirm and Cancel, each given a *sql.Tx — and the kit owns the
@@ -32,16 +34,20 @@
 // the DDL per dialect, Migrate runs it; New refuses to start without the
 // table):
 //
-//	id PRIMARY KEY, state, expires_at, created_at, updated_at, data, scope   (times: Unix ms)
+//	id PRIMARY KEY, state, expires_at, created_at, updated_at, data, scope,
+//	style, tx_id, uri   (times: Unix ms)
 //
 // where data is the try's answer data, kept to answer a retried try alike,
-// and scope the values of Config.Path's wildcards the reservation was
-// tried under: a request naming the id under other values answers 404.
+// scope the values of Config.Path's wildcards the reservation was tried
+// under (a request naming the id under other values answers 404), style
+// the reservation's style (empty, or compensate), tx_id the transaction id
+// the try carried (Tcc-Transaction-Id) and uri the link URI it answered.
 // Migrate also upgrades a table made by an earlier version of the kit;
 // New refuses such a table and names the ALTER TABLE to run.
 //
-// with states tried, confirmed, cancelled, expired (cancelled by the
-// sweeper) and void (cancelled before any try). The only changes are
+// with states tried, confirmed, cancelled, expired (cancelled, or for the
+// compensate style undone, by the sweeper) and void (cancelled before any
+// try). The only changes are
 // insert-as-tried (try), insert-as-void (cancel of an unknown id) and
 // tried → confirmed | cancelled | expired, each a guarded UPDATE … WHERE
 // state = 'tried', so that of two racing requests exactly one changes the
@@ -113,6 +119,71 @@
 // reservation's row and what the application's Confirm wrote — on SQLite
 // the whole database, so one SQLite database serves one barrier confirm at
 // a time, and a transaction must not hold two of its reservations.
+//
+// # Compensate style
+//
+// Some work cannot be held: a payment is captured, a mail queued. With
+// Config.Style set to StyleCompensate, the application's Try does the
+// work, its Cancel undoes it, and its Confirm (optional) runs when the
+// kit learns that the transaction confirmed. The try's link says
+// style="compensate" (in the Link header and the participantLink), so
+// that the initiator enlists it so — tccd's client SDK passes it on —
+// and the coordinator then sends nothing to it on confirm (the decision
+// to confirm records it confirmed) and DELETE on cancel, meaning "undo",
+// which the kit serves as any cancel.
+//
+// Since nothing comes on confirm, the reservation's expiry cannot mean
+// "cancel yourself": it means "undo yourself if no confirm decision
+// reached you". The kit learns whether one did by asking: at the expiry
+// the sweeper sends
+//
+//	POST <Config.Coordinator>/api/v1/transactions/<tx_id>/participants/outcome  {"uri": "<the link URI>"}
+//
+// with Config.CoordinatorToken (the service's own client token will do:
+// the coordinator answers anyone who names a participant's URI) and reads
+// the transaction's state and its own:
+//
+//   - kept — moved to confirmed, Confirm run — once the transaction is
+//     confirmed, or heuristic with this participant counted confirmed;
+//   - undone — moved to expired, Cancel run, as a DELETE would — once the
+//     participant is cancelled, expired, compensated, failed or
+//     cancel_refused, once the transaction is cancelling, compensating or
+//     final without counting it confirmed, and on the coordinator's 404
+//     (no such transaction, or no such participant in it: the link was
+//     never enlisted) once the expiry is Config.CompensateGrace (10s) in
+//     the past;
+//   - left tried and asked about again, with back-off (1s doubling to a
+//     minute), while the transaction is active, or confirming (the
+//     confirm phase may still turn into an undo), and while the
+//     coordinator cannot be reached or answers anything else (a 401, a
+//     5xx, a 404 that does not name the uri — a coordinator without the
+//     question); those are logged at most once a minute.
+//
+// The kit never undoes on a guess. Without the transaction id it could
+// not ask: a compensate-style try without Tcc-Transaction-Id is refused
+// with 400, so a one-shot Atomikos initiator (whose tries carry no id)
+// cannot use a compensate-style participant of the kit; New refuses
+// StyleCompensate without Config.Coordinator. A compensate-style row that
+// still cannot be asked about (the configuration changed since its try)
+// is left tried, and logged.
+//
+// The race at the expiry. tccd decides to confirm only while every
+// pending link is at least its safety margin (margin-floor, 200ms, or
+// three round trips) from its expiry, and accepts a link only before its
+// expiry; the decision is written before anyone hears of it. So, with
+// the clocks of the two machines within that margin — the assumption
+// every TCC participant already makes when it cancels itself at its
+// expiry — a question asked at the expiry sees every confirm decision
+// that will ever include this link, and a transaction still active then
+// can no longer confirm it (a confirm comes too late and cancels). The
+// kit acts on "active" never; only a 404 could miss a decision whose
+// write is still in flight (a confirm that brings this link with it), and
+// CompensateGrace covers that and larger clock differences. The kit's
+// row says "tried" until the expiry: only the coordinator knows earlier
+// that the transaction confirmed. A link the
+// initiator enlisted without its style is a TCC link to the coordinator:
+// it sends PUT on confirm, which the kit serves as for any reservation
+// (before the expiry; past it, 404).
 //
 // # Reservation ids
 //

@@ -132,7 +132,10 @@ func ExampleSchema() {
 	// 	created_at BIGINT       NOT NULL,
 	// 	updated_at BIGINT       NOT NULL,
 	// 	data       TEXT,
-	// 	scope      VARCHAR(1024) NOT NULL DEFAULT ''
+	// 	scope      VARCHAR(1024) NOT NULL DEFAULT '',
+	// 	style      VARCHAR(16) NOT NULL DEFAULT '',
+	// 	tx_id      VARCHAR(256) NOT NULL DEFAULT '',
+	// 	uri        VARCHAR(2048) NOT NULL DEFAULT ''
 	// );
 	// CREATE INDEX IF NOT EXISTS tcc_reservation_due_idx ON tcc_reservation (state, expires_at);
 	// CREATE INDEX IF NOT EXISTS tcc_reservation_settled_idx ON tcc_reservation (state, updated_at);

@@ -17,11 +17,13 @@ type tryAnswer struct {
 	Data            json.RawMessage `json:"data,omitempty"`
 }
 
-// wireLink is a participant link as the Atomikos protocol suggests it.
+// wireLink is a participant link as the Atomikos protocol suggests it,
+// with tccd's style for a compensate-style reservation.
 type wireLink struct {
 	URI     string `json:"uri"`
 	Expires string `json:"expires"`
 	Rel     string `json:"rel"`
+	Style   Style  `json:"style,omitempty"`
 }
 
 // wireRecord is a reservation as GET shows it.
@@ -36,6 +38,10 @@ type wireRecord struct {
 	CreatedAt       string          `json:"created_at"`
 	UpdatedAt       string          `json:"updated_at"`
 	Data            json.RawMessage `json:"data,omitempty"`
+	// Style and Transaction: a compensate-style reservation's style, and
+	// the transaction id its try carried.
+	Style       Style  `json:"style,omitempty"`
+	Transaction string `json:"transaction,omitempty"`
 }
 
 // handle turns a handler that returns an error into an http.Handler; the
@@ -62,7 +68,13 @@ func (p *Participant) serveTry(w http.ResponseWriter, r *http.Request) error {
 	exp := formatTime(time.UnixMilli(t.expires))
 	h := w.Header()
 	h.Set("Location", uri)
-	h.Set("Link", fmt.Sprintf(`<%s>; rel="%s"; %s="%s"`, uri, api.RelParticipant, api.ParamExpires, exp))
+	link := fmt.Sprintf(`<%s>; rel="%s"; %s="%s"`, uri, api.RelParticipant, api.ParamExpires, exp)
+	if t.style != "" {
+		// So that the initiator enlists it as such: the coordinator
+		// then sends nothing on confirm, and DELETE means "undo".
+		link += fmt.Sprintf(`; %s="%s"`, api.ParamStyle, t.style)
+	}
+	h.Set("Link", link)
 	h.Set(api.HeaderExpires, exp)
 	h.Set("Content-Type", api.MediaJSON)
 	status := http.StatusOK
@@ -71,7 +83,7 @@ func (p *Participant) serveTry(w http.ResponseWriter, r *http.Request) error {
 	}
 	w.WriteHeader(status)
 	return writeJSONBody(w, tryAnswer{
-		ParticipantLink: wireLink{URI: uri, Expires: exp, Rel: api.RelParticipant},
+		ParticipantLink: wireLink{URI: uri, Expires: exp, Rel: api.RelParticipant, Style: t.style},
 		Data:            t.data,
 	})
 }
@@ -130,6 +142,7 @@ func (p *Participant) serveGet(w http.ResponseWriter, r *http.Request) error {
 	out := wireRecord{
 		ID: rec.ID, URI: p.baseOf(r) + strings.TrimSuffix(r.URL.EscapedPath(), "/"), State: rec.State,
 		CreatedAt: formatTime(rec.Created), UpdatedAt: formatTime(rec.Updated), Data: rec.Data,
+		Style: rec.Style, Transaction: rec.Transaction,
 	}
 	if rec.State == Void {
 		out.RefusesTryUntil = formatTime(rec.Expires)

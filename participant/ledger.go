@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // This file holds the bookkeeping: every statement on the table, and the
@@ -30,16 +31,19 @@ import (
 type queries struct {
 	probe, baseProbe, insertTried, insertVoid, setAnswer, get, due, cleanup string
 	move, moveLive, moveDue                                                 string
+	// dueAsk pages the compensate-style reservations past their expiry:
+	// the sweeper asks the coordinator about them (see compensate.go).
+	dueAsk string
 	// getLocked reads a row and locks it (FOR UPDATE); on SQLite, where
 	// there is no FOR UPDATE, touch locks it first.
 	getLocked, touch string
 }
 
-var columns = []string{"id", "state", "expires_at", "created_at", "updated_at", "scope"}
+var columns = []string{"id", "state", "expires_at", "created_at", "updated_at", "scope", "style", "tx_id", "uri"}
 
 func newQueries(d Dialect, t string, batch int) queries {
 	move := "UPDATE " + t + " SET state = ?, updated_at = ? WHERE id = ? AND state = ?"
-	get := "SELECT state, expires_at, created_at, updated_at, data, scope FROM " + t + " WHERE id = ?"
+	get := "SELECT state, expires_at, created_at, updated_at, data, scope, style, tx_id, uri FROM " + t + " WHERE id = ?"
 	getLocked, touch := get+" FOR UPDATE", ""
 	if d == SQLite {
 		getLocked, touch = get, d.Rebind("UPDATE "+t+" SET state = state WHERE id = ?")
@@ -47,7 +51,7 @@ func newQueries(d Dialect, t string, batch int) queries {
 	return queries{
 		getLocked:   d.Rebind(getLocked),
 		touch:       touch,
-		probe:       "SELECT id, state, expires_at, created_at, updated_at, data, scope FROM " + t + " WHERE 1 = 0",
+		probe:       "SELECT id, state, expires_at, created_at, updated_at, data, scope, style, tx_id, uri FROM " + t + " WHERE 1 = 0",
 		baseProbe:   "SELECT id, state, expires_at, created_at, updated_at FROM " + t + " WHERE 1 = 0",
 		insertTried: d.Rebind(d.insertIgnore(t, columns)),
 		insertVoid:  d.Rebind(d.insertOrLock(t, columns)),
@@ -59,7 +63,10 @@ func newQueries(d Dialect, t string, batch int) queries {
 		// Keyset pagination, so that rows whose cancel keeps failing do
 		// not hide the rows after them.
 		due: d.Rebind("SELECT id, expires_at FROM " + t +
-			" WHERE state = ? AND expires_at <= ? AND (expires_at > ? OR (expires_at = ? AND id > ?))" +
+			" WHERE state = ? AND style = ? AND expires_at <= ? AND (expires_at > ? OR (expires_at = ? AND id > ?))" +
+			" ORDER BY expires_at, id LIMIT " + strconv.Itoa(batch)),
+		dueAsk: d.Rebind("SELECT id, expires_at, tx_id, uri FROM " + t +
+			" WHERE state = ? AND style = ? AND expires_at <= ? AND (expires_at > ? OR (expires_at = ? AND id > ?))" +
 			" ORDER BY expires_at, id LIMIT " + strconv.Itoa(batch)),
 		cleanup: d.Rebind("DELETE FROM " + t + " WHERE state IN (?, ?, ?, ?) AND updated_at < ? AND expires_at < ?"),
 	}
@@ -118,8 +125,8 @@ func (p *Participant) read(ctx context.Context, q querier, query, id string) (Re
 	var state string
 	var expires, created, updated int64
 	var data sql.NullString
-	var scope string
-	err := q.QueryRowContext(ctx, query, id).Scan(&state, &expires, &created, &updated, &data, &scope)
+	var scope, style, txID, uri string
+	err := q.QueryRowContext(ctx, query, id).Scan(&state, &expires, &created, &updated, &data, &scope, &style, &txID, &uri)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Record{}, false, nil
 	}
@@ -127,7 +134,7 @@ func (p *Participant) read(ctx context.Context, q querier, query, id string) (Re
 		return Record{}, false, fmt.Errorf("participant: read reservation %s: %w", id, err)
 	}
 	rec := record(id, state, expires, created, updated)
-	rec.Scope = scope
+	rec.Scope, rec.Style, rec.Transaction, rec.URI = scope, Style(style), txID, uri
 	if data.Valid {
 		rec.Data = json.RawMessage(data.String)
 	}
@@ -183,6 +190,7 @@ type tried struct {
 	expires int64
 	created bool            // false: an existing reservation answered again
 	data    json.RawMessage // the TryFunc's Body, encoded
+	style   Style           // the reservation's, answered with its link
 }
 
 // tryReserve runs a try: insert the row as tried (nothing is inserted if
@@ -192,12 +200,23 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 	if len(scope) > maxScopeLen {
 		return tried{}, Rejectf(http.StatusBadRequest, "the values of the path's wildcards are longer than %d bytes", maxScopeLen)
 	}
+	txID, err := p.transactionOf(r)
+	if err != nil {
+		return tried{}, err
+	}
 	id, err := p.newID(r)
 	if err != nil {
 		return tried{}, fmt.Errorf("participant: reservation id: %w", err)
 	}
 	if err := checkID(id); err != nil {
 		return tried{}, fmt.Errorf("participant: ReservationID returned %q: %w", id, err)
+	}
+	uri := p.uri(r, id)
+	if len(uri) > maxURILen || !utf8.ValidString(uri) {
+		if p.style == StyleCompensate {
+			return tried{}, Rejectf(http.StatusBadRequest, "the reservation's URI would be longer than %d bytes, or not UTF-8", maxURILen)
+		}
+		uri = "" // kept for diagnosis only: a TCC reservation never needs it
 	}
 	now := p.nowMilli()
 	expires := now + p.defaultTTL.Milliseconds()
@@ -207,7 +226,7 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 		return tried{}, p.dbErr(err)
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, p.q.insertTried, id, Tried, expires, now, now, scope)
+	res, err := tx.ExecContext(ctx, p.q.insertTried, id, Tried, expires, now, now, scope, p.style.stored(), txID, uri)
 	if err != nil {
 		return tried{}, p.dbErr(fmt.Errorf("participant: record try %s: %w", id, err))
 	}
@@ -251,7 +270,7 @@ func (p *Participant) tryReserve(ctx context.Context, r *http.Request) (tried, e
 	if err := tx.Commit(); err != nil {
 		return tried{}, p.dbErr(fmt.Errorf("participant: commit try %s: %w", id, err))
 	}
-	return tried{id: id, expires: expires, created: true, data: data}, nil
+	return tried{id: id, expires: expires, created: true, data: data, style: p.style.stored()}, nil
 }
 
 // tryAgain answers a try whose id has a row already: the same reservation
@@ -268,7 +287,7 @@ func (p *Participant) tryAgain(ctx context.Context, id, scope string, now int64)
 	case !rec.under(scope):
 		return tried{}, rejectState(http.StatusConflict, "", "reservation id %s is taken by a reservation under another path", id)
 	case rec.State == Confirmed || rec.State == Tried && rec.Expires.UnixMilli() > now:
-		return tried{id: id, expires: rec.Expires.UnixMilli(), data: rec.Data}, nil
+		return tried{id: id, expires: rec.Expires.UnixMilli(), data: rec.Data, style: rec.Style}, nil
 	case rec.State == Tried:
 		return tried{}, rejectState(http.StatusConflict, Expired, "reservation %s expired at %s", id, formatTime(rec.Expires))
 	case rec.State == Void:
@@ -378,7 +397,7 @@ func (p *Participant) cancelOnce(ctx context.Context, id, scope string) error {
 	// Insert first: a Void row if none exists (an empty cancel, remembered
 	// against a hanging try); otherwise nothing, but on MySQL the existing
 	// row is now locked exclusively.
-	if _, err := tx.ExecContext(ctx, p.q.insertVoid, id, Void, now+p.maxTTL.Milliseconds(), now, now, scope); err != nil {
+	if _, err := tx.ExecContext(ctx, p.q.insertVoid, id, Void, now+p.maxTTL.Milliseconds(), now, now, scope, "", "", ""); err != nil {
 		return fmt.Errorf("participant: record cancel %s: %w", id, err)
 	}
 	rec, ok, err := p.lockRow(ctx, tx, id)

@@ -83,7 +83,7 @@ type Reservation struct {
 }
 
 // Config configures a Participant. DB, Dialect, Try, Confirm and Cancel are
-// required; the rest have defaults.
+// required (Confirm not for StyleCompensate); the rest have defaults.
 type Config struct {
 	// DB holds the application's data and the bookkeeping table.
 	DB *sql.DB
@@ -115,6 +115,28 @@ type Config struct {
 	Confirm SettleFunc
 	Cancel  SettleFunc
 
+	// Style is how the reservations take part: StyleTCC ("", the
+	// default) — Try reserves, Confirm makes final, Cancel releases, also
+	// at the expiry — or StyleCompensate — Try does the work (a payment
+	// captured), Cancel undoes it, and the coordinator sends nothing on
+	// confirm. The try's link then says style "compensate", so that the
+	// initiator enlists it so; a try must carry the transaction's id
+	// (Tcc-Transaction-Id), or it is refused with 400. At a
+	// compensate-style reservation's expiry the sweeper asks the
+	// coordinator (Coordinator, required, with CoordinatorToken) how the
+	// transaction stands, and keeps the work (confirmed; Confirm, which
+	// may then be nil, runs) once it confirmed, undoes it (expired;
+	// Cancel runs) once no confirm decision can include it, and asks
+	// again later otherwise — never undoing on a guess (see "Compensate
+	// style" in the package documentation).
+	Style Style
+	// CompensateGrace is how long past a compensate-style reservation's
+	// expiry a 404 from the coordinator ("no such transaction or
+	// participant") is not yet taken for "never confirmed": a decision to
+	// confirm may still be being written, or the clocks differ (default
+	// DefaultCompensateGrace). The kit asks again once it has passed.
+	CompensateGrace time.Duration
+
 	// ReservationID, when set, chooses the id of the reservation a try
 	// will make, before anything else happens (so it must not consume the
 	// body). Default: NewID, random. Deriving it (DeriveID) from the
@@ -142,7 +164,9 @@ type Config struct {
 	Retention time.Duration
 
 	// Coordinator is the base URL of the coordinator
-	// ("https://tccd.example.com"), for barrier-mode confirms: a confirm
+	// ("https://tccd.example.com"), which compensate-style reservations
+	// (Style) ask for their outcome at their expiry, and for barrier-mode
+	// confirms: a confirm
 	// carrying the header Tcc-Barrier is applied, reported to
 	// <Coordinator>/api/v1/barriers/<key>, and committed only when the
 	// coordinator answers that every participant of the round reported
@@ -150,18 +174,20 @@ type Config struct {
 	// such a confirm is refused with 500 and logged — set it if your
 	// participant may be enlisted in barrier-mode transactions.
 	Coordinator string
-	// CoordinatorToken is the bearer token sent with barrier reports, when
-	// the coordinator requires tokens (one with the client role). It is
-	// never logged.
+	// CoordinatorToken is the bearer token sent with barrier reports and
+	// questions for an outcome, when the coordinator requires tokens (one
+	// with the client role: the service's own token will do). It is never
+	// logged.
 	CoordinatorToken string
 	// BarrierWait is how long a barrier-mode confirm waits for its round's
 	// outcome after reporting, its local transaction open, before it rolls
 	// back (default DefaultBarrierWait). Keep it above the coordinator's
 	// barrier-wait.
 	BarrierWait time.Duration
-	// HTTPClient sends the barrier reports (default: a client of its own
-	// on Go's default transport). Each report is bounded by a context of
-	// its own; a Timeout here, if any, must exceed BarrierWait.
+	// HTTPClient sends the barrier reports and the questions of
+	// compensate-style reservations (default: a client of its own on Go's
+	// default transport). Each request is bounded by a context of its own;
+	// a Timeout here, if any, must exceed BarrierWait.
 	HTTPClient *http.Client
 
 	// MaxBody limits the try's request body (default DefaultMaxBody);
@@ -215,6 +241,10 @@ type Participant struct {
 	// hostWarning logs, once, that URIs come from the Host header.
 	hostWarning sync.Once
 	outbox      *Outbox // nil without Config.Outbox
+	// style, compensateGrace and asks serve compensate-style reservations.
+	style           Style
+	compensateGrace time.Duration
+	asks            askBook
 }
 
 // New checks cfg, checks that the bookkeeping table exists with the
@@ -262,8 +292,21 @@ func (cfg Config) build() (*Participant, error) {
 	if err := cfg.Dialect.valid(); err != nil {
 		errs = append(errs, err)
 	}
-	if cfg.Try == nil || cfg.Confirm == nil || cfg.Cancel == nil {
-		bad("Try, Confirm and Cancel are required")
+	switch cfg.Style {
+	case "", StyleTCC:
+		if cfg.Try == nil || cfg.Confirm == nil || cfg.Cancel == nil {
+			bad("Try, Confirm and Cancel are required")
+		}
+	case StyleCompensate:
+		if cfg.Try == nil || cfg.Cancel == nil {
+			bad("Try and Cancel are required")
+		}
+		if cfg.Coordinator == "" {
+			bad("Style %q needs Coordinator: at a reservation's expiry the kit asks the coordinator whether its transaction "+
+				"was decided to confirm, and without it could only guess", StyleCompensate)
+		}
+	default:
+		bad("Style %q: must be %q (or empty) or %q", cfg.Style, StyleTCC, StyleCompensate)
 	}
 	p := &Participant{
 		db: cfg.DB, d: cfg.Dialect, table: cfg.Table, path: cfg.Path,
@@ -274,6 +317,7 @@ func (cfg Config) build() (*Participant, error) {
 		maxBody: cfg.MaxBody, now: cfg.Now, log: cfg.Logger,
 		coordinator: strings.TrimSuffix(cfg.Coordinator, "/"), coordinatorToken: cfg.CoordinatorToken,
 		barrierWait: cfg.BarrierWait, httpClient: cfg.HTTPClient,
+		style: cfg.Style, compensateGrace: cfg.CompensateGrace,
 	}
 	if p.table == "" {
 		p.table = DefaultTable
@@ -313,6 +357,14 @@ func (cfg Config) build() (*Participant, error) {
 	}
 	if p.httpClient == nil {
 		p.httpClient = &http.Client{}
+	}
+	if p.confirmFn == nil {
+		// A compensate-style try did the work: nothing to do on confirm.
+		p.confirmFn = func(context.Context, *sql.Tx, string) error { return nil }
+	}
+	setDefault(&p.compensateGrace, DefaultCompensateGrace)
+	if p.compensateGrace < 0 {
+		bad("CompensateGrace must not be negative")
 	}
 	if p.newID == nil {
 		p.newID = func(*http.Request) (string, error) { return NewID() }

@@ -63,6 +63,14 @@ type Record struct {
 	// ("flight=LX318"); empty when Path has none. A request naming the id
 	// under other values does not find it.
 	Scope string
+	// Style is the reservation's style: "" for a TCC reservation,
+	// StyleCompensate for one whose try did the work (Config.Style).
+	Style Style
+	// Transaction is the transaction id the try carried in the header
+	// Tcc-Transaction-Id ("" if none), and URI the link URI the try
+	// answered ("" for a void row): a compensate-style reservation's
+	// sweeper asks the coordinator about them.
+	Transaction, URI string
 }
 
 // under reports whether the record belongs to the collection path whose

@@ -13,14 +13,22 @@ const cleanupEvery = time.Minute
 // maxSweepErrors bounds the failures a Sweep reports in detail.
 const maxSweepErrors = 10
 
-// Sweep makes one pass of the expiry sweeper: every reservation still
+// Sweep makes one pass of the expiry sweeper: every TCC reservation still
 // tried whose expiry is at or before now moves to expired, and the
 // application's Cancel releases it, one local transaction each (so a
 // confirm or cancel racing with it finds the row moved and cannot apply
-// twice). It returns how many reservations it expired. A failing Cancel
-// leaves its reservation tried for the next pass and is reported in err
-// (the others are still swept). Run calls Sweep periodically; tests and
-// cron-style deployments may call it directly.
+// twice). A compensate-style reservation still tried past its expiry is
+// kept or undone as the coordinator's answer says (see Config.Style):
+// kept (confirmed, the application's Confirm run) once its transaction
+// confirmed, undone (expired, the application's Cancel run) once no
+// confirm decision can include it, left tried — and asked about again
+// later, with back-off — while that is not known or the coordinator does
+// not answer. It returns how many reservations it expired or undid. A
+// failing Cancel (or Confirm) leaves its reservation tried for the next
+// pass and is reported in err (the others are still swept); a
+// coordinator that does not answer is logged, at most once a minute, not
+// reported. Run calls Sweep periodically; tests and cron-style
+// deployments may call it directly.
 func (p *Participant) Sweep(ctx context.Context) (int, error) {
 	now := p.nowMilli()
 	expired, failed := 0, 0
@@ -55,13 +63,17 @@ func (p *Participant) Sweep(ctx context.Context) (int, error) {
 	if failed > maxSweepErrors {
 		errs = append(errs, fmt.Errorf("participant: %d more reservations failed to expire", failed-maxSweepErrors))
 	}
-	return expired, errors.Join(errs...)
+	undone, err := p.sweepCompensate(ctx, now)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	return expired + undone, errors.Join(errs...)
 }
 
-// due reads a page of tried reservations expired at now, after the cursor
-// (expires, id), in that order.
+// due reads a page of tried TCC reservations expired at now, after the
+// cursor (expires, id), in that order.
 func (p *Participant) due(ctx context.Context, now, afterExp int64, afterID string) ([]string, []int64, error) {
-	rows, err := p.db.QueryContext(ctx, p.q.due, Tried, now, afterExp, afterExp, afterID)
+	rows, err := p.db.QueryContext(ctx, p.q.due, Tried, StyleTCC.stored(), now, afterExp, afterExp, afterID)
 	if err != nil {
 		return nil, nil, fmt.Errorf("participant: find expired reservations: %w", err)
 	}

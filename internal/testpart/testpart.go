@@ -148,6 +148,11 @@ type Config struct {
 	// its outcome (default participant.DefaultBarrierWait).
 	Coordinator, CoordinatorToken string
 	BarrierWait                   time.Duration
+	// Style is the reservations' style (participant.Config.Style):
+	// participant.StyleCompensate makes them compensate-style — a try
+	// needs Tcc-Transaction-Id, its link says style "compensate", and at
+	// the expiry the kit asks Coordinator for the outcome.
+	Style participant.Style
 	// Logger receives the kit's warnings; default: discarded.
 	Logger *slog.Logger
 }
@@ -257,6 +262,7 @@ func (s *Service) open(ctx context.Context, path string, cfg Config) error {
 		DefaultTTL: cfg.TTL, MaxTTL: s.maxTTL, SweepEvery: cfg.SweepEvery, Retention: DefaultRetention,
 		Try: s.tryFunc, Confirm: s.outcome("confirmed"), Cancel: s.outcome("cancelled"),
 		Coordinator: cfg.Coordinator, CoordinatorToken: cfg.CoordinatorToken, BarrierWait: cfg.BarrierWait,
+		Style:      cfg.Style,
 		HTTPClient: &http.Client{Transport: &reporter{s: s, next: http.DefaultTransport}},
 		Logger:     s.log,
 	})

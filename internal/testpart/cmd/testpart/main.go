@@ -37,14 +37,15 @@ func main() {
 	baseURL := flag.String("base-url", "", "start of the reservation URIs (default http://<listen address>)")
 	latency := flag.Duration("latency", 0, "added to every confirm and cancel")
 	sweep := flag.Duration("sweep-every", testpart.DefaultSweepEvery, "period of the expiry sweeper")
-	coordinator := flag.String("coordinator", "", "the coordinator's URL, for barrier-mode confirms (default: none; such a confirm is refused with 500)")
-	token := flag.String("coordinator-token", os.Getenv("TESTPART_COORDINATOR_TOKEN"), "bearer token of the barrier reports (default $TESTPART_COORDINATOR_TOKEN)")
+	coordinator := flag.String("coordinator", "", "the coordinator's URL, for barrier-mode confirms and the outcomes of compensate-style reservations (default: none; a barrier-mode confirm is refused with 500, --style compensate refused)")
+	token := flag.String("coordinator-token", os.Getenv("TESTPART_COORDINATOR_TOKEN"), "bearer token sent to the coordinator (default $TESTPART_COORDINATOR_TOKEN)")
 	barrierWait := flag.Duration("barrier-wait", participant.DefaultBarrierWait, "how long a barrier-mode confirm waits for its round's outcome")
+	style := flag.String("style", "tcc", "the reservations' style: tcc, or compensate (the try does the work; at the expiry the service asks --coordinator for the outcome)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := testpart.Config{DB: *db, TTL: *ttl, MaxTTL: *maxTTL, BaseURL: *baseURL, Latency: *latency, SweepEvery: *sweep,
-		Coordinator: *coordinator, CoordinatorToken: *token, BarrierWait: *barrierWait,
+		Coordinator: *coordinator, CoordinatorToken: *token, BarrierWait: *barrierWait, Style: participant.Style(*style),
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if err := run(ctx, *listen, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "testpart:", err)
