@@ -56,19 +56,23 @@ func (s shows) Set(v string) error {
 }
 
 func runSeats(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	coordinator := "http://127.0.0.1:8420"
 	payment := "http://127.0.0.1:9202/payments"
 	price := int64(4500)
 	sh := shows{}
 	return examplecmd.RunService(ctx, examplecmd.Service{
 		Name: "seats", Listen: "127.0.0.1:9201", DB: "seats.db",
 		Flags: func(fs *flag.FlagSet) {
-			fs.StringVar(&coordinator, "coordinator", coordinator, "the coordinator's URL (the propagating client needs it; the seat service never calls it)")
 			fs.StringVar(&payment, "payment", payment, "the payment service's payments")
 			fs.Int64Var(&price, "price", price, "price of a seat in cents (the first two rows cost 2000 more)")
 			fs.Var(sh, "show", "a performance and its seats, NAME=ROWSxSEATS (repeatable; seats already there are kept)")
 		},
 		Setup: func(ctx context.Context, env *examplecmd.Env) error {
+			// The propagating client needs the coordinator's URL (the
+			// service's --coordinator); the seat service never calls it.
+			coordinator := env.Coordinator
+			if coordinator == "" {
+				coordinator = "http://127.0.0.1:8420"
+			}
 			c, err := client.New(coordinator)
 			if err != nil {
 				return err
