@@ -238,6 +238,12 @@ func (c *Coordinator) finish(tx *Transaction, to State, reason Reason, attempts 
 		c.log.Error("heuristic outcome: the participants did not all end the same way", append([]any{"id", tx.ID, "reason", reason}, participantSummary(tx)...)...)
 	}
 	if err := c.transitionWith(c.writeCtx(), tx, to, false, attempts); err != nil {
+		if ErrorCode(err) == EConflict {
+			// Another node took the transaction over and wrote it: its
+			// record, not this driver's view, is the outcome.
+			c.log.Warn("fenced: another node took this transaction over; its outcome is the one that node records", "id", tx.ID, "state", to)
+			return nil, errFenced
+		}
 		c.log.Error("cannot record outcome", "id", tx.ID, "state", to, "err", err)
 		// The participants are settled all the same; report what happened.
 		out := tx.Clone()
