@@ -819,8 +819,12 @@ func (h *harness) listCount(state string) int {
 	return len(l.Transactions)
 }
 
+// coordinatorIdle reports whether every transaction has ended. Active
+// ones count too: a native begin whose answer was lost (its node killed,
+// or every node) leaves one that its initiator abandoned, which ends only
+// at its timeout — and the checks need its final state.
 func (h *harness) coordinatorIdle() bool {
-	return h.listCount("confirming") == 0 && h.listCount("cancelling") == 0
+	return h.listCount("active") == 0 && h.listCount("confirming") == 0 && h.listCount("cancelling") == 0
 }
 
 func (h *harness) audit(addr string) (bankpart.Audit, error) {
