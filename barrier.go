@@ -322,17 +322,19 @@ func (c *Coordinator) barrierRound(tx *Transaction) roundResult {
 	var pending []int
 	for i := range tx.Participants {
 		p := &tx.Participants[i]
-		if p.State == ParticipantConfirmed {
-			continue // a participant that answered 2xx in an earlier round
+		if p.State == ParticipantConfirmed || p.message() {
+			continue // a participant that answered 2xx in an earlier round; a message, published after the confirm phase
 		}
 		p.State = ParticipantPending
 		round.Keys[p.URI] = newBarrierKey()
 		pending = append(pending, i)
 	}
 	tx.Round = round
-	// Written (not synced) before any PUT: a restart then knows the keys
-	// of the round it must abort.
-	c.saveProgress(tx)
+	// Synced before any PUT: a restart, after a crash too, then knows the
+	// keys of the round it must abort, and numbers the next one after it.
+	if err := c.transition(c.writeCtx(), tx, tx.State, true); err != nil {
+		c.log.Warn("cannot record the barrier round", "id", tx.ID, "round", round.N, "err", err)
+	}
 	br := c.barriers.open(tx.ID, round)
 	defer c.forgetLater(br)
 

@@ -14,6 +14,7 @@ const (
 	OpConfirm    Op = iota // PUT <uri>
 	OpCancel               // DELETE <uri>
 	OpCompensate           // POST <compensate uri>: undo a confirmed participant
+	OpPublish              // publish a message participant to the broker (no HTTP call)
 )
 
 func (o Op) String() string {
@@ -22,6 +23,8 @@ func (o Op) String() string {
 		return "confirm"
 	case OpCompensate:
 		return "compensate"
+	case OpPublish:
+		return "publish"
 	}
 	return "cancel"
 }

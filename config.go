@@ -77,6 +77,9 @@ type Config struct {
 	Barriers    BarrierPublisher
 	// Tracer records spans of decisions and participant calls; nil: none.
 	Tracer Tracer
+	// Messages publishes the messages enlisted in transactions (nil: no
+	// broker, and enlisting a message is refused).
+	Messages MessagePublisher
 	// Leaser decides which node drives which transaction; nil: a
 	// StaticLeaser of NodeID (a single node owns everything).
 	Leaser Leaser

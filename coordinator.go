@@ -2,11 +2,8 @@ package tccd
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base32"
 	"errors"
 	"log/slog"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -446,8 +443,9 @@ func (c *Coordinator) update(ctx context.Context, id string, durable bool, fn fu
 	}
 }
 
-// Enlist adds a participant link to an active transaction. Enlisting a URI
-// already enlisted changes nothing and reports added=false.
+// Enlist adds a participant link to an active transaction, durably.
+// Enlisting a URI already enlisted changes nothing and reports
+// added=false.
 func (c *Coordinator) Enlist(ctx context.Context, id string, link Link) (tx *Transaction, added bool, err error) {
 	if err := c.enter(); err != nil {
 		return nil, false, err
@@ -457,7 +455,9 @@ func (c *Coordinator) Enlist(ctx context.Context, id string, link Link) (tx *Tra
 	if err != nil {
 		return nil, false, err
 	}
-	return c.update(ctx, id, false, func(tx *Transaction) (State, error) {
+	// Synced: a confirm decided after this answer must include the link,
+	// also after a crash of the machine.
+	return c.update(ctx, id, true, func(tx *Transaction) (State, error) {
 		if tx.Participant(links[0].URI) >= 0 {
 			return "", errUnchanged
 		}
@@ -683,20 +683,19 @@ func (c *Coordinator) cancelTx(ctx context.Context, id string, wait bool) (tx *T
 	return tx, nil
 }
 
-// ConfirmLinks is the one-shot confirm of the Atomikos protocol: the set of
-// links identifies the transaction, so repeating the request joins or
-// reports the same transaction. Errors as for Confirm; an expired link or
-// one too close to expiry cancels them all (ETimedOut). An empty set
-// returns (nil, nil).
-func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link, opts ...OneShotOptions) (*Transaction, error) {
-	if len(links) == 0 {
-		return nil, nil
-	}
+// ConfirmLinks confirms a set of links in one request: a transaction
+// created already decided, named by opt.Key, so that the request repeated
+// (or made concurrently) joins or reports the same transaction. This is
+// how protocols whose requests carry no transaction id — Atomikos TCC for
+// REST, where the link set is the identity — stay idempotent; the key is
+// theirs to derive (see http.AtomikosKey). Errors as for Confirm; an
+// expired link or one too close to expiry cancels them all (ETimedOut).
+func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link, opt OneShotOptions) (*Transaction, error) {
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
 	defer c.wg.Done()
-	tx, created, err := c.oneShot(ctx, links, oneShotOpts(opts), func(tx *Transaction, now time.Time) {
+	tx, created, err := c.oneShot(ctx, links, opt, func(tx *Transaction, now time.Time) {
 		tx.State, tx.Reason = StateConfirming, ReasonRequested
 		if c.tooSoon(tx, now) {
 			tx.State, tx.Reason = StateCancelling, ReasonExpiryMargin
@@ -710,20 +709,17 @@ func (c *Coordinator) ConfirmLinks(ctx context.Context, links []Link, opts ...On
 	return c.confirmOutcome(ctx, tx, created, true)
 }
 
-// CancelLinks is the one-shot cancel of the Atomikos protocol: it decides
-// to cancel a new link set, or reports the transaction the set already
-// is. It never undoes a confirm: a set already confirming, confirmed or
-// heuristic is returned as it is (the caller answers that it was not
-// cancelled). An empty set returns (nil, nil).
-func (c *Coordinator) CancelLinks(ctx context.Context, links []Link, opts ...OneShotOptions) (*Transaction, error) {
-	if len(links) == 0 {
-		return nil, nil
-	}
+// CancelLinks cancels a set of links in one request, named by opt.Key as
+// for ConfirmLinks: it decides to cancel a new set, or reports the
+// transaction the key already names. It never undoes a confirm: a
+// transaction already confirming, confirmed or heuristic is returned as
+// it is (the caller answers that it was not cancelled).
+func (c *Coordinator) CancelLinks(ctx context.Context, links []Link, opt OneShotOptions) (*Transaction, error) {
 	if err := c.enter(); err != nil {
 		return nil, err
 	}
 	defer c.wg.Done()
-	tx, created, err := c.oneShot(ctx, links, oneShotOpts(opts), func(tx *Transaction, _ time.Time) {
+	tx, created, err := c.oneShot(ctx, links, opt, func(tx *Transaction, _ time.Time) {
 		tx.State, tx.Reason = StateCancelling, ReasonRequested
 	})
 	if err != nil {
@@ -735,10 +731,10 @@ func (c *Coordinator) CancelLinks(ctx context.Context, links []Link, opts ...One
 	return tx, nil
 }
 
-// oneShot creates the record of an Atomikos link set, decided by decide
+// oneShot creates the record of a one-shot request, decided by decide
 // and synced, or — the same request repeated, or concurrent — returns the
-// record the set already has (created=false). Optimistic: a new link set
-// is the common case, so it creates first and reads only when the set is
+// record its key already names (created=false). Optimistic: a new key is
+// the common case, so it creates first and reads only when the key is
 // known already.
 func (c *Coordinator) oneShot(ctx context.Context, links []Link, opt OneShotOptions, decide func(tx *Transaction, now time.Time)) (tx *Transaction, created bool, err error) {
 	ctx, end := c.decisionSpan(ctx, "", "one-shot")
@@ -751,13 +747,13 @@ func (c *Coordinator) oneShot(ctx context.Context, links []Link, opt OneShotOpti
 	if err != nil {
 		return nil, false, err
 	}
-	id, err := c.oneShotID(links)
-	if err != nil {
+	if err := c.checkOneShot(links, opt); err != nil {
 		return nil, false, err
 	}
+	id := opt.Key
 	for {
 		now := c.clock.Now()
-		tx := &Transaction{ID: id, Protocol: ProtocolAtomikos, CreatedAt: now, UpdatedAt: now, CreatedBy: principalName(ctx), Notify: notify,
+		tx := &Transaction{ID: id, Protocol: opt.Protocol, CreatedAt: now, UpdatedAt: now, CreatedBy: principalName(ctx), Notify: notify,
 			TraceParent: c.cfg.Tracer.TraceParent(ctx)}
 		// Expired links are accepted here: they make a confirm time out.
 		if err := c.addLinks(tx, links, now, false); err != nil {
@@ -776,7 +772,7 @@ func (c *Coordinator) oneShot(ctx context.Context, links []Link, opt OneShotOpti
 		tx, err = c.store.Get(ctx, id)
 		if err == nil {
 			if !mayAccess(ctx, tx) {
-				return nil, false, othersLinks()
+				return nil, false, othersKey()
 			}
 			return tx, false, nil
 		}
@@ -787,18 +783,48 @@ func (c *Coordinator) oneShot(ctx context.Context, links []Link, opt OneShotOpti
 	}
 }
 
-// OneShotOptions are the optional parts of a one-shot request.
+// OneShotOptions name and describe the transaction of a one-shot request.
 type OneShotOptions struct {
-	// Notify is a URL told of the outcome (see Notifier), for a new link
-	// set; "" for none.
+	// Key names the transaction (it is its id): the same key is the same
+	// transaction. Required: 1 to 128 characters of A–Z, a–z, 0–9 and
+	// "._~-".
+	Key string
+	// Protocol is recorded as the transaction's protocol.
+	Protocol Protocol
+	// Notify is a URL told of the outcome (see Notifier), for a new
+	// transaction; "" for none.
 	Notify string
 }
 
-func oneShotOpts(opts []OneShotOptions) OneShotOptions {
-	if len(opts) > 0 {
-		return opts[0]
+// checkOneShot checks a one-shot request's links and options.
+func (c *Coordinator) checkOneShot(links []Link, opt OneShotOptions) error {
+	if len(links) == 0 {
+		return FieldError("participants", "a one-shot request needs at least one link")
 	}
-	return OneShotOptions{}
+	if len(links) > c.cfg.MaxLinks {
+		return Errorf(EInvalid, "too many participant links: %d, at most %d", len(links), c.cfg.MaxLinks)
+	}
+	if !validKey(opt.Key) {
+		return Errorf(EInvalid, "a one-shot transaction needs a key of 1 to 128 characters A-Z a-z 0-9 . _ ~ -, not %q", opt.Key)
+	}
+	if opt.Protocol == "" {
+		return Errorf(EInvalid, "a one-shot transaction needs a protocol")
+	}
+	return nil
+}
+
+// validKey reports whether k may name a one-shot transaction.
+func validKey(k string) bool {
+	if k == "" || len(k) > 128 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		b := k[i]
+		if !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9' || strings.IndexByte("._~-", b) >= 0) {
+			return false
+		}
+	}
+	return true
 }
 
 // canonicalLinks returns links with their URIs in canonical form (see
@@ -834,32 +860,12 @@ func canonicalLinks(links []Link) ([]Link, error) {
 	return out, nil
 }
 
-// oneShotID derives the id of an Atomikos transaction from its link set,
-// whose URIs are canonical.
-func (c *Coordinator) oneShotID(links []Link) (string, error) {
-	if len(links) > c.cfg.MaxLinks {
-		return "", Errorf(EInvalid, "too many participant links: %d, at most %d", len(links), c.cfg.MaxLinks)
-	}
-	uris := make([]string, len(links))
-	for i, l := range links {
-		uris[i] = l.URI
-	}
-	sort.Strings(uris)
-	for i := 1; i < len(uris); i++ {
-		if uris[i] == uris[i-1] {
-			return "", FieldError("uri", "duplicate participant link %s", uris[i])
-		}
-	}
-	sum := sha256.Sum256([]byte(strings.Join(uris, "\n")))
-	return "a-" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:16])), nil
-}
-
-// othersLinks is the answer to an Atomikos request whose link set is
-// another client's transaction. The id is derived from the links the
-// caller sent, so there is nothing to hide by answering 404; and 404
-// means "cancelled" in that protocol, which would be a lie.
-func othersLinks() *Error {
-	return Errorf(EForbidden, "these participant links belong to another client's transaction")
+// othersKey is the answer to a one-shot request whose key names another
+// client's transaction. The key is derived from what the caller sent, so
+// there is nothing to hide by saying so; and "not found" would mean
+// "cancelled" in the Atomikos protocol, which would be a lie.
+func othersKey() *Error {
+	return Errorf(EForbidden, "the transaction this request names belongs to another client")
 }
 
 // addLinks appends links, whose URIs are canonical, to tx as pending
@@ -915,7 +921,7 @@ func (c *Coordinator) Margin(host string) time.Duration {
 // tooSoon reports whether a pending link of tx expires within its margin.
 func (c *Coordinator) tooSoon(tx *Transaction, now time.Time) bool {
 	for _, p := range tx.Participants {
-		if p.State == ParticipantPending && p.Expires.Sub(now) < c.Margin(HostOf(p.URI)) {
+		if p.State == ParticipantPending && !p.message() && p.Expires.Sub(now) < c.Margin(HostOf(p.URI)) {
 			return true
 		}
 	}

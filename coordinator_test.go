@@ -72,6 +72,17 @@ func (p *part) stats() testpart.Stats {
 }
 
 // testConfig retries fast so tests end quickly.
+// atomikos names a one-shot transaction as the Atomikos endpoints do;
+// for a set they refuse (a duplicate or bad URI) a key the engine accepts,
+// so that the engine's own refusal is what a test sees.
+func atomikos(links []tccd.Link) tccd.OneShotOptions {
+	key, err := tccdhttp.AtomikosKey(links)
+	if err != nil {
+		key = "refused-by-the-edge"
+	}
+	return tccd.OneShotOptions{Key: key, Protocol: tccd.ProtocolAtomikos}
+}
+
 func testConfig() tccd.Config {
 	return tccd.Config{
 		RetryMin: 5 * time.Millisecond, RetryMax: 50 * time.Millisecond,
@@ -627,12 +638,12 @@ func TestAtomikosConfirmIsIdempotent(t *testing.T) {
 	e := newEnv(t, testConfig(), 2)
 	ctx := context.Background()
 	links := []tccd.Link{e.parts[0].link(0), e.parts[1].link(0)}
-	tx, err := e.coord.ConfirmLinks(ctx, links)
+	tx, err := e.coord.ConfirmLinks(ctx, links, atomikos(links))
 	if err != nil || tx.State != tccd.StateConfirmed || tx.Protocol != tccd.ProtocolAtomikos {
 		t.Fatalf("ConfirmLinks = %+v, %v", tx, err)
 	}
 	// The same set in another order is the same transaction.
-	again, err := e.coord.ConfirmLinks(ctx, []tccd.Link{links[1], links[0]})
+	again, err := e.coord.ConfirmLinks(ctx, []tccd.Link{links[1], links[0]}, atomikos([]tccd.Link{links[1], links[0]}))
 	if err != nil || again.ID != tx.ID {
 		t.Fatalf("repeat = %v, %v", again, err)
 	}
@@ -640,16 +651,24 @@ func TestAtomikosConfirmIsIdempotent(t *testing.T) {
 		t.Errorf("participant confirmed %d times, want 1", n)
 	}
 	// Cancel of a confirmed set answers without undoing anything.
-	if _, err := e.coord.CancelLinks(ctx, links); err != nil {
+	if _, err := e.coord.CancelLinks(ctx, links, atomikos(links)); err != nil {
 		t.Fatal(err)
 	}
 	if n := e.parts[0].stats().CancelCalls; n != 0 {
 		t.Errorf("cancel after confirm sent %d DELETEs", n)
 	}
-	if tx, err := e.coord.ConfirmLinks(ctx, nil); tx != nil || err != nil {
-		t.Errorf("empty confirm = %v, %v", tx, err)
+	// The engine refuses an empty set (the Atomikos endpoint answers it
+	// itself: nothing to confirm), and a key that cannot name a
+	// transaction.
+	if _, err := e.coord.ConfirmLinks(ctx, nil, tccd.OneShotOptions{Key: "k", Protocol: tccd.ProtocolAtomikos}); tccd.ErrorCode(err) != tccd.EInvalid {
+		t.Errorf("empty confirm: %v", err)
 	}
-	_, err = e.coord.ConfirmLinks(ctx, []tccd.Link{links[0], links[0]})
+	for _, key := range []string{"", "a b", "a/b", strings.Repeat("k", 129)} {
+		if _, err := e.coord.ConfirmLinks(ctx, links, tccd.OneShotOptions{Key: key, Protocol: tccd.ProtocolAtomikos}); tccd.ErrorCode(err) != tccd.EInvalid {
+			t.Errorf("key %q: %v", key, err)
+		}
+	}
+	_, err = e.coord.ConfirmLinks(ctx, []tccd.Link{links[0], links[0]}, atomikos([]tccd.Link{links[0], links[0]}))
 	wantCode(t, err, tccd.EInvalid)
 }
 
@@ -658,7 +677,7 @@ func TestAtomikosExpiredLinkTimesOut(t *testing.T) {
 	a := e.parts[0].link(0)
 	b := e.parts[1].link(time.Millisecond)
 	time.Sleep(2 * time.Millisecond) // b must be in the past: that is the input under test
-	_, err := e.coord.ConfirmLinks(context.Background(), []tccd.Link{a, b})
+	_, err := e.coord.ConfirmLinks(context.Background(), []tccd.Link{a, b}, atomikos([]tccd.Link{a, b}))
 	wantCode(t, err, tccd.ETimedOut)
 	if s := e.parts[0].state(a); s != testpart.Cancelled {
 		t.Errorf("participant a is %s, want cancelled", s)
@@ -672,10 +691,10 @@ func TestAtomikosCancelThenConfirm(t *testing.T) {
 	e := newEnv(t, testConfig(), 1)
 	ctx := context.Background()
 	links := []tccd.Link{e.parts[0].link(0)}
-	if _, err := e.coord.CancelLinks(ctx, links); err != nil {
+	if _, err := e.coord.CancelLinks(ctx, links, atomikos(links)); err != nil {
 		t.Fatal(err)
 	}
-	_, err := e.coord.ConfirmLinks(ctx, links)
+	_, err := e.coord.ConfirmLinks(ctx, links, atomikos(links))
 	wantCode(t, err, tccd.ETimedOut)
 	if s := e.parts[0].state(links[0]); s != testpart.Cancelled {
 		t.Errorf("participant is %s", s)

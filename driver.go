@@ -92,8 +92,7 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 					}
 					continue
 				}
-				to, why := confirmPhaseOutcome(tx)
-				return c.finish(tx, to, why, nil)
+				return c.finishConfirm(tx, resumed, nil)
 			}
 			res := c.runPhase(tx, OpConfirm, resumed)
 			if !res.complete {
@@ -119,6 +118,9 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 				continue
 			}
 			to, reason := confirmPhaseOutcome(tx)
+			if to == StateConfirmed {
+				return c.finishConfirm(tx, resumed, res.attempts)
+			}
 			if to == StateCompensating {
 				tx.Reason = reason
 				// A new decision, synced: from here the confirmed ones are
@@ -173,14 +175,44 @@ var errFenced = errors.New("fenced: another node drives the transaction now")
 // closed.)
 func (c *Coordinator) writeCtx() context.Context { return context.WithoutCancel(c.ctx) }
 
+// finishConfirm ends a confirm phase in which every participant
+// confirmed: it publishes the transaction's messages (only now, when
+// nothing can undo the confirm), then records the outcome.
+func (c *Coordinator) finishConfirm(tx *Transaction, resumed bool, attempts []Event) (*Transaction, error) {
+	to, reason := confirmPhaseOutcome(tx)
+	if to == StateConfirmed && tx.Messages() > 0 {
+		res := c.runPhase(tx, OpPublish, resumed)
+		if !res.complete {
+			return nil, res.stopped()
+		}
+		attempts = append(attempts, res.attempts...)
+		to, reason = publishOutcome(tx)
+	}
+	return c.finish(tx, to, reason, attempts)
+}
+
+// publishOutcome is how publishing a confirmed transaction's messages
+// ends: confirmed when the broker stored every one; heuristic otherwise —
+// in_doubt when whether it kept one is unknown, mixed_outcome when one
+// was never published.
+func publishOutcome(tx *Transaction) (State, Reason) {
+	switch {
+	case tx.Count(ParticipantInDoubt) > 0:
+		return StateHeuristic, ReasonInDoubt
+	case tx.Count(ParticipantFailed) > 0:
+		return StateHeuristic, ReasonMixedOutcome
+	}
+	return StateConfirmed, tx.Reason
+}
+
 // confirmPhaseOutcome is how a confirm phase that ran to its end (not
-// stopped to cancel) ends: confirmed when every participant confirmed;
-// otherwise heuristic — in_doubt when some participant never gave a
-// definite answer within its window, mixed_outcome when the participants
-// ended differently.
+// stopped to cancel) ends: confirmed when every participant confirmed
+// (messages, published after it, aside); otherwise heuristic — in_doubt
+// when some participant never gave a definite answer within its window,
+// mixed_outcome when the participants ended differently.
 func confirmPhaseOutcome(tx *Transaction) (State, Reason) {
 	switch {
-	case tx.Count(ParticipantConfirmed) == len(tx.Participants):
+	case tx.Count(ParticipantConfirmed)+tx.pendingMessages() == len(tx.Participants):
 		return StateConfirmed, tx.Reason
 	case tx.Count(ParticipantInDoubt) > 0:
 		return StateHeuristic, ReasonInDoubt
@@ -234,6 +266,15 @@ func cancelPhaseOutcome(tx *Transaction) (State, Reason) {
 // recovery sends the same idempotent calls again and reaches the same end.
 func (c *Coordinator) finish(tx *Transaction, to State, reason Reason, attempts []Event) (*Transaction, error) {
 	tx.Reason = reason
+	if to != StateConfirmed {
+		// Messages are published only when every other participant
+		// confirmed: any still pending now is dropped, never published.
+		for i := range tx.Participants {
+			if p := &tx.Participants[i]; p.message() && p.State == ParticipantPending {
+				p.State = ParticipantCancelled
+			}
+		}
+	}
 	if to == StateHeuristic {
 		c.log.Error("heuristic outcome: the participants did not all end the same way", append([]any{"id", tx.ID, "reason", reason}, participantSummary(tx)...)...)
 	}
@@ -320,7 +361,19 @@ func (c *Coordinator) runPhase(tx *Transaction, op Op, maybeSent bool) phaseResu
 func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys map[string]string) phaseResult {
 	var pending []int
 	for i, p := range tx.Participants {
-		if !p.State.Settled() || undo(op, &p) {
+		switch {
+		case p.message():
+			switch {
+			case p.State != ParticipantPending:
+			case op == OpPublish:
+				pending = append(pending, i)
+			case op != OpConfirm:
+				// Cancelled, or undone: the message is dropped, never
+				// published.
+				tx.Participants[i].State = ParticipantCancelled
+			}
+		case op == OpPublish:
+		case !p.State.Settled() || undo(op, &p):
 			pending = append(pending, i)
 		}
 	}
@@ -340,6 +393,10 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 		c.pool.Go(func() {
 			defer c.wg.Done()
 			for i := range jobs {
+				if op == OpPublish {
+					c.publish(tx, i, tx.Participants[i], ps, events)
+					continue
+				}
 				c.settle(tx.ID, tx.TraceParent, op, i, tx.Participants[i], ps, maybeSent, keys[tx.Participants[i].URI], events)
 			}
 		})

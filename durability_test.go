@@ -2,6 +2,7 @@ package tccd_test
 
 import (
 	"context"
+	"errors"
 	"net/http/httptest"
 	"sync"
 	"testing"
@@ -43,6 +44,7 @@ type crashRig struct {
 	coord *tccd.Coordinator
 
 	mu        sync.Mutex
+	captureAt *tccd.Op      // when set, "the first call" is the first of this op
 	atFirstOp tccd.Op       // the op of the first call
 	atFirst   *vfs.MemFS    // the disk after a power loss at the first call
 	called    chan struct{} // closed at the first call
@@ -60,7 +62,7 @@ func newCrashRig(t *testing.T, participants int) *crashRig {
 	real := tccdhttp.NewCaller()
 	caller := callerFunc(func(ctx context.Context, op tccd.Op, uri string) tccd.CallResult {
 		r.mu.Lock()
-		if r.atFirst == nil {
+		if r.atFirst == nil && (r.captureAt == nil || *r.captureAt == op) {
 			// Before the call is sent: a power loss now may find nothing
 			// that was not synced by this instant.
 			r.atFirst, r.atFirstOp = r.fs.CrashClone(vfs.CrashCloneCfg{}), op
@@ -266,7 +268,7 @@ func TestConfirmDecisionIsSyncedBeforeParticipants(t *testing.T) {
 	t.Run("atomikos", func(t *testing.T) {
 		r := newCrashRig(t, 2)
 		links := r.links()
-		got, err := r.coord.ConfirmLinks(context.Background(), links)
+		got, err := r.coord.ConfirmLinks(context.Background(), links, atomikos(links))
 		if err != nil || got.State != tccd.StateConfirmed {
 			t.Fatalf("ConfirmLinks = %v, %v", got, err)
 		}
@@ -294,10 +296,109 @@ func TestCancelDecisionIsSyncedBeforeParticipants(t *testing.T) {
 	t.Run("atomikos", func(t *testing.T) {
 		r := newCrashRig(t, 2)
 		links := r.links()
-		got, err := r.coord.CancelLinks(context.Background(), links)
+		got, err := r.coord.CancelLinks(context.Background(), links, atomikos(links))
 		if err != nil || got.State != tccd.StateCancelled {
 			t.Fatalf("CancelLinks = %v, %v", got, err)
 		}
 		r.check(got.ID, tccd.StateCancelling, tccd.StateCancelled, tccd.OpCancel, links)
 	})
+}
+
+// TestEnlistIsSynced: an enlisted link, and an enlisted message, are on
+// the disk when Enlist and EnlistMessage return — a confirm decided after
+// the answer includes them, even after a power loss in between.
+func TestEnlistIsSynced(t *testing.T) {
+	r := newCrashRig(t, 1)
+	ctx := context.Background()
+	tx, err := r.coord.Begin(ctx, tccd.BeginRequest{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := r.links()[0]
+	if _, _, err := r.coord.Enlist(ctx, tx.ID, link); err != nil {
+		t.Fatal(err)
+	}
+	s := r.openStore(r.fs.CrashClone(vfs.CrashCloneCfg{}))
+	got, err := s.Get(ctx, tx.ID)
+	s.Close()
+	if err != nil || got.Participant(link.URI) < 0 {
+		t.Fatalf("after a power loss once Enlist returned: %+v, %v", got, err)
+	}
+
+	// A message, on a coordinator with a broker that captures every
+	// subject (nothing is published here).
+	fs := vfs.NewCrashableMem()
+	cfg := testConfig()
+	cfg.Messages = acceptAll{}
+	store := r.openStore(fs)
+	c := tccd.NewCoordinator(cfg, store, tccdhttp.NewCaller(), nil, nil)
+	if err := c.Open(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { c.Close(); store.Close() }()
+	tx, err = c.Begin(ctx, tccd.BeginRequest{Timeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.EnlistMessage(ctx, tx.ID, tccd.Message{Subject: "orders.placed", Data: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	s = r.openStore(fs.CrashClone(vfs.CrashCloneCfg{}))
+	got, err = s.Get(ctx, tx.ID)
+	s.Close()
+	if err != nil || got.Messages() != 1 {
+		t.Fatalf("after a power loss once EnlistMessage returned: %+v, %v", got, err)
+	}
+}
+
+// acceptAll is a broker every subject of which is captured; it publishes
+// nothing.
+type acceptAll struct{}
+
+func (acceptAll) CheckSubject(context.Context, string) error { return nil }
+func (acceptAll) Publish(context.Context, tccd.OutgoingMessage) error {
+	return errors.New("acceptAll publishes nothing")
+}
+
+// TestCompensateDecisionIsSynced: the decision to undo the confirmed
+// participants is on the disk before the first compensation is sent, so
+// that after a power loss recovery goes on undoing — never back to
+// confirming the rest.
+func TestCompensateDecisionIsSynced(t *testing.T) {
+	r := newCrashRig(t, 2)
+	op := tccd.OpCompensate
+	r.captureAt = &op
+	ctx := context.Background()
+	links := r.links()
+	links[0].CompensateURI = links[0].URI + "/compensate"
+	// The second refuses its confirm, after the first has confirmed.
+	r.parts[1].svc.AddFault(testpart.Fault{Op: "confirm", Count: -1, Status: 422, Delay: "100ms"})
+	tx, err := r.coord.Begin(ctx, tccd.BeginRequest{Timeout: time.Minute, Participants: links})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := r.coord.Confirm(ctx, tx.ID, nil)
+	if tccd.ErrorCode(err) != tccd.ECompensated {
+		t.Fatalf("Confirm = %v, %v; want compensated", got, err)
+	}
+	disk, first := r.firstCall()
+	if first != tccd.OpCompensate {
+		t.Fatalf("captured at a %s", first)
+	}
+	s := r.openStore(disk)
+	found, err := s.Get(ctx, tx.ID)
+	s.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if found.State != tccd.StateCompensating {
+		t.Fatalf("after a power loss at the first compensation: %s, want compensating", found.State)
+	}
+	_, final := r.restart(disk, tx.ID, tccd.StateCompensating, links)
+	if final.State != tccd.StateCompensated {
+		t.Fatalf("recovered to %s, want compensated", final.State)
+	}
+	if st := r.parts[0].state(links[0]); st != testpart.Compensated {
+		t.Fatalf("the confirmed participant is %s, want compensated", st)
+	}
 }

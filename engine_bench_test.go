@@ -53,10 +53,11 @@ func BenchmarkConfirmLinks(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
 					id := strconv.FormatInt(n.Add(1), 10)
-					tx, err := coord.ConfirmLinks(context.Background(), []tccd.Link{
+					links := []tccd.Link{
 						{URI: "http://127.0.0.1:9001/r/" + id, Expires: exp},
 						{URI: "http://127.0.0.1:9002/r/" + id, Expires: exp},
-					})
+					}
+					tx, err := coord.ConfirmLinks(context.Background(), links, atomikos(links))
 					if err != nil || tx.State != tccd.StateConfirmed {
 						b.Errorf("ConfirmLinks = %v, %v", tx, err)
 						return

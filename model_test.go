@@ -33,6 +33,7 @@ func TestModel(t *testing.T) {
 		rt.Repeat(map[string]func(*rapid.T){
 			"begin":   m.begin,
 			"enlist":  m.enlist,
+			"message": m.message,
 			"confirm": m.confirm,
 			"cancel":  m.cancel,
 			"restart": m.restart,
@@ -166,6 +167,7 @@ type mtx struct {
 	id    string
 	uris  []string
 	short bool // its timeout may pass during the test
+	msgs  int  // messages enlisted
 	// decided is "", "confirm" or "cancel": what a request decided.
 	decided string
 	// outcome is the final state the model expects once decided.
@@ -176,6 +178,7 @@ type model struct {
 	t      *rapid.T
 	dir    string
 	caller *scriptCaller
+	pub    *scriptPublisher
 	store  *pebble.Store
 	coord  *tccd.Coordinator
 	txs    []*mtx
@@ -187,7 +190,8 @@ func newModel(t *rapid.T) *model {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := &model{t: t, dir: dir, caller: &scriptCaller{parts: map[string]*scriptedPart{}}}
+	caller := &scriptCaller{parts: map[string]*scriptedPart{}}
+	m := &model{t: t, dir: dir, caller: caller, pub: &scriptPublisher{caller: caller, uris: map[string][]string{}, stored: map[string]int{}, fails: map[string]int{}}}
 	m.open()
 	return m
 }
@@ -201,6 +205,7 @@ func (m *model) open() {
 	m.coord = tccd.NewCoordinator(tccd.Config{
 		MaxParallel: 1, RetryMin: time.Millisecond, RetryMax: 2 * time.Millisecond,
 		ConfirmWait: 30 * time.Second, MarginFloor: time.Millisecond, ShutdownGrace: time.Second,
+		Messages: m.pub,
 	}, s, m.caller, nil, nil)
 	if err := m.coord.Open(context.Background()); err != nil {
 		m.t.Fatal(err)
@@ -262,6 +267,9 @@ func (m *model) begin(t *rapid.T) {
 		t.Fatalf("begin: %+v", tx)
 	}
 	m.txs = append(m.txs, &mtx{id: tx.ID, uris: uris, short: short})
+	m.pub.mu.Lock()
+	m.pub.uris[tx.ID] = uris
+	m.pub.mu.Unlock()
 }
 
 func (m *model) pick(t *rapid.T) *mtx {
@@ -293,7 +301,10 @@ func (m *model) enlist(t *rapid.T) {
 			t.Fatalf("enlist into a %q transaction succeeded (added %v)", x.decided, added)
 		}
 		x.uris = append(x.uris, l.URI)
-		if len(tx.Participants) != len(x.uris) {
+		m.pub.mu.Lock()
+		m.pub.uris[x.id] = x.uris
+		m.pub.mu.Unlock()
+		if len(tx.Participants) != len(x.uris)+x.msgs {
 			t.Fatalf("enlist: %d participants, model has %d", len(tx.Participants), len(x.uris))
 		}
 	case tccd.ErrorCode(err) == tccd.EConflict:
@@ -303,6 +314,102 @@ func (m *model) enlist(t *rapid.T) {
 	default:
 		t.Fatalf("enlist: %v", err)
 	}
+}
+
+// message enlists a message: published once if the transaction
+// confirms, never otherwise. Its publishes fail at random first — not
+// sent, or stored with the acknowledgement lost — and a subject no stream
+// captures is refused.
+func (m *model) message(t *rapid.T) {
+	x := m.pick(t)
+	subject := rapid.SampledFrom([]string{"orders.placed", "orders.audit", "nostream.x"}).Draw(t, "subject")
+	m.pub.mu.Lock()
+	m.pub.nextFails = rapid.IntRange(0, 3).Draw(t, "publish failures")
+	m.pub.mu.Unlock()
+	tx, p, err := m.coord.EnlistMessage(context.Background(), x.id, tccd.Message{Subject: subject, Data: []byte(`{}`)})
+	switch {
+	case subject == "nostream.x":
+		if tccd.ErrorCode(err) != tccd.ENotConfigured {
+			t.Fatalf("message to a subject nothing captures: %v", err)
+		}
+	case err == nil:
+		if x.decided != "" {
+			t.Fatalf("message enlisted into a %q transaction", x.decided)
+		}
+		x.msgs++
+		if p.URI != tccd.MessageURI(x.msgs) || tx.Messages() != x.msgs {
+			t.Fatalf("message %d: uri %s, %d messages", x.msgs, p.URI, tx.Messages())
+		}
+	case tccd.ErrorCode(err) == tccd.EConflict:
+		if x.decided == "" && !m.timedOut(x) {
+			t.Fatalf("message refused in an active transaction: %v", err)
+		}
+	default:
+		t.Fatalf("message: %v", err)
+	}
+}
+
+// scriptPublisher is the broker of the model: it stores each message id
+// once (as a stream with duplicate detection does), fails the first
+// publishes of a message as scripted, and checks that nothing is
+// published before every participant of its transaction has confirmed.
+type scriptPublisher struct {
+	mu        sync.Mutex
+	caller    *scriptCaller
+	uris      map[string][]string // by transaction id
+	stored    map[string]int      // message id → times stored
+	fails     map[string]int      // message id → failures left
+	nextFails int
+	early     string // a message published before its transaction's participants confirmed
+}
+
+func (s *scriptPublisher) CheckSubject(_ context.Context, subject string) error {
+	if strings.HasPrefix(subject, "nostream.") {
+		return tccd.ErrSubjectNotCaptured
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.fails["next"] = s.nextFails
+	return nil
+}
+
+func (s *scriptPublisher) Publish(_ context.Context, m tccd.OutgoingMessage) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	txid := m.ID[:strings.IndexByte(m.ID, '/')]
+	s.caller.mu.Lock()
+	for _, u := range s.uris[txid] {
+		if p := s.caller.parts[u]; !p.holds() && s.early == "" {
+			s.early = fmt.Sprintf("message %s published while participant %s had not confirmed", m.ID, u)
+		}
+	}
+	s.caller.mu.Unlock()
+	left, ok := s.fails[m.ID]
+	if !ok {
+		left = s.fails["next"]
+	}
+	if left > 0 {
+		s.fails[m.ID] = left - 1
+		if left%2 == 0 {
+			return fmt.Errorf("%w: not connected", tccd.ErrNotSent)
+		}
+		s.stored[m.ID] = 1 // stored; the acknowledgement is lost
+		return errors.New("nats: timeout waiting for the acknowledgement")
+	}
+	s.fails[m.ID] = 0
+	s.stored[m.ID] = 1 // a repeat of a stored id is dropped
+	return nil
+}
+
+// published counts the messages of x the broker holds.
+func (s *scriptPublisher) published(x *mtx) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for i := 1; i <= x.msgs; i++ {
+		n += s.stored[fmt.Sprintf("%s/%d", x.id, i)]
+	}
+	return n
 }
 
 // expectConfirm computes the outcome of confirming x's participants one at
@@ -494,6 +601,25 @@ func (m *model) check(t *rapid.T) {
 			}
 		}
 		m.caller.mu.Unlock()
+		m.pub.mu.Lock()
+		early := m.pub.early
+		m.pub.mu.Unlock()
+		if early != "" {
+			t.Fatal(early)
+		}
+		// Messages: all of a confirmed transaction's, once each (the
+		// broker counts an id once: the record must say each was
+		// acknowledged); none of any other.
+		pub := m.pub.published(x)
+		for i := 1; i <= x.msgs; i++ {
+			rec := tx.Participants[tx.Participant(tccd.MessageURI(i))].State
+			if want := map[bool]tccd.ParticipantState{true: tccd.ParticipantConfirmed, false: tccd.ParticipantCancelled}[tx.State == tccd.StateConfirmed]; rec != want {
+				t.Fatalf("%s transaction %s: message %d recorded %s, want %s", tx.State, x.id, i, rec, want)
+			}
+		}
+		if (tx.State == tccd.StateConfirmed && pub != x.msgs) || (tx.State != tccd.StateConfirmed && pub != 0) {
+			t.Fatalf("%s transaction %s: %d of its %d messages published", tx.State, x.id, pub, x.msgs)
+		}
 		switch tx.State {
 		case tccd.StateConfirmed:
 			if confirmed != len(x.uris) {

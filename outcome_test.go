@@ -43,11 +43,11 @@ func TestOneReservationOneIdentity(t *testing.T) {
 	if other[0].URI == a.URI {
 		t.Fatal("respell did not change the URI")
 	}
-	tx, err := e.coord.ConfirmLinks(alice, []tccd.Link{a, b})
+	tx, err := e.coord.ConfirmLinks(alice, []tccd.Link{a, b}, atomikos([]tccd.Link{a, b}))
 	if err != nil || tx.State != tccd.StateConfirmed {
 		t.Fatalf("ConfirmLinks = %v, %v", tx, err)
 	}
-	again, err := e.coord.ConfirmLinks(alice, other)
+	again, err := e.coord.ConfirmLinks(alice, other, atomikos(other))
 	if err != nil || again.ID != tx.ID {
 		t.Fatalf("the re-spelled set is another transaction: %v, %v (first %s)", again, err, tx.ID)
 	}
@@ -55,12 +55,12 @@ func TestOneReservationOneIdentity(t *testing.T) {
 		t.Errorf("the reservation was confirmed %d times, want once", n)
 	}
 	// Another client cannot reach alice's set by re-spelling it.
-	if _, err := e.coord.CancelLinks(bob, other); tccd.ErrorCode(err) != tccd.EForbidden {
+	if _, err := e.coord.CancelLinks(bob, other, atomikos(other)); tccd.ErrorCode(err) != tccd.EForbidden {
 		t.Fatalf("bob's cancel of alice's re-spelled set = %v, want forbidden", err)
 	}
 	// One reservation twice in a set is a duplicate, however spelled.
 	c := e.parts[0].link(0)
-	_, err = e.coord.ConfirmLinks(alice, []tccd.Link{c, {URI: respell(c.URI), Expires: c.Expires}})
+	_, err = e.coord.ConfirmLinks(alice, []tccd.Link{c, {URI: respell(c.URI), Expires: c.Expires}}, atomikos([]tccd.Link{c, {URI: respell(c.URI), Expires: c.Expires}}))
 	wantCode(t, err, tccd.EInvalid)
 	reg := e.begin(time.Minute, c)
 	if _, added, err := e.coord.Enlist(context.Background(), reg.ID, tccd.Link{URI: respell(c.URI), Expires: c.Expires}); err != nil || added {

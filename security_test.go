@@ -74,22 +74,22 @@ func TestOwnership(t *testing.T) {
 	// Atomikos: the link set is the transaction; another client's set is
 	// refused (403), its owner may repeat it.
 	links := []tccd.Link{e.parts[0].link(0), e.parts[1].link(0)}
-	one, err := e.coord.ConfirmLinks(alice, links)
+	one, err := e.coord.ConfirmLinks(alice, links, atomikos(links))
 	if err != nil || one.CreatedBy != "alice" || one.State != tccd.StateConfirmed {
 		t.Fatalf("ConfirmLinks = %+v, %v", one, err)
 	}
-	_, err = e.coord.ConfirmLinks(bob, links)
+	_, err = e.coord.ConfirmLinks(bob, links, atomikos(links))
 	wantCode(t, err, tccd.EForbidden)
-	_, err = e.coord.CancelLinks(bob, links)
+	_, err = e.coord.CancelLinks(bob, links, atomikos(links))
 	wantCode(t, err, tccd.EForbidden)
-	if _, err := e.coord.ConfirmLinks(alice, links); err != nil {
+	if _, err := e.coord.ConfirmLinks(alice, links, atomikos(links)); err != nil {
 		t.Fatalf("owner repeats ConfirmLinks: %v", err)
 	}
-	if _, err := e.coord.CancelLinks(ops, links); err != nil {
+	if _, err := e.coord.CancelLinks(ops, links, atomikos(links)); err != nil {
 		t.Fatalf("admin CancelLinks: %v", err)
 	}
 	fresh := []tccd.Link{e.parts[0].link(0)}
-	c, err := e.coord.CancelLinks(bob, fresh)
+	c, err := e.coord.CancelLinks(bob, fresh, atomikos(fresh))
 	if err != nil || c.CreatedBy != "bob" || c.State != tccd.StateCancelled {
 		t.Fatalf("CancelLinks of a new set = %+v, %v", c, err)
 	}
@@ -195,9 +195,9 @@ func TestLinkPolicy(t *testing.T) {
 		if !strings.Contains(tccd.ErrorMessage(err), "not an allowed destination") {
 			t.Errorf("message %q does not say why", tccd.ErrorMessage(err))
 		}
-		_, err = e.coord.ConfirmLinks(ctx, []tccd.Link{ok, bad})
+		_, err = e.coord.ConfirmLinks(ctx, []tccd.Link{ok, bad}, atomikos([]tccd.Link{ok, bad}))
 		wantCode(t, err, tccd.EInvalid)
-		_, err = e.coord.CancelLinks(ctx, []tccd.Link{bad})
+		_, err = e.coord.CancelLinks(ctx, []tccd.Link{bad}, atomikos([]tccd.Link{bad}))
 		wantCode(t, err, tccd.EInvalid)
 	}
 	if list, _, _ := e.coord.List(ctx, tccd.Filter{Limit: 10}); len(list) != 0 {

@@ -62,7 +62,42 @@ const (
 	// StyleCompensate: the try does the work; nothing is sent on confirm,
 	// and cancel (DELETE) undoes it.
 	StyleCompensate Style = "compensate"
+	// StyleMessage: a message the coordinator holds with the transaction
+	// (see Message) — published if and only if the transaction confirms,
+	// after every other participant has confirmed; dropped otherwise.
+	StyleMessage Style = "message"
 )
+
+// Message is a message enlisted in a transaction: held by the
+// coordinator while the transaction is active, published to the broker
+// when it confirms (with the message id MessageID), dropped when it
+// cancels. It never changes once enlisted.
+type Message struct {
+	Subject string
+	Data    []byte
+	Headers map[string]string
+}
+
+// Limits of an enlisted message.
+const (
+	MaxMessageBytes   = 1 << 20 // data
+	MaxMessageHeaders = 32
+)
+
+// messageURNPrefix starts the URI that names a message participant within
+// its transaction: urn:tccd:message:<n>, n counting from 1.
+const messageURNPrefix = "urn:tccd:message:"
+
+// MessageURI is the participant URI of a transaction's nth message.
+func MessageURI(n int) string { return messageURNPrefix + strconv.Itoa(n) }
+
+// MessageID is the broker message id of a message participant of
+// transaction id: "<transaction id>/<n>", the same at every attempt, so
+// that the broker stores a message published again (after a lost
+// acknowledgement, or a crash) once.
+func MessageID(id string, p *Participant) string {
+	return id + "/" + strings.TrimPrefix(p.URI, messageURNPrefix)
+}
 
 // Participant is one enlisted link with what the coordinator knows of it.
 type Participant struct {
@@ -82,6 +117,12 @@ type Participant struct {
 	// LastAttemptAt is when the last call started; LastDuration how long it took.
 	LastAttemptAt time.Time
 	LastDuration  time.Duration
+	// Message is the message of a StyleMessage participant (nil for
+	// others); FirstAttemptAt when its first publish attempt started
+	// (zero before), which tells whether a repeat may fall outside the
+	// broker's window of duplicate detection.
+	Message        *Message
+	FirstAttemptAt time.Time
 }
 
 // Transaction is a TCC transaction as the coordinator stores it.
@@ -179,6 +220,31 @@ func (p *Participant) callURI(op Op) string {
 // compensateStyle reports whether p did its work at the try (see
 // StyleCompensate).
 func (p *Participant) compensateStyle() bool { return p.Style == StyleCompensate }
+
+// message reports whether p is a message the coordinator publishes.
+func (p *Participant) message() bool { return p.Style == StyleMessage }
+
+// pendingMessages counts tx's message participants not yet published.
+func (tx *Transaction) pendingMessages() int {
+	n := 0
+	for i := range tx.Participants {
+		if p := &tx.Participants[i]; p.message() && p.State == ParticipantPending {
+			n++
+		}
+	}
+	return n
+}
+
+// Messages counts tx's message participants.
+func (tx *Transaction) Messages() int {
+	n := 0
+	for i := range tx.Participants {
+		if tx.Participants[i].message() {
+			n++
+		}
+	}
+	return n
+}
 
 // confirmedTCC counts the participants that confirmed through a PUT: a
 // compensate-style participant is recorded confirmed by the decision

@@ -5,7 +5,10 @@
 // library only, so the SDK stays light.
 package api
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // The JSON wire forms of the native API. They are separate from the domain
 // types and from the stored records on purpose.
@@ -67,6 +70,11 @@ type Participant struct {
 	LastError      string     `json:"last_error,omitempty"`
 	LastAttemptAt  *time.Time `json:"last_attempt_at,omitempty"`
 	LastDurationMS *float64   `json:"last_duration_ms,omitempty"`
+	// Subject and MessageID describe a message (style "message"): the
+	// subject it is published to and its broker message id
+	// (Nats-Msg-Id), "<transaction id>/<n>".
+	Subject   string `json:"subject,omitempty"`
+	MessageID string `json:"message_id,omitempty"`
 }
 
 // TransactionList is a page of transactions.
@@ -97,6 +105,17 @@ type BeginRequest struct {
 	// Barrier makes the confirm run in barrier rounds (forsrc's
 	// all-confirmed barrier).
 	Barrier bool `json:"barrier"`
+}
+
+// MessageRequest is the body of POST /api/v1/transactions/{id}/messages:
+// a message published to Subject if and only if the transaction
+// confirms. Data is any JSON value, published as its JSON text; or
+// DataBase64 holds the bytes to publish. One of the two is required.
+type MessageRequest struct {
+	Subject    string            `json:"subject"`
+	Data       json.RawMessage   `json:"data,omitempty"`
+	DataBase64 *string           `json:"data_base64,omitempty"`
+	Headers    map[string]string `json:"headers,omitempty"`
 }
 
 // ConfirmRequest is the optional body of PUT /api/v1/transactions/{id}/confirm.

@@ -268,6 +268,18 @@ type beginOptions struct {
 	labels  map[string]string
 	links   []Link
 	notify  string
+	barrier bool
+}
+
+// WithBarrier makes the transaction confirm in barrier mode (forsrc's
+// all-confirmed barrier): each participant applies its confirm in a local
+// transaction it keeps open, reports to the coordinator, and commits only
+// once every participant has reported confirmed; a participant whose
+// confirm fails makes them all roll back, and the transaction is
+// cancelled. The participants must speak the barrier (package
+// participant does, given Config.Coordinator).
+func WithBarrier() BeginOption {
+	return func(o *beginOptions) { o.barrier = true }
 }
 
 // WithNotify asks the coordinator to POST the transaction, signed, to url
@@ -312,7 +324,7 @@ func (c *Client) Begin(ctx context.Context, opts ...BeginOption) (*Tx, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
-	req := api.BeginRequest{Name: o.name, Labels: o.labels, Notify: o.notify}
+	req := api.BeginRequest{Name: o.name, Labels: o.labels, Notify: o.notify, Barrier: o.barrier}
 	if o.timeout != 0 {
 		s := o.timeout.String()
 		req.Timeout = &s

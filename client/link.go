@@ -227,6 +227,20 @@ func parseTimeLimit(s string, now time.Time) (time.Time, error) {
 	return now.Add(d), nil
 }
 
+// ReadLinks returns the participant links an answer reports, read as
+// Transport reads them (see the package documentation for the forms
+// understood), each URI once; a relative link is resolved against the
+// URL of resp.Request. A JSON body read for a link is put back for the
+// caller. An error means the answer reports a reservation that cannot be
+// read: no expiry, a bad date, a URI that is not http or https.
+func ReadLinks(resp *http.Response) ([]Link, error) {
+	var base *url.URL
+	if resp.Request != nil {
+		base = resp.Request.URL
+	}
+	return collectLinks(resp, base, time.Now())
+}
+
 // maxLinkBody bounds how much of a JSON answer is read to look for a
 // {"participantLink":…}.
 const maxLinkBody = 1 << 20

@@ -1,14 +1,13 @@
 package client
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"mime"
 	"net/http"
 	"net/url"
-	"strings"
 
 	"github.com/tccd/tccd/api"
 )
@@ -24,9 +23,9 @@ func (t *Tx) Wait(ctx context.Context) (*api.Transaction, error) {
 		return nil, errPropagated
 	}
 	// Subscribe first, then look: a change between the two is not missed.
-	stream, streamErr := t.c.openEvents(ctx, url.Values{"transaction": {t.id}, "type": {api.EventState}})
+	stream, streamErr := t.c.Events(ctx, EventFilter{Transaction: t.id, Types: []string{api.EventState}})
 	if stream != nil {
-		defer stream.Body.Close()
+		defer stream.Close()
 	}
 	cur, err := t.c.Get(ctx, t.id)
 	if err != nil {
@@ -37,7 +36,10 @@ func (t *Tx) Wait(ctx context.Context) (*api.Transaction, error) {
 	}
 	events := make(chan api.Event)
 	done := make(chan error, 1)
-	go func() { done <- readEvents(stream, events) }()
+	// quit stops the reader when Wait returns while it holds an event.
+	quit := make(chan struct{})
+	defer close(quit)
+	go func() { done <- readEvents(stream, events, quit) }()
 	for {
 		select {
 		case ev := <-events:
@@ -78,13 +80,16 @@ func (t *Tx) waitPolling(ctx context.Context, cur *api.Transaction) (*api.Transa
 	return cur, nil
 }
 
-// openEvents opens the event stream with the given filters.
-func (c *Client) openEvents(ctx context.Context, q url.Values) (*http.Response, error) {
+// openEvents opens the event stream with the given filters and headers.
+func (c *Client) openEvents(ctx context.Context, q url.Values, hdr http.Header) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(context.WithValue(ctx, txKey{}, (*Tx)(nil)), http.MethodGet, c.base+"/api/v1/events?"+q.Encode(), nil)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tccd: %w", err)
 	}
 	req.Header.Set("Accept", api.MediaEventStream)
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
 	for k, vs := range c.header {
 		for _, v := range vs {
 			req.Header.Add(k, v)
@@ -92,7 +97,7 @@ func (c *Client) openEvents(ctx context.Context, q url.Values) (*http.Response, 
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tccd: GET /api/v1/events: %w", err)
 	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); resp.StatusCode != http.StatusOK || mt != api.MediaEventStream {
 		err := decodeError(resp, false)
@@ -102,29 +107,23 @@ func (c *Client) openEvents(ctx context.Context, q url.Values) (*http.Response, 
 	return resp, nil
 }
 
-// readEvents reads Server-Sent Events from resp and sends the data of
-// each to out until the stream ends.
-func readEvents(resp *http.Response, out chan<- api.Event) error {
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 0, 4096), 1<<20)
-	var data strings.Builder
-	for sc.Scan() {
-		line := sc.Text()
+// readEvents sends the events of s to out until the stream ends or quit
+// is closed. Events that cannot be decoded are skipped.
+func readEvents(s *EventStream, out chan<- api.Event, quit <-chan struct{}) error {
+	for {
+		ev, err := s.Next()
 		switch {
-		case line == "":
-			if data.Len() > 0 {
-				var ev api.Event
-				if err := json.Unmarshal([]byte(data.String()), &ev); err == nil {
-					out <- ev
-				}
-				data.Reset()
-			}
-		case strings.HasPrefix(line, "data:"):
-			if data.Len() > 0 {
-				data.WriteByte('\n')
-			}
-			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		case errors.Is(err, ErrBadEvent):
+			continue
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		}
+		select {
+		case out <- ev:
+		case <-quit:
+			return nil
 		}
 	}
-	return sc.Err()
 }

@@ -120,6 +120,8 @@ func appendParticipant(b []byte, p *Participant) []byte {
 		b = append(b, `,"last_duration_ms":`...)
 		b = appendFloat(b, *p.LastDurationMS)
 	}
+	b = optString(b, "subject", p.Subject)
+	b = optString(b, "message_id", p.MessageID)
 	return append(b, '}')
 }
 

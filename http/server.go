@@ -164,6 +164,7 @@ func (s *Server) routeTable() []route {
 		{http.MethodGet, "/api/v1/transactions", roleAdmin, s.native(s.list)},
 		{http.MethodGet, "/api/v1/transactions/{id}", roleClient, s.native(s.get)},
 		{http.MethodPost, "/api/v1/transactions/{id}/participants", roleClient, s.native(s.enlist)},
+		{http.MethodPost, "/api/v1/transactions/{id}/messages", roleClient, s.native(s.enlistMessage)},
 		{http.MethodPut, "/api/v1/transactions/{id}/confirm", roleClient, s.native(s.confirm)},
 		{http.MethodPut, "/api/v1/transactions/{id}/cancel", roleClient, s.native(s.cancel)},
 		{http.MethodPut, "/api/v1/transactions/{id}/resolve", roleAdmin, s.native(s.resolve)},
@@ -375,39 +376,6 @@ func (s *Server) native(fn func(http.ResponseWriter, *http.Request) error) http.
 	})
 }
 
-// atomikos adapts a handler for the Atomikos endpoints, whose errors are
-// plain text.
-func (s *Server) atomikos(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		err := s.checkReady()
-		if err == nil {
-			err = fn(w, r)
-		}
-		if err != nil {
-			s.writeAtomikosError(w, r, err)
-		}
-	})
-}
-
-// writeAtomikosError writes err as the Atomikos endpoints do: plain text.
-func (s *Server) writeAtomikosError(w http.ResponseWriter, r *http.Request, err error) {
-	code := tccd.ErrorCode(err)
-	status := atomikosStatus(code)
-	if status == http.StatusInternalServerError {
-		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	} else if status >= 500 {
-		s.log.Warn("request not served", "method", r.Method, "path", r.URL.Path, "err", err)
-	}
-	if status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
-	}
-	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.Header().Set(api.HeaderErrorCode, string(code))
-	w.WriteHeader(status)
-	_, _ = io.WriteString(w, atomikosText(err)+"\n")
-}
-
 // checkReady refuses API requests until recovery has finished.
 func (s *Server) checkReady() error {
 	if !s.coord.Ready() {
@@ -535,6 +503,27 @@ func (s *Server) enlist(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// enlistMessage answers 201 with the transaction, whose participants
+// now include the message.
+func (s *Server) enlistMessage(w http.ResponseWriter, r *http.Request) error {
+	body, err := s.readBody(w, r, "application/json")
+	if err != nil {
+		return err
+	}
+	m, err := DecodeMessage(body)
+	if err != nil {
+		return err
+	}
+	tx, p, err := s.coord.EnlistMessage(r.Context(), r.PathValue("id"), m)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Location", txLocation(tx.ID))
+	w.Header().Set("Tcc-Message-Id", tccd.MessageID(tx.ID, p))
+	writeTransaction(w, http.StatusCreated, FromTx(tx))
+	return nil
+}
+
 // confirm answers 200 with the confirmed transaction, 202 while it is
 // still confirming, and a 409 problem when it ended otherwise.
 func (s *Server) confirm(w http.ResponseWriter, r *http.Request) error {
@@ -642,62 +631,4 @@ func (s *Server) writeOutcome(w http.ResponseWriter, tx *tccd.Transaction, want 
 		}
 	}
 	writeTransaction(w, status, FromTx(tx))
-}
-
-var atomikosTypes = []string{"application/tcc+json", "application/json"}
-
-func (s *Server) atomikosLinks(w http.ResponseWriter, r *http.Request) ([]tccd.Link, error) {
-	body, err := s.readBody(w, r, atomikosTypes...)
-	if err != nil {
-		return nil, err
-	}
-	return DecodeAtomikos(body)
-}
-
-// atomikosConfirm: 204 confirmed, 404 timed out and cancelled, 409
-// heuristic, 503 with Retry-After while the outcome is not known yet
-// (repeating the request is safe and joins it).
-func (s *Server) atomikosConfirm(w http.ResponseWriter, r *http.Request) error {
-	links, err := s.atomikosLinks(w, r)
-	if err != nil {
-		return err
-	}
-	tx, err := s.coord.ConfirmLinks(r.Context(), links, tccd.OneShotOptions{Notify: r.Header.Get(api.HeaderNotify)})
-	if err != nil {
-		return err
-	}
-	if tx != nil && tx.State != tccd.StateConfirmed {
-		return tccd.Errorf(tccd.EUnavailable, "confirmation in progress - repeat the request for the outcome")
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
-}
-
-// atomikosCancel answers 204 when the link set is cancelled, or decided
-// to cancel with no participant that may have confirmed (each either
-// receives its DELETE or cancels itself at its expiry); 503 with
-// Retry-After while that is not known yet (a participant in doubt, or
-// refusing); 409 when the set was confirmed (a cancel never undoes a
-// confirm) or ended heuristic.
-func (s *Server) atomikosCancel(w http.ResponseWriter, r *http.Request) error {
-	links, err := s.atomikosLinks(w, r)
-	if err != nil {
-		return err
-	}
-	tx, err := s.coord.CancelLinks(r.Context(), links, tccd.OneShotOptions{Notify: r.Header.Get(api.HeaderNotify)})
-	if err != nil {
-		return err
-	}
-	if tx != nil {
-		switch {
-		case tx.State == tccd.StateHeuristic:
-			return &tccd.Error{Code: tccd.EHeuristic, Message: "heuristic outcome", Tx: tx}
-		case tx.State == tccd.StateConfirming || tx.State == tccd.StateConfirmed:
-			return &tccd.Error{Code: tccd.EConflict, Message: "these participant links were confirmed; a cancel never undoes a confirm", Tx: tx}
-		case !tccd.CancelCertain(tx):
-			return tccd.Errorf(tccd.EUnavailable, "cancellation in progress - repeat the request for the outcome")
-		}
-	}
-	w.WriteHeader(http.StatusNoContent)
-	return nil
 }

@@ -2,6 +2,7 @@ package http
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ type (
 	AtomikosRequest = api.AtomikosRequest
 	ResolveRequest  = api.ResolveRequest
 	PurgeResult     = api.PurgeResult
+	MessageRequest  = api.MessageRequest
 )
 
 func optTime(t time.Time) *time.Time {
@@ -67,6 +69,9 @@ func FromTx(tx *tccd.Transaction) Transaction {
 		if p.Attempts > 0 {
 			ms := float64(p.LastDuration.Microseconds()) / 1000
 			wp.LastDurationMS = &ms
+		}
+		if p.Message != nil {
+			wp.Subject, wp.MessageID = p.Message.Subject, tccd.MessageID(tx.ID, &tx.Participants[i])
 		}
 		out.Participants[i] = wp
 	}
@@ -261,6 +266,30 @@ func DecodeLink(body []byte) (tccd.Link, error) {
 		return tccd.Link{}, err
 	}
 	return links[0], nil
+}
+
+// DecodeMessage parses the body of POST …/messages.
+func DecodeMessage(body []byte) (tccd.Message, error) {
+	var req MessageRequest
+	if err := strictDecode(body, &req, true); err != nil {
+		return tccd.Message{}, err
+	}
+	m := tccd.Message{Subject: req.Subject, Headers: req.Headers}
+	switch {
+	case req.Data != nil && req.DataBase64 != nil:
+		return m, tccd.FieldError("data", "give data or data_base64, not both")
+	case req.Data != nil:
+		m.Data = []byte(req.Data)
+	case req.DataBase64 != nil:
+		b, err := base64.StdEncoding.DecodeString(*req.DataBase64)
+		if err != nil {
+			return m, tccd.FieldError("data_base64", "data_base64 is not standard base64: %v", err)
+		}
+		m.Data = b
+	default:
+		return m, tccd.FieldError("data", "a message needs data (any JSON value) or data_base64")
+	}
+	return m, nil
 }
 
 // DecodeConfirm parses the optional body of PUT …/confirm.

@@ -86,6 +86,34 @@
 // again. A deadlock or busy database is retried a few times, then answered
 // 503 with Retry-After.
 //
+// # Barrier mode
+//
+// A confirm of a barrier-mode transaction (forsrc's all-confirmed
+// barrier) carries the header Tcc-Barrier with the key of the
+// coordinator's round. The kit then applies the confirm in its local
+// transaction exactly as above but does not commit: it reports
+// "confirmed" to the coordinator (POST <Config.Coordinator>/api/v1/barriers/<key>,
+// with Config.CoordinatorToken as a bearer token if set), keeps the
+// transaction open, and waits for the round's outcome:
+//
+//   - "commit": every participant of the round reported confirmed and the
+//     coordinator recorded it; the kit commits and answers 204;
+//   - "abort", or no outcome within Config.BarrierWait: the kit rolls back
+//     and answers 503; the coordinator runs a later round;
+//   - the application's Confirm failed: the kit rolls back, reports
+//     "failed" with the error's message, and answers 409; the coordinator
+//     aborts the round and cancels the transaction, so nobody commits.
+//
+// A repeated confirm of a reservation already confirmed answers 204 at
+// once, without a report; one that finds it still tried (a crash between
+// report and commit rolled it back) applies it again, reports again with
+// the same key and, the round being committed, commits at once. Without
+// Config.Coordinator a barrier-mode confirm is refused with 500 and
+// logged. While it waits, the local transaction keeps its locks: the
+// reservation's row and what the application's Confirm wrote — on SQLite
+// the whole database, so one SQLite database serves one barrier confirm at
+// a time, and a transaction must not hold two of its reservations.
+//
 // # Reservation ids
 //
 // By default the kit makes a random id at each try (NewID). An application

@@ -77,13 +77,20 @@ func (p *Participant) serveTry(w http.ResponseWriter, r *http.Request) error {
 }
 
 // serveConfirm: PUT Path/{id}. 204 confirmed (again 204 if repeated); 404
-// cancelled, expired or unknown; 503 busy; 500.
+// cancelled, expired or unknown; 503 busy; 500. With Tcc-Barrier (barrier
+// mode): 204 once the round commits; 503 when it aborts or its outcome
+// does not come; 409 when the application's Confirm failed.
 func (p *Participant) serveConfirm(w http.ResponseWriter, r *http.Request) error {
 	id, scope, err := p.itemOf(r)
 	if err != nil {
 		return err
 	}
-	if err := p.confirm(r.Context(), id, scope); err != nil {
+	if key := r.Header.Get(api.HeaderBarrier); key != "" {
+		err = p.confirmBarrier(r.Context(), id, scope, key)
+	} else {
+		err = p.confirm(r.Context(), id, scope)
+	}
+	if err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

@@ -285,14 +285,36 @@ func (p *Participant) confirm(ctx context.Context, id, scope string) error {
 }
 
 func (p *Participant) confirmOnce(ctx context.Context, id, scope string) error {
-	tx, err := p.db.BeginTx(ctx, nil)
-	if err != nil {
+	tx, err := p.applyConfirm(ctx, id, scope)
+	if err != nil || tx == nil {
 		return err
 	}
 	defer tx.Rollback()
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("participant: commit confirm %s: %w", id, err)
+	}
+	return nil
+}
+
+// applyConfirm runs a confirm in a new local transaction up to, not
+// including, its commit: lock the row, judge it, move it to confirmed, run
+// the application's Confirm. It returns the open transaction for the
+// caller to commit or roll back, or nil when the reservation was confirmed
+// before (nothing to do). On an error nothing is left open; a failure of
+// the application's Confirm is a *confirmFuncError.
+func (p *Participant) applyConfirm(ctx context.Context, id, scope string) (_ *sql.Tx, err error) {
+	tx, err := p.db.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			_ = tx.Rollback()
+		}
+	}()
 	rec, ok, err := p.lockRow(ctx, tx, id)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// The clock is read once the row is locked, not when the request
 	// arrived: however long the wait for the lock (another writer, a
@@ -302,31 +324,42 @@ func (p *Participant) confirmOnce(ctx context.Context, id, scope string) error {
 	now := p.nowMilli()
 	switch {
 	case !ok || !rec.under(scope):
-		return rejectState(http.StatusNotFound, "", "no reservation %s", id)
+		return nil, rejectState(http.StatusNotFound, "", "no reservation %s", id)
 	case rec.State == Confirmed:
-		return nil
+		_ = tx.Rollback()
+		return nil, nil
 	case rec.State == Tried && rec.Expires.UnixMilli() <= now:
-		return rejectState(http.StatusNotFound, Expired, "reservation %s expired at %s", id, formatTime(rec.Expires))
+		return nil, rejectState(http.StatusNotFound, Expired, "reservation %s expired at %s", id, formatTime(rec.Expires))
 	case rec.State == Void:
-		return rejectState(http.StatusNotFound, Void, "no reservation %s (it was cancelled before any try)", id)
+		return nil, rejectState(http.StatusNotFound, Void, "no reservation %s (it was cancelled before any try)", id)
 	case rec.State != Tried:
-		return rejectState(http.StatusNotFound, rec.State, "reservation %s was %s", id, rec.State)
+		return nil, rejectState(http.StatusNotFound, rec.State, "reservation %s was %s", id, rec.State)
 	}
 	moved, err := p.move(ctx, tx, id, Tried, Confirmed, now, guardLive)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if !moved {
-		return errRace // cannot happen under the lock; run again to explain it
+		return nil, errRace // cannot happen under the lock; run again to explain it
 	}
 	if err := p.confirmFn(ctx, tx, id); err != nil {
-		return fmt.Errorf("participant: confirm %s: %w", id, err)
+		return nil, &confirmFuncError{id: id, err: err}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("participant: commit confirm %s: %w", id, err)
-	}
-	return nil
+	return tx, nil
 }
+
+// confirmFuncError is a failure of the application's Confirm. It unwraps
+// to the application's error, so that a deadlock it met is retried and a
+// Rejection it returned is answered with its status.
+type confirmFuncError struct {
+	id  string
+	err error
+}
+
+func (e *confirmFuncError) Error() string {
+	return fmt.Sprintf("participant: confirm %s: %v", e.id, e.err)
+}
+func (e *confirmFuncError) Unwrap() error { return e.err }
 
 // cancel cancels reservation id; nil means it is cancelled or expired (now
 // or before). A Rejection 404 says it was never tried (recorded as Void so

@@ -141,6 +141,29 @@ type Config struct {
 	// table grows without end (every DELETE of an unknown id adds a row).
 	Retention time.Duration
 
+	// Coordinator is the base URL of the coordinator
+	// ("https://tccd.example.com"), for barrier-mode confirms: a confirm
+	// carrying the header Tcc-Barrier is applied, reported to
+	// <Coordinator>/api/v1/barriers/<key>, and committed only when the
+	// coordinator answers that every participant of the round reported
+	// confirmed (see "Barrier mode" in the package documentation). Empty:
+	// such a confirm is refused with 500 and logged — set it if your
+	// participant may be enlisted in barrier-mode transactions.
+	Coordinator string
+	// CoordinatorToken is the bearer token sent with barrier reports, when
+	// the coordinator requires tokens (one with the client role). It is
+	// never logged.
+	CoordinatorToken string
+	// BarrierWait is how long a barrier-mode confirm waits for its round's
+	// outcome after reporting, its local transaction open, before it rolls
+	// back (default DefaultBarrierWait). Keep it above the coordinator's
+	// barrier-wait.
+	BarrierWait time.Duration
+	// HTTPClient sends the barrier reports (default: a client of its own
+	// on Go's default transport). Each report is bounded by a context of
+	// its own; a Timeout here, if any, must exceed BarrierWait.
+	HTTPClient *http.Client
+
 	// MaxBody limits the try's request body (default DefaultMaxBody);
 	// larger bodies are answered 413.
 	MaxBody int64
@@ -179,10 +202,16 @@ type Participant struct {
 	sweepBatch int
 	retention  time.Duration
 	maxBody    int64
-	now        func() time.Time
-	log        *slog.Logger
-	q          queries
-	mux        *http.ServeMux
+	// coordinator (without a trailing slash), coordinatorToken,
+	// barrierWait and httpClient serve barrier-mode confirms.
+	coordinator      string
+	coordinatorToken string
+	barrierWait      time.Duration
+	httpClient       *http.Client
+	now              func() time.Time
+	log              *slog.Logger
+	q                queries
+	mux              *http.ServeMux
 	// hostWarning logs, once, that URIs come from the Host header.
 	hostWarning sync.Once
 	outbox      *Outbox // nil without Config.Outbox
@@ -243,6 +272,8 @@ func (cfg Config) build() (*Participant, error) {
 		defaultTTL: cfg.DefaultTTL, maxTTL: cfg.MaxTTL,
 		sweepEvery: cfg.SweepEvery, sweepBatch: cfg.SweepBatch, retention: cfg.Retention,
 		maxBody: cfg.MaxBody, now: cfg.Now, log: cfg.Logger,
+		coordinator: strings.TrimSuffix(cfg.Coordinator, "/"), coordinatorToken: cfg.CoordinatorToken,
+		barrierWait: cfg.BarrierWait, httpClient: cfg.HTTPClient,
 	}
 	if p.table == "" {
 		p.table = DefaultTable
@@ -263,6 +294,25 @@ func (cfg Config) build() (*Participant, error) {
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 			bad("BaseURL %q: must be an absolute http(s) URL without query or fragment", cfg.BaseURL)
 		}
+	}
+	if p.coordinator != "" {
+		u, err := url.Parse(p.coordinator)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+			bad("Coordinator %q: must be an absolute http(s) URL without credentials, query or fragment", cfg.Coordinator)
+		}
+	}
+	if cfg.CoordinatorToken != "" && p.coordinator == "" {
+		bad("CoordinatorToken is set without Coordinator")
+	}
+	if strings.ContainsAny(cfg.CoordinatorToken, " \t\r\n") {
+		bad("CoordinatorToken must not contain white space")
+	}
+	setDefault(&p.barrierWait, DefaultBarrierWait)
+	if p.barrierWait < 0 {
+		bad("BarrierWait must not be negative")
+	}
+	if p.httpClient == nil {
+		p.httpClient = &http.Client{}
 	}
 	if p.newID == nil {
 		p.newID = func(*http.Request) (string, error) { return NewID() }

@@ -59,6 +59,8 @@ const (
 	ptagConfirmURI = 2
 	ptagCancelURI  = 3
 	ptagCompensate = 4
+	ptagMessage    = 5 // Participant.Message, encoded by appendMessage
+	ptagFirstTry   = 6 // Participant.FirstAttemptAt (varint Unix nanoseconds)
 )
 
 func nanos(t time.Time) int64 {
@@ -193,6 +195,12 @@ func encode(tx *tccd.Transaction, version uint64) ([]byte, error) {
 		if p.CompensateURI != "" {
 			t.add(ptagCompensate, p.CompensateURI)
 		}
+		if p.Message != nil {
+			t.add(ptagMessage, string(appendMessage(nil, p.Message)))
+		}
+		if !p.FirstAttemptAt.IsZero() {
+			t.add(ptagFirstTry, string(binary.AppendVarint(nil, nanos(p.FirstAttemptAt))))
+		}
 		any = any || len(t) > 0
 		ptags = append(ptags, t)
 	}
@@ -268,6 +276,43 @@ func decodeRound(v string) (*tccd.Round, error) {
 		r.err = errCorrupt
 	}
 	return round, r.err
+}
+
+// appendMessage encodes a message: subject, data, then the headers
+// sorted by name.
+func appendMessage(b []byte, m *tccd.Message) []byte {
+	b = appendString(b, m.Subject)
+	b = appendString(b, string(m.Data))
+	names := make([]string, 0, len(m.Headers))
+	for k := range m.Headers {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	b = binary.AppendUvarint(b, uint64(len(names)))
+	for _, k := range names {
+		b = appendString(b, k)
+		b = appendString(b, m.Headers[k])
+	}
+	return b
+}
+
+func decodeMessage(v string) (*tccd.Message, error) {
+	r := &reader{b: []byte(v)}
+	m := &tccd.Message{Subject: r.string()}
+	if data := r.string(); data != "" {
+		m.Data = []byte(data)
+	}
+	if n := r.count(2); n > 0 {
+		m.Headers = make(map[string]string, n)
+		for i := 0; i < n; i++ {
+			k := r.string()
+			m.Headers[k] = r.string()
+		}
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = errCorrupt
+	}
+	return m, r.err
 }
 
 func btoi(b bool) int {
@@ -481,6 +526,17 @@ func decode(v []byte) (*tccd.Transaction, error) {
 					p.CancelURI = val
 				case ptagCompensate:
 					p.CompensateURI = val
+				case ptagMessage:
+					var err error
+					if p.Message, err = decodeMessage(val); err != nil {
+						r.err = err
+					}
+				case ptagFirstTry:
+					t, n := binary.Varint([]byte(val))
+					if n <= 0 || n != len(val) {
+						r.err = errCorrupt
+					}
+					p.FirstAttemptAt = fromNanos(t)
 				default:
 					if r.err == nil {
 						r.err = fmt.Errorf("%w: unknown participant field tag %d (written by a newer tccd?)", errCorrupt, tag)

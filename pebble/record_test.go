@@ -108,6 +108,11 @@ func FuzzDecode(f *testing.F) {
 	f.Add(v)
 	v, _ = encode(&tccd.Transaction{ID: "x", State: tccd.StateActive}, 1)
 	f.Add(v)
+	msg := tx.Clone()
+	msg.Participants = append(msg.Participants, tccd.Participant{URI: tccd.MessageURI(1), Expires: now, Style: tccd.StyleMessage, State: tccd.ParticipantPending,
+		Message: &tccd.Message{Subject: "orders.placed", Data: []byte("{}"), Headers: map[string]string{"A": "1", "B": "2"}}, FirstAttemptAt: now})
+	v, _ = encode(msg, 4)
+	f.Add(v)
 	f.Add([]byte{})
 	if v1, err := os.ReadFile("testdata/record-v1.bin"); err == nil {
 		f.Add(v1)

@@ -243,7 +243,7 @@ func TestFencedDriverStops(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.AddFault(testpart.Fault{Op: "confirm", Count: -1, Status: 503})
-	tx, err := a.coord.ConfirmLinks(ctx, []tccd.Link{{URI: srv.URL + "/reservations/" + r.ID, Expires: r.Expires}})
+	tx, err := a.coord.ConfirmLinks(ctx, []tccd.Link{{URI: srv.URL + "/reservations/" + r.ID, Expires: r.Expires}}, tccd.OneShotOptions{Key: "t-" + r.ID, Protocol: tccd.ProtocolAtomikos})
 	if err != nil || tx.State != tccd.StateConfirming {
 		t.Fatalf("confirm = %v, %v; want confirming (the participant fails)", tx, err)
 	}
@@ -335,7 +335,7 @@ func TestLapsedLeases(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		tx, err := a.coord.ConfirmLinks(ctx, []tccd.Link{{URI: srv.URL + "/reservations/" + r.ID, Expires: r.Expires}})
+		tx, err := a.coord.ConfirmLinks(ctx, []tccd.Link{{URI: srv.URL + "/reservations/" + r.ID, Expires: r.Expires}}, tccd.OneShotOptions{Key: "t-" + r.ID, Protocol: tccd.ProtocolAtomikos})
 		if err != nil || tx.State != tccd.StateConfirming {
 			t.Fatalf("confirm = %v, %v; want confirming (the participant fails)", tx, err)
 		}

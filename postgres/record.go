@@ -57,18 +57,27 @@ type round struct {
 }
 
 type participant struct {
-	URI            string `json:"uri"`
-	Expires        string `json:"expires,omitempty"`
-	State          string `json:"state"`
-	Attempts       int    `json:"attempts,omitempty"`
-	LastStatus     int    `json:"last_status,omitempty"`
-	LastError      string `json:"last_error,omitempty"`
-	LastAttemptAt  string `json:"last_attempt_at,omitempty"`
-	LastDurationNS int64  `json:"last_duration_ns,omitempty"`
-	ConfirmURI     string `json:"confirm_uri,omitempty"`
-	CancelURI      string `json:"cancel_uri,omitempty"`
-	Style          string `json:"style,omitempty"`
-	CompensateURI  string `json:"compensate_uri,omitempty"`
+	URI            string   `json:"uri"`
+	Expires        string   `json:"expires,omitempty"`
+	State          string   `json:"state"`
+	Attempts       int      `json:"attempts,omitempty"`
+	LastStatus     int      `json:"last_status,omitempty"`
+	LastError      string   `json:"last_error,omitempty"`
+	LastAttemptAt  string   `json:"last_attempt_at,omitempty"`
+	LastDurationNS int64    `json:"last_duration_ns,omitempty"`
+	ConfirmURI     string   `json:"confirm_uri,omitempty"`
+	CancelURI      string   `json:"cancel_uri,omitempty"`
+	Style          string   `json:"style,omitempty"`
+	CompensateURI  string   `json:"compensate_uri,omitempty"`
+	Message        *message `json:"message,omitempty"`
+	FirstAttemptAt string   `json:"first_attempt_at,omitempty"`
+}
+
+// message is a message participant's message; Data is base64 in JSON.
+type message struct {
+	Subject string            `json:"subject"`
+	Data    []byte            `json:"data,omitempty"`
+	Headers map[string]string `json:"headers,omitempty"`
 }
 
 type notification struct {
@@ -128,6 +137,10 @@ func encode(tx *tccd.Transaction) ([]byte, error) {
 				LastStatus: p.LastStatus, LastError: p.LastError, LastAttemptAt: e.time("last_attempt_at", p.LastAttemptAt),
 				LastDurationNS: int64(p.LastDuration), ConfirmURI: p.ConfirmURI, CancelURI: p.CancelURI,
 				Style: string(p.Style), CompensateURI: p.CompensateURI,
+				FirstAttemptAt: e.time("first_attempt_at", p.FirstAttemptAt),
+			}
+			if m := p.Message; m != nil {
+				r.Participants[i].Message = &message{Subject: m.Subject, Data: m.Data, Headers: m.Headers}
 			}
 		}
 	}
@@ -213,6 +226,10 @@ func decode(b []byte, version uint64) (*tccd.Transaction, error) {
 				Attempts: p.Attempts, LastStatus: p.LastStatus, LastError: p.LastError,
 				LastAttemptAt: d.time("last_attempt_at", p.LastAttemptAt), LastDuration: time.Duration(p.LastDurationNS),
 				ConfirmURI: p.ConfirmURI, CancelURI: p.CancelURI, Style: tccd.Style(p.Style), CompensateURI: p.CompensateURI,
+				FirstAttemptAt: d.time("first_attempt_at", p.FirstAttemptAt),
+			}
+			if m := p.Message; m != nil {
+				tx.Participants[i].Message = &tccd.Message{Subject: m.Subject, Data: m.Data, Headers: m.Headers}
 			}
 		}
 	}

@@ -35,9 +35,11 @@ func full() *tccd.Transaction {
 		Round: &tccd.Round{N: 3, Committed: true, Keys: map[string]string{"http://127.0.0.1:1/a": "key-a", "https://127.0.0.1:2/b": "key-b"}},
 		Participants: []tccd.Participant{
 			{URI: "http://127.0.0.1:1/a", Expires: at.Add(time.Hour), State: tccd.ParticipantConfirmed, Attempts: 1, LastStatus: 204, LastError: "none", LastAttemptAt: at.Add(time.Second), LastDuration: time.Millisecond,
-				ConfirmURI: "http://127.0.0.1:1/a/confirm", CancelURI: "http://127.0.0.1:1/a/cancel", Style: tccd.StyleTCC, CompensateURI: "http://127.0.0.1:1/a/undo"},
+				ConfirmURI: "http://127.0.0.1:1/a/confirm", CancelURI: "http://127.0.0.1:1/a/cancel", Style: tccd.StyleTCC, CompensateURI: "http://127.0.0.1:1/a/undo",
+				Message: &tccd.Message{Subject: "orders.placed", Data: []byte{0, 1, 2, 0xff}, Headers: map[string]string{"Content-Type": "application/json"}}, FirstAttemptAt: at.Add(time.Second)},
 			{URI: "https://127.0.0.1:2/b", Expires: at.Add(2 * time.Hour), State: tccd.ParticipantFailed, Attempts: 3, LastStatus: 422, LastError: "HTTP 422", LastAttemptAt: at.Add(2 * time.Second), LastDuration: 1500 * time.Microsecond,
-				ConfirmURI: "https://127.0.0.1:2/b/c", CancelURI: "https://127.0.0.1:2/b/x", Style: tccd.StyleCompensate, CompensateURI: "https://127.0.0.1:2/b/undo"},
+				ConfirmURI: "https://127.0.0.1:2/b/c", CancelURI: "https://127.0.0.1:2/b/x", Style: tccd.StyleCompensate, CompensateURI: "https://127.0.0.1:2/b/undo",
+				Message: &tccd.Message{Subject: "orders.shipped", Data: []byte(`{"a":1}`)}, FirstAttemptAt: at.Add(2 * time.Second)},
 		},
 	}
 }

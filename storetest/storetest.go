@@ -82,6 +82,11 @@ func sample(id string, created time.Time, state tccd.State) *tccd.Transaction {
 				Attempts: 3, LastStatus: 503, LastError: "HTTP 503", LastAttemptAt: created.Add(time.Second),
 				LastDuration: 1500 * time.Microsecond, Style: tccd.StyleCompensate, CompensateURI: "https://127.0.0.1:2/b/" + id + "/undo",
 			},
+			{
+				URI: tccd.MessageURI(1), Expires: created.Add(time.Minute), Style: tccd.StyleMessage, State: tccd.ParticipantPending,
+				Message:        &tccd.Message{Subject: "orders.placed", Data: []byte(`{"order":"` + id + `"}`), Headers: map[string]string{"Content-Type": "application/json"}},
+				FirstAttemptAt: created.Add(3 * time.Second), Attempts: 1, LastError: "nats: timeout",
+			},
 		},
 		Barrier:     true,
 		TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",

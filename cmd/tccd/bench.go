@@ -45,7 +45,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&serveArgs, "serve-args", "", "extra flags for the started coordinator, space-separated")
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object on stdout instead of the table")
 	fs.StringVar(&cfg.Chart, "chart", "bench-latency.svg", "SVG file for the latency chart (\"\" for none)")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -93,7 +93,8 @@ func runBenchServer(ctx context.Context, name string, args []string, stdout, std
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 	latency := fs.Duration("latency", 0, "(bench-participant) latency added to confirm and cancel")
 	logDir := fs.String("log", "", "(bench-null) directory of a Pebble log: decisions synced, outcomes not (the null+log baseline)")
-	if err := fs.Parse(args); err != nil {
+	coordinator := fs.String("coordinator", "", "(bench-participant) the coordinator's URL, to which barrier-mode confirms report")
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if name == "bench-null" {
@@ -107,5 +108,5 @@ func runBenchServer(ctx context.Context, name string, args []string, stdout, std
 		defer db.Close()
 		return bench.Serve(ctx, *listen, bench.NewNullCoordinator(db), stdout)
 	}
-	return bench.Serve(ctx, *listen, bench.NewParticipant(*latency), stdout)
+	return bench.Serve(ctx, *listen, bench.NewParticipant(*latency, *coordinator), stdout)
 }

@@ -17,10 +17,12 @@ import (
 
 // TestBenchSmoke runs a very short `tccd bench --json` with the real
 // binary: it proves the benchmark works end to end (it does not judge speed).
+// The barrier workload is measured against the one-shot workload on the
+// same coordinator, without the null baselines.
 func TestBenchSmoke(t *testing.T) {
 	dir := t.TempDir()
 	chart := filepath.Join(dir, "lat.svg")
-	for _, workload := range []string{"oneshot", "registered", "cancel-mix"} {
+	for _, workload := range []string{"oneshot", "registered", "cancel-mix", "barrier"} {
 		t.Run(workload, func(t *testing.T) {
 			cmd := exec.Command(bins["tccd"], "bench", "--json", "--workload", workload, "--participants", "1,2",
 				"--duration", "300ms", "--warmup", "0s", "--rounds", "1", "--concurrency", "4", "--chart", chart)
@@ -48,8 +50,9 @@ func TestBenchSmoke(t *testing.T) {
 					TxPerS float64 `json:"tx_per_s"`
 					Errors *int    `json:"errors"`
 				} `json:"log_baseline"`
-				LogRatio float64 `json:"log_baseline_ratio"`
-				Curve    []struct {
+				LogRatio     float64 `json:"log_baseline_ratio"`
+				BaselineName string  `json:"baseline_name"`
+				Curve        []struct {
 					Participants int     `json:"participants"`
 					TxPerS       float64 `json:"tx_per_s"`
 				} `json:"curve"`
@@ -62,7 +65,12 @@ func TestBenchSmoke(t *testing.T) {
 				rep.Ratio <= 0 || rep.Fsync <= 0 || rep.CPU <= 0 {
 				t.Fatalf("implausible report: %s\nstderr:\n%s", stdout.String(), stderr.String())
 			}
-			if rep.LogBaseline == nil || rep.LogBaseline.TxPerS <= 0 || rep.LogBaseline.Errors == nil || *rep.LogBaseline.Errors != 0 || rep.LogRatio <= 0 {
+			if workload == "barrier" {
+				if rep.BaselineName != "tccd one-shot" || rep.LogBaseline != nil {
+					t.Fatalf("the barrier workload's baseline is %q (log baseline %v); want tccd one-shot alone", rep.BaselineName, rep.LogBaseline)
+				}
+			} else if rep.BaselineName != "null coordinator" || rep.LogBaseline == nil || rep.LogBaseline.TxPerS <= 0 ||
+				rep.LogBaseline.Errors == nil || *rep.LogBaseline.Errors != 0 || rep.LogRatio <= 0 {
 				t.Fatalf("null+log baseline missing or implausible: %s", stdout.String())
 			}
 			if len(rep.Curve) != 2 || rep.Curve[1].Participants != 2 || rep.Curve[1].TxPerS <= 0 {

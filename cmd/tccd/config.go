@@ -62,6 +62,9 @@ type Config struct {
 	// WebhookSecretFile holds the secret that signs the notifications of
 	// outcomes; without it, notify URLs are refused.
 	WebhookSecretFile string
+	// NATS is the broker to which the messages enlisted in transactions
+	// are published (NATS JetStream); off when its URL is empty.
+	NATS NATSConfig
 	// EventRing is how many recent events are kept for streams that
 	// resume (Last-Event-ID).
 	EventRing int
@@ -71,6 +74,15 @@ type Config struct {
 
 	Coordinator tccd.Config
 	Server      tccdhttp.ServerConfig
+}
+
+// NATSConfig says how to reach the NATS server. Secrets come from files,
+// never from flags.
+type NATSConfig struct {
+	URL                           string
+	CredsFile, NKeySeedFile       string
+	User, PasswordFile, TokenFile string
+	CAFile, CertFile, KeyFile     string
 }
 
 // DefaultListen and DefaultData are where tccd listens and keeps its log;
@@ -124,6 +136,15 @@ func (c *Config) options() []option {
 		{"participant-allow", "allowed participant destinations, [scheme://]host[:port] or CIDR, comma-separated or repeated (empty: all but link-local and metadata addresses)", (*listValue)(&c.ParticipantAllow)},
 		{"webhook-secret-file", "file holding the secret that signs outcome notifications (Tcc-Signature); without it, notify URLs are refused", (*stringValue)(&c.WebhookSecretFile)},
 		{"webhook-max-age", "how long the notification of an outcome is retried before it is marked failed", (*durationValue)(&cc.WebhookMaxAge)},
+		{"nats-url", "NATS server(s) with JetStream to which messages enlisted in transactions are published, nats://host:4222 (comma-separated for a cluster); messages are refused when empty", (*stringValue)(&c.NATS.URL)},
+		{"nats-creds", "NATS .creds file (user JWT and NKey seed)", (*stringValue)(&c.NATS.CredsFile)},
+		{"nats-nkey-seed", "file holding a NATS user's NKey seed", (*stringValue)(&c.NATS.NKeySeedFile)},
+		{"nats-user", "NATS user name; with nats-password-file", (*stringValue)(&c.NATS.User)},
+		{"nats-password-file", "file holding the NATS user's password", (*stringValue)(&c.NATS.PasswordFile)},
+		{"nats-token-file", "file holding a NATS token", (*stringValue)(&c.NATS.TokenFile)},
+		{"nats-ca", "PEM CA certificates trusted for the NATS server (turns TLS on)", (*stringValue)(&c.NATS.CAFile)},
+		{"nats-cert", "PEM client certificate presented to the NATS server; with nats-key", (*stringValue)(&c.NATS.CertFile)},
+		{"nats-key", "PEM private key of nats-cert", (*stringValue)(&c.NATS.KeyFile)},
 		{"event-ring", "recent events kept for event streams that resume with Last-Event-ID", (*intValue)(&c.EventRing)},
 		{"max-streams", "event streams (GET /api/v1/events) one client may have open at once", (*intValue)(&sc.MaxStreams)},
 		{"rate-limit", "requests per second each client may make (0: no limit)", (*floatValue)(&sc.RateLimit)},
@@ -244,6 +265,9 @@ func (c Config) Validate() error {
 		errs = append(errs, errors.New("data must not be empty"))
 	}
 	if err := validateStore(c.Store); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := c.NATS.natsConfig(nil); err != nil {
 		errs = append(errs, err)
 	}
 	switch c.LogLevel {

@@ -382,6 +382,7 @@ func TestRun(t *testing.T) {
 		wantErr    error  // nil: no error; errAny: any error
 		wantStdout string // substring ("" for empty stdout)
 		wantStderr string // substring, when set
+		wantMsg    string // substring of the error, when set
 	}{
 		{name: "check-config defaults", args: []string{"serve", "--check-config"}, wantStdout: "configuration is valid\n"},
 		{name: "check-config file", args: []string{"serve", "--check-config", "--config", valid}, wantStdout: "configuration is valid\n"},
@@ -389,11 +390,11 @@ func TestRun(t *testing.T) {
 		{name: "check-config invalid file", args: []string{"serve", "--check-config", "--config", invalid}, wantErr: errAny},
 		{name: "check-config invalid env", args: []string{"serve", "--check-config"}, env: map[string]string{"TCCD_WRITE_TIMEOUT": "1s"}, wantErr: errAny},
 		{name: "check-config invalid flag", args: []string{"serve", "--check-config", "--log-level", "chatty"}, wantErr: errAny},
-		{name: "check-config bad duration", args: []string{"serve", "--check-config", "--retry-min", "fast"}, wantErr: errAny, wantStderr: "retry-min"},
+		{name: "check-config bad duration", args: []string{"serve", "--check-config", "--retry-min", "fast"}, wantErr: errUsage, wantMsg: "retry-min"},
 		{name: "check-config unknown key", args: []string{"serve", "--check-config", "--config", writeFile(t, "nope = 1\n")}, wantErr: errAny},
 		{name: "serve stray argument", args: []string{"serve", "--check-config", "now"}, wantErr: errUsage},
-		{name: "serve help", args: []string{"serve", "-h"}, wantErr: flag.ErrHelp, wantStderr: "call-timeout"},
-		{name: "unknown command", args: []string{"frobnicate"}, wantErr: errUsage, wantStderr: `unknown command "frobnicate"`},
+		{name: "serve help", args: []string{"serve", "-h"}, wantStdout: "call-timeout"},
+		{name: "unknown command", args: []string{"frobnicate"}, wantErr: errUsage, wantMsg: `unknown command "frobnicate"`},
 		{name: "no command", args: nil, wantErr: errUsage, wantStderr: "Usage:"},
 		{name: "version", args: []string{"version"}, wantStdout: "tccd " + Version + "\n"},
 		{name: "help", args: []string{"help"}, wantStdout: "Usage:"},
@@ -427,6 +428,9 @@ func TestRun(t *testing.T) {
 			}
 			if tt.wantStderr != "" && !strings.Contains(stderr.String(), tt.wantStderr) {
 				t.Errorf("stderr %q, want %q", stderr.String(), tt.wantStderr)
+			}
+			if tt.wantMsg != "" && (err == nil || !strings.Contains(err.Error(), tt.wantMsg)) {
+				t.Errorf("error %v, want %q", err, tt.wantMsg)
 			}
 			if err != nil && exitCode(err) == 0 {
 				t.Errorf("exit code 0 for error %v", err)

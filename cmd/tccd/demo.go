@@ -47,11 +47,11 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	fs := flag.NewFlagSet("tccd demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: tccd demo [-v]\n\nRuns the trip-booking example on loopback: a coordinator, two airlines, a few dozen bookings\nwith failures, then checks the seat counts. Needs nothing but this binary; leaves nothing behind.")
+		fmt.Fprintln(fs.Output(), "Usage: tccd demo [-v]\n\nRuns the trip-booking example on loopback: a coordinator, two airlines, a few dozen bookings\nwith failures, then checks the seat counts. Needs nothing but this binary; leaves nothing behind.")
 		fs.PrintDefaults()
 	}
 	verbose := fs.Bool("v", false, "show the coordinator's and the airlines' logs on stderr")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/tccd/tccd"
 	tccdhttp "github.com/tccd/tccd/http"
+	"github.com/tccd/tccd/nats"
 	"github.com/tccd/tccd/postgres"
 )
 
@@ -51,24 +52,35 @@ const usage = `tccd — a Try-Confirm/Cancel transaction coordinator
 
 Usage:
   tccd demo                 see it work: a coordinator, two airlines, a few dozen bookings (start here)
-  tccd serve [flags]        run the coordinator (tccd serve -h lists the flags)
-  tccd bench [flags]        measure tccd against a null coordinator (tccd bench -h)
+  tccd serve [flags]        run the coordinator
+  tccd tx list|show|confirm|cancel|resolve|watch
+                            look at and act on the transactions of a running coordinator
+  tccd purge                run a running coordinator's retention purge now
+  tccd check-participant --try URL
+                            test a participant service against the TCC participant contract
+  tccd bench [flags]        measure tccd against a null coordinator
   tccd migrate [--store postgres://…]
                             apply the PostgreSQL store's schema migrations and exit
   tccd token --name NAME [--role client|admin]
                             make a bearer token and its line for the tokens file
-  tccd version              print the version
+  tccd version              print the version, the commit and the Go version
+
+Run 'tccd <command> -h' for a command's flags.
 `
 
 // run dispatches a subcommand; it returns when the command is done (for
 // serve: when ctx is cancelled and shutdown finished).
-func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) (err error) {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
-		return errUsage
+		return errUsageShown
 	}
+	defer func() { err = commandResult(args[0], err) }()
 	switch args[0] {
 	case "serve":
+		if err := checkServeFlags(args[1:], stdout); err != nil {
+			return err
+		}
 		m := NewMain(stdout, stderr, getenv)
 		if err := m.ParseFlags(args[1:]); err != nil {
 			return err
@@ -98,15 +110,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		return runToken(args[1:], stdout, stderr)
 	case "migrate":
 		return runMigrate(ctx, args[1:], stdout, stderr, getenv)
-	case "version":
-		fmt.Fprintln(stdout, "tccd", Version)
-		return nil
-	case "help", "-h", "--help":
+	case "tx":
+		return runTx(ctx, args[1:], stdout, stderr, getenv)
+	case "purge":
+		return runPurge(ctx, args[1:], stdout, stderr, getenv)
+	case "check-participant":
+		return runCheckParticipant(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-version":
+		return runVersion(args[1:], stdout)
+	case "help", "-h", "-help", "--help":
+		if len(args) > 1 { // tccd help CMD is tccd CMD -h
+			return run(ctx, []string{args[1], "-h"}, stdout, stderr, getenv)
+		}
 		fmt.Fprint(stdout, usage)
 		return nil
 	default:
-		fmt.Fprintf(stderr, "tccd: unknown command %q\n\n%s", args[0], usage)
-		return errUsage
+		return &usageError{what: "commands", err: fmt.Errorf("unknown command %q", args[0])}
 	}
 }
 
@@ -126,6 +145,7 @@ type Main struct {
 	caller *tccdhttp.Caller
 	coord  *tccd.Coordinator
 	stomp  *tccdhttp.BarrierSTOMP
+	nats   *nats.Publisher
 	server *tccdhttp.Server
 	debug  *http.Server
 }
@@ -205,6 +225,10 @@ func (m *Main) Run(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("store: %w", err)
 	}
+	if err := m.initMessages(ctx); err != nil {
+		ln.Close()
+		return fmt.Errorf("messages: %w", err)
+	}
 	if err := m.initCoordinator(); err != nil {
 		ln.Close()
 		return err
@@ -259,6 +283,9 @@ func (m *Main) initCoordinator() error {
 	}
 	if m.sec.webhookSecret != nil {
 		cfg.Notifier = m.caller
+	}
+	if m.nats != nil {
+		cfg.Messages = nats.NewCoordinator(m.nats)
 	}
 	// forsrc's STOMP endpoint tells barrier participants their outcome.
 	stomp, err := tccdhttp.NewBarrierSTOMP(m.sec.tokens, m.Log)
@@ -362,6 +389,10 @@ func (m *Main) Close() error {
 	}
 	if m.caller != nil {
 		m.caller.Close()
+	}
+	if m.nats != nil {
+		// After the coordinator: its last publishes were acknowledged.
+		errs = append(errs, m.nats.Close())
 	}
 	if m.store != nil {
 		errs = append(errs, m.store.Close())

@@ -231,16 +231,21 @@ func TestCrashRecoverySIGKILL(t *testing.T) {
 	t.Logf("acknowledged before the kill: %d of %d; calls held at the kill: %d", acked, n, heldAtKill)
 
 	co = testproc.StartTccd(t, bins["tccd"], flags...)
-	var resumed int
-	for _, line := range strings.Split(co.Log(), "\n") {
-		var rec struct {
-			Msg    string `json:"msg"`
-			Resume int    `json:"resume"`
+	// The line is written before the server is ready, but may reach the
+	// test's copy of the log a little later.
+	resumed := -1
+	waitFor(t, "the recovery's log line", func() bool {
+		for _, line := range strings.Split(co.Log(), "\n") {
+			var rec struct {
+				Msg    string `json:"msg"`
+				Resume int    `json:"resume"`
+			}
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "recovery scheduled" {
+				resumed = rec.Resume
+			}
 		}
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "recovery scheduled" {
-			resumed = rec.Resume
-		}
-	}
+		return resumed >= 0
+	})
 	t.Logf("decided transactions resumed by recovery: %d", resumed)
 	if int64(resumed) < heldAtKill {
 		t.Errorf("recovery resumed %d transactions, but %d were decided and held at the kill", resumed, heldAtKill)

@@ -138,10 +138,10 @@ the file. tccd keeps only the SHA-256 of the token.
 func runToken(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("tccd token", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, tokenUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), tokenUsage); fs.PrintDefaults() }
 	name := fs.String("name", "", "the name of the client the token is for (recorded as created_by)")
 	role := fs.String("role", string(tccd.RoleClient), "client or admin")
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, stdout); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {

@@ -11,6 +11,13 @@
 // (client.Begin, then tries through the client's propagating transport,
 // which enlists each reservation, then tx.Confirm).
 //
+// In the barrier style the airlines run with the coordinator's URL
+// (participant.Config.Coordinator, `trip airline --coordinator`): a
+// confirm is applied, reported, and committed only when both airlines have
+// reported theirs. On SQLite an airline then serves one confirm at a time
+// (the database's write lock is held until the outcome): book one at a
+// time, or use PostgreSQL.
+//
 // Command trip (./cmd/trip) runs an airline (`trip airline`) and the
 // booking process (`trip book`); `tccd demo` runs this example in-process.
 package trip

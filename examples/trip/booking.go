@@ -30,6 +30,14 @@ const (
 	// The coordinator cancels the transaction if it is left active past
 	// its timeout.
 	Registered Style = "registered"
+	// Barrier: as Registered, but the transaction is begun in barrier mode
+	// (client.WithBarrier; the airlines run with the coordinator's URL):
+	// each airline applies its confirm, reports it, and commits only once
+	// both have reported confirmed. A confirm that fails at one airline
+	// rolls back the other's too, and the booking ends Cancelled with
+	// neither seat sold — where Registered would have retried it, or, had
+	// it kept failing, ended heuristic with one seat sold.
+	Barrier Style = "barrier"
 )
 
 // Outcome is how a booking ended.
@@ -158,8 +166,11 @@ func (b *Booker) Reserve(ctx context.Context, n int, style Style, legs ...Leg) *
 	bk := &Booking{N: n, Style: style, Outcome: Held}
 	hc := b.httpClient()
 	tctx := ctx
-	if style == Registered {
+	if style == Registered || style == Barrier {
 		var opts []client.BeginOption
+		if style == Barrier {
+			opts = append(opts, client.WithBarrier())
+		}
 		if b.Timeout > 0 {
 			opts = append(opts, client.WithTimeout(b.Timeout))
 		}
@@ -211,6 +222,9 @@ func (b *Booker) Confirm(ctx context.Context, bk *Booking) {
 		err = b.Coordinator.Confirm(ctx, bk.links()...)
 	}
 	bk.Outcome, bk.Reason = outcome.OfConfirm(err)
+	if bk.Style == Barrier && bk.Outcome == Cancelled {
+		bk.Reason = "an airline's confirm failed (or a seat expired): the barrier rolled back every airline's confirm"
+	}
 }
 
 // Abandon marks a Held booking as walked away from: nobody confirms or

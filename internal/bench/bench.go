@@ -121,6 +121,9 @@ func (c *Config) Validate() error {
 	if c.Workload == WorkloadRecovery && (c.Fill < 1 || c.Coordinator != "") {
 		errs = append(errs, fmt.Errorf("the recovery workload needs --fill > 0 and a coordinator it starts itself"))
 	}
+	if c.Workload == WorkloadBarrier && c.FillFinished > 0 {
+		errs = append(errs, fmt.Errorf("the barrier workload starts its participants after the coordinator (they report to it), so it cannot take --fill-finished"))
+	}
 	if c.Workload == WorkloadInflight && (c.Coordinator != "" || c.Confirming > c.Count) {
 		errs = append(errs, fmt.Errorf("the inflight workload needs a coordinator it starts itself (it reads the heap on its debug listener), and no more confirms held than --count"))
 	}
@@ -146,6 +149,9 @@ type system struct {
 	name string
 	url  string
 	proc *proc // nil when not started by us
+	// workload, when set, is the workload run against this system instead
+	// of Config.Workload (the barrier workload's one-shot baseline).
+	workload string
 	// A cluster: the load is spread over urls, the CPU read from every
 	// node, and the database's counters from pg.
 	urls  []string
@@ -186,10 +192,34 @@ func Run(ctx context.Context, cfg Config) error {
 		dataDir = d
 	}
 
+	// The barrier workload's participants report to the coordinator: it
+	// starts first, and they are told its URL.
+	barrier := cfg.Workload == WorkloadBarrier
+	coord := system{name: "tccd", url: cfg.Coordinator}
+	startTccd := func() error {
+		if coord.url != "" {
+			return nil
+		}
+		args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data", dataDir, "--log-format", "json", "--log-level", "info"}, cfg.ServeArgs...)
+		p, err := startProc(ctx, "tccd", cfg.Self, args, tccdListening)
+		if err != nil {
+			return err
+		}
+		procs = append(procs, p)
+		coord.url, coord.proc = p.url(), p
+		return nil
+	}
+	partArgs := []string{"bench-participant", "--listen", "127.0.0.1:0", "--latency", cfg.ParticipantLatency.String()}
+	if barrier {
+		if err := startTccd(); err != nil {
+			return err
+		}
+		partArgs = append(partArgs, "--coordinator", coord.url)
+	}
 	var partURLs []string
 	nparts := min(cfg.ParticipantProcs, slices.Max(cfg.Participants))
 	for i := 0; i < nparts; i++ {
-		p, err := startProc(ctx, "participant", cfg.Self, []string{"bench-participant", "--listen", "127.0.0.1:0", "--latency", cfg.ParticipantLatency.String()}, listeningLine)
+		p, err := startProc(ctx, "participant", cfg.Self, partArgs, listeningLine)
 		if err != nil {
 			return err
 		}
@@ -228,37 +258,38 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("fill: %w", err)
 		}
 	}
-	nullProc, err := startProc(ctx, "null coordinator", cfg.Self, []string{"bench-null", "--listen", "127.0.0.1:0"}, listeningLine)
-	if err != nil {
+	if err := startTccd(); err != nil {
 		return err
 	}
-	procs = append(procs, nullProc)
-	tccd := system{name: "tccd", url: cfg.Coordinator}
-	if tccd.url == "" {
-		args := append([]string{"serve", "--listen", "127.0.0.1:0", "--data", dataDir, "--log-format", "json", "--log-level", "info"}, cfg.ServeArgs...)
-		p, err := startProc(ctx, "tccd", cfg.Self, args, tccdListening)
-		if err != nil {
-			return err
-		}
-		procs = append(procs, p)
-		tccd.url, tccd.proc = p.url(), p
-	}
-	if err := waitReady(ctx, tccd.url); err != nil {
+	if err := waitReady(ctx, coord.url); err != nil {
 		return err
 	}
-	null := system{name: "null", url: nullProc.url(), proc: nullProc}
-	systems := []system{tccd, null}
-	if !cfg.NoLogBaseline {
-		logDir, err := os.MkdirTemp(dataDir, "null-log")
+	var systems []system
+	if barrier {
+		// The baseline is the one-shot workload on the same coordinator,
+		// its phases alternating with the barrier's.
+		oneShot := coord
+		oneShot.name, oneShot.workload = "tccd one-shot", WorkloadOneShot
+		systems = []system{coord, oneShot}
+	} else {
+		nullProc, err := startProc(ctx, "null coordinator", cfg.Self, []string{"bench-null", "--listen", "127.0.0.1:0"}, listeningLine)
 		if err != nil {
 			return err
 		}
-		p, err := startProc(ctx, "null+log coordinator", cfg.Self, []string{"bench-null", "--listen", "127.0.0.1:0", "--log", logDir}, listeningLine)
-		if err != nil {
-			return err
+		procs = append(procs, nullProc)
+		systems = []system{coord, {name: "null", url: nullProc.url(), proc: nullProc}}
+		if !cfg.NoLogBaseline {
+			logDir, err := os.MkdirTemp(dataDir, "null-log")
+			if err != nil {
+				return err
+			}
+			p, err := startProc(ctx, "null+log coordinator", cfg.Self, []string{"bench-null", "--listen", "127.0.0.1:0", "--log", logDir}, listeningLine)
+			if err != nil {
+				return err
+			}
+			procs = append(procs, p)
+			systems = append(systems, system{name: "null+log", url: p.url(), proc: p})
 		}
-		procs = append(procs, p)
-		systems = append(systems, system{name: "null+log", url: p.url(), proc: p})
 	}
 
 	fsync, err := fsyncRate(dataDir, time.Second)
@@ -267,7 +298,8 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	r := &runner{cfg: cfg, client: newHTTPClient(cfg.Concurrency), parts: partURLs, seq: new(atomic.Int64)}
 	rep := Report{
-		Workload: cfg.Workload, Participants: cfg.Participants[0], Concurrency: cfg.Concurrency,
+		BaselineName: baselineName(systems[1]),
+		Workload:     cfg.Workload, Participants: cfg.Participants[0], Concurrency: cfg.Concurrency,
 		Rounds: cfg.Rounds, ParticipantLatencyMS: ms(cfg.ParticipantLatency), FsyncPerS: fsync,
 		Coordinator: cfg.Coordinator,
 	}
@@ -366,7 +398,11 @@ func (r *runner) compare(ctx context.Context, systems []system, k int) ([]*aggre
 }
 
 func (r *runner) phase(ctx context.Context, s system, k, round int, a *aggregate) error {
-	l := &load{client: r.client, target: s.url, targets: s.urls, participants: r.parts, workload: r.cfg.Workload, k: k, cancelRatio: r.cfg.CancelRatio, seq: r.seq}
+	workload := r.cfg.Workload
+	if s.workload != "" {
+		workload = s.workload
+	}
+	l := &load{client: r.client, target: s.url, targets: s.urls, participants: r.parts, workload: workload, k: k, cancelRatio: r.cfg.CancelRatio, seq: r.seq}
 	if r.cfg.Warmup > 0 {
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.Warmup)
 		l.run(wctx, r.cfg.Concurrency, 0, nil)
@@ -511,4 +547,12 @@ func ratio(a, b float64) float64 {
 	}
 	v, _ := strconv.ParseFloat(strconv.FormatFloat(a/b, 'f', 3, 64), 64)
 	return v
+}
+
+// baselineName is how the report names the baseline system.
+func baselineName(s system) string {
+	if s.name == "null" {
+		return "null coordinator"
+	}
+	return s.name
 }

@@ -23,10 +23,16 @@ const (
 	WorkloadCancelMix  = "cancel-mix" // one-shot, a share of them cancelled
 	WorkloadRecovery   = "recovery"   // restart on a data dir holding --fill unfinished transactions
 	WorkloadInflight   = "inflight"   // heap per transaction in flight, active and confirming
+	// WorkloadBarrier creates and confirms K links in one request, in
+	// barrier mode (forsrc's POST /tcc/api/v1/tcc/): each participant
+	// reports to the coordinator and waits for the round's outcome before
+	// it answers. It is compared with the one-shot workload on the same
+	// coordinator, phase by phase, not with the null coordinator.
+	WorkloadBarrier = "barrier"
 )
 
 // Workloads lists the workload names.
-var Workloads = []string{WorkloadOneShot, WorkloadRegistered, WorkloadCancelMix, WorkloadRecovery, WorkloadInflight}
+var Workloads = []string{WorkloadOneShot, WorkloadRegistered, WorkloadCancelMix, WorkloadRecovery, WorkloadInflight, WorkloadBarrier}
 
 // load is one measured phase against one system.
 type load struct {
@@ -157,6 +163,12 @@ func errorKind(err error) string {
 // transaction runs one transaction of the workload.
 func (l *load) transaction(ctx context.Context, buf *bytes.Buffer, uris []string, cancel bool) error {
 	expires := time.Now().Add(time.Minute).UTC().Format(time.RFC3339)
+	if l.workload == WorkloadBarrier {
+		buf.Reset()
+		forsrcBody(buf, uris, expires)
+		_, err := l.do(ctx, http.MethodPost, "/tcc/api/v1/tcc/", "application/json", buf.Bytes(), http.StatusOK, "confirm")
+		return err
+	}
 	if l.workload != WorkloadRegistered {
 		buf.Reset()
 		linkBody(buf, uris, expires)

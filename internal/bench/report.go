@@ -59,6 +59,10 @@ type Report struct {
 	Nodes []NodeFigures `json:"nodes,omitempty"`
 	Figures
 	Baseline Figures `json:"baseline"`
+	// BaselineName names the baseline: "null coordinator", or for the
+	// barrier workload "tccd one-shot" (the one-shot workload on the same
+	// coordinator, measured in alternating phases).
+	BaselineName string `json:"baseline_name"`
 	// Ratio is tccd's throughput divided by the baseline's.
 	Ratio float64 `json:"ratio"`
 	// P99Ratio is tccd's p99 latency divided by the baseline's.
@@ -101,15 +105,19 @@ func (r Report) writeTable(w io.Writer, chart string) {
 		}
 		fmt.Fprintf(tw, "%s\t%.0f\t%.2f\t%.2f\t%.2f\t%.2f\t%d\t%s\t%s\t\n", name, f.TxPerS, f.P50MS, f.P90MS, f.P99MS, f.MaxMS, f.Errors, cpu, rss)
 	}
-	row("tccd", r.Figures)
-	row("null coordinator", r.Baseline)
+	name := "tccd"
+	if r.Workload == WorkloadBarrier {
+		name = "tccd barrier"
+	}
+	row(name, r.Figures)
+	row(r.BaselineName, r.Baseline)
 	all := []Figures{r.Figures, r.Baseline}
 	if r.LogBaseline != nil {
 		row("null + log", *r.LogBaseline)
 		all = append(all, *r.LogBaseline)
 	}
 	tw.Flush()
-	fmt.Fprintf(w, "\nthroughput ratio (tccd / null): %.3f   p99 ratio: %.2f   p50 difference: %+.2fms\n", r.Ratio, r.P99Ratio, r.P50DeltaMS)
+	fmt.Fprintf(w, "\nthroughput ratio (%s / %s): %.3f   p99 ratio: %.2f   p50 difference: %+.2fms\n", name, r.BaselineName, r.Ratio, r.P99Ratio, r.P50DeltaMS)
 	if r.SSEEvents > 0 || r.SSELagged > 0 {
 		fmt.Fprintf(w, "event-stream subscribers read %d events (%.1f per transaction); %d dropped as too slow\n",
 			r.SSEEvents, float64(r.SSEEvents)/float64(max(1, r.Transactions)), r.SSELagged)
@@ -159,6 +167,12 @@ func latencyChart(r Report, aggs []*aggregate) []byte {
 		lat         []time.Duration
 	}{{"tccd", "#d62728", nil}, {"null coordinator", "#1f77b4", nil}, {"null + log", "#2ca02c", nil}}
 	series = series[:len(aggs)]
+	if r.Workload == WorkloadBarrier {
+		series[0].name = "tccd barrier"
+	}
+	if len(series) > 1 && r.BaselineName != "" {
+		series[1].name = r.BaselineName
+	}
 	for i, a := range aggs {
 		series[i].lat = a.lat
 	}

@@ -18,27 +18,43 @@ import (
 	"time"
 
 	pdb "github.com/cockroachdb/pebble/v2"
+
+	"github.com/tccd/tccd/api"
 )
 
 // NewParticipant returns the benchmark participant: every PUT or DELETE of
-// /r/{id} succeeds with 204 after the given latency. It keeps no state: the
+// /r/{id} (and forsrc's PUT /r/{id}/confirm and DELETE /r/{id}/cancel)
+// succeeds with 204 after the given latency. It keeps no state: the
 // benchmark measures the coordinator, not the participant.
+//
+// A confirm of a barrier-mode transaction (with Tcc-Barrier) speaks the
+// barrier over HTTP as the participant kit does: it reports "confirmed"
+// for the key to coordinator (POST /api/v1/barriers/<key>, a long poll)
+// and answers 204 once the round commits, 503 if it aborts — there is no
+// local transaction to hold. Without a coordinator it answers 500.
 //
 // PUT and DELETE of /hold/{id} are held instead, until POST /release (or
 // until the caller gives up, or maxHold), then answered 204: the inflight
 // workload holds confirms in flight with them while it measures the
 // coordinator's memory. GET /held answers how many calls are being held.
 // Holding is all the state it keeps, per handler.
-func NewParticipant(latency time.Duration) http.Handler {
+func NewParticipant(latency time.Duration, coordinator string) http.Handler {
 	mux := http.NewServeMux()
+	b := &barrierReporter{coordinator: strings.TrimSuffix(coordinator, "/"), client: newHTTPClient(1024)}
 	ok := func(w http.ResponseWriter, r *http.Request) {
 		if latency > 0 {
 			time.Sleep(latency)
+		}
+		if key := r.Header.Get(api.HeaderBarrier); key != "" && r.Method == http.MethodPut {
+			w.WriteHeader(b.report(r.Context(), key))
+			return
 		}
 		w.WriteHeader(http.StatusNoContent)
 	}
 	mux.HandleFunc("PUT /r/{id}", ok)
 	mux.HandleFunc("DELETE /r/{id}", ok)
+	mux.HandleFunc("PUT /r/{id}/confirm", ok)
+	mux.HandleFunc("DELETE /r/{id}/cancel", ok)
 	h := &holder{release: make(chan struct{})}
 	mux.HandleFunc("PUT /hold/{id}", h.hold)
 	mux.HandleFunc("DELETE /hold/{id}", h.hold)
@@ -47,6 +63,44 @@ func NewParticipant(latency time.Duration) http.Handler {
 		fmt.Fprintln(w, h.held.Load())
 	})
 	return mux
+}
+
+// barrierReporter reports the benchmark participant's barrier confirms.
+type barrierReporter struct {
+	coordinator string
+	client      *http.Client
+}
+
+// barrierPoll is how long a report waits for its round's outcome: above
+// the coordinator's default barrier-wait (10s).
+const barrierPoll = 15 * time.Second
+
+var confirmedReport = []byte(`{"status":"confirmed"}`)
+
+// report reports "confirmed" for key and returns the status to answer the
+// confirm with: 204 on commit, 503 otherwise, 500 without a coordinator.
+func (b *barrierReporter) report(ctx context.Context, key string) int {
+	if b.coordinator == "" {
+		return http.StatusInternalServerError
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost,
+		b.coordinator+"/api/v1/barriers/"+key+"?wait="+barrierPoll.String(), bytes.NewReader(confirmedReport))
+	if err != nil {
+		return http.StatusInternalServerError
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := b.client.Do(req)
+	if err != nil {
+		return http.StatusServiceUnavailable
+	}
+	defer resp.Body.Close()
+	var ans struct {
+		Outcome string `json:"outcome"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&ans) != nil || ans.Outcome != "commit" {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusNoContent
 }
 
 // maxHold bounds how long a participant holds a call nobody releases.
@@ -280,6 +334,25 @@ func linkBody(buf *bytes.Buffer, uris []string, expires string) {
 		buf.WriteString(`{"uri":"`)
 		buf.WriteString(u)
 		buf.WriteString(`","expires":"`)
+		buf.WriteString(expires)
+		buf.WriteString(`"}`)
+	}
+	buf.WriteString(`]}`)
+}
+
+// forsrcBody renders the body of forsrc's POST /tcc/api/v1/tcc/ for the
+// given URIs.
+func forsrcBody(buf *bytes.Buffer, uris []string, expires string) {
+	buf.WriteString(`{"expire":"`)
+	buf.WriteString(expires)
+	buf.WriteString(`","tccLinks":[`)
+	for i, u := range uris {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		buf.WriteString(`{"uri":"`)
+		buf.WriteString(u)
+		buf.WriteString(`","expire":"`)
 		buf.WriteString(expires)
 		buf.WriteString(`"}`)
 	}

@@ -44,7 +44,12 @@ var moreEdits = map[string][][2]string{
 	// driver confirms the rest after a stop when something confirmed (a
 	// confirm in flight at the stop). Both together are the bug.
 	"driver: a refusal after a confirm stops the confirm phase": {
-		{"\t\t\t\tif tx.Count(ParticipantConfirmed) > 0 {\n\t\t\t\t\tcarry = res.attempts", "\t\t\t\tif false {\n\t\t\t\t\tcarry = res.attempts"},
+		{"\t\t\t\tif tx.confirmedTCC() > 0 {\n\t\t\t\t\tcarry = res.attempts", "\t\t\t\tif false {\n\t\t\t\t\tcarry = res.attempts"},
+	},
+	// The confirm phase takes the messages as if they were participants,
+	// and the workers publish them.
+	"messages: published during the confirm phase": {
+		{"\t\t\t\tif op == OpPublish {\n\t\t\t\t\tc.publish", "\t\t\t\tif tx.Participants[i].message() {\n\t\t\t\t\tc.publish"},
 	},
 }
 
@@ -133,6 +138,26 @@ var mutants = []mutant{
 	{"events: a slow subscriber blocks Publish", "events.go",
 		"if len(s.c) < b.buffer {\n\t\t\ts.c <- ev\n\t\t\tcontinue\n\t\t}",
 		"if true {\n\t\t\ts.c <- ev\n\t\t\tcontinue\n\t\t}", core},
+	{"messages: published during the confirm phase", "driver.go",
+		"\t\t\tcase op == OpPublish:\n\t\t\t\tpending = append(pending, i)",
+		"\t\t\tcase op == OpPublish || op == OpConfirm:\n\t\t\t\tpending = append(pending, i)", []string{".", "./nats/"}},
+	{"messages: left pending when the transaction ends otherwise", "driver.go",
+		"\tif to != StateConfirmed {\n\t\t// Messages are published",
+		"\tif false {\n\t\t// Messages are published", []string{".", "./nats/"}},
+	{"messages: a repeat past the duplicate window published blindly", "nats/coordinator.go",
+		"\tif !m.Since.IsZero() {", "\tif false {", []string{"./nats/"}},
+	{"compensation: the decision to compensate not synced", "driver.go",
+		"c.transitionWith(c.writeCtx(), tx, StateCompensating, true, res.attempts)",
+		"c.transitionWith(c.writeCtx(), tx, StateCompensating, false, res.attempts)", core},
+	{"barrier: the commit record not synced", "barrier.go",
+		"if err := c.transition(c.writeCtx(), tx, StateConfirming, true); err != nil {\n\t\t\ttx.Round.Committed = false",
+		"if err := c.transition(c.writeCtx(), tx, StateConfirming, false); err != nil {\n\t\t\ttx.Round.Committed = false", append(core, "./cmd/tccd/")},
+	{"enlist: a participant enlisted without a sync", "coordinator.go",
+		"\treturn c.update(ctx, id, true, func(tx *Transaction) (State, error) {\n\t\tif tx.Participant(links[0].URI) >= 0 {",
+		"\treturn c.update(ctx, id, false, func(tx *Transaction) (State, error) {\n\t\tif tx.Participant(links[0].URI) >= 0 {", core},
+	{"messages: a message enlisted without a sync", "messages.go",
+		"tx, _, err := c.update(ctx, id, true, func(tx *Transaction) (State, error) {",
+		"tx, _, err := c.update(ctx, id, false, func(tx *Transaction) (State, error) {", append(core, "./nats/")},
 	{"participant kit: expiry judged before the lock wait", "participant/ledger.go",
 		"case rec.State == Tried && rec.Expires.UnixMilli() <= now:",
 		"case rec.State == Tried && rec.Expires.UnixMilli() <= now-60000:", []string{"./participant/"}},

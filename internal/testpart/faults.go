@@ -1,7 +1,9 @@
 package testpart
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -9,7 +11,9 @@ import (
 
 // Fault makes the next Count calls of an operation misbehave.
 type Fault struct {
-	// Op is "confirm", "cancel" or "any".
+	// Op is "confirm", "cancel", "compensate" or "any" — or "outcome": a barrier-mode
+	// confirm once the coordinator has answered its report, before the kit
+	// commits or rolls back; only Hold applies to it.
 	Op string `json:"op"`
 	// Count is how many calls are affected; -1 means until cleared.
 	Count int `json:"count"`
@@ -45,7 +49,7 @@ func (s *Service) fault(op string) (*Fault, <-chan struct{}) {
 		s.release = make(chan struct{})
 	}
 	for i, f := range s.faults {
-		if f.Op != op && f.Op != "any" {
+		if f.Op != op && (f.Op != "any" || op == "outcome") {
 			continue
 		}
 		c := *f
@@ -138,4 +142,40 @@ func (s *Service) ClearFaults() {
 		close(s.release)
 		s.release = nil
 	}
+}
+
+// reporter is the transport of the kit's barrier reports: it counts them
+// and applies the "outcome" faults to their answers.
+type reporter struct {
+	s    *Service
+	next http.RoundTripper
+}
+
+func (t *reporter) RoundTrip(r *http.Request) (*http.Response, error) {
+	t.s.reports.Add(1)
+	resp, err := t.next.RoundTrip(r)
+	if err != nil {
+		return nil, err
+	}
+	f, release := t.s.fault("outcome")
+	if f == nil || !f.Hold {
+		return resp, nil
+	}
+	// Read the answer first: it is what the kit acts on when let go.
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	t.s.held.Add(1)
+	defer t.s.held.Add(-1)
+	select {
+	case <-release:
+	case <-r.Context().Done():
+		// The confirm's caller went away (a coordinator killed): the kit
+		// hears nothing and rolls back.
+		return nil, r.Context().Err()
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	return resp, nil
 }

@@ -18,6 +18,10 @@
 //	GET    /stats                   the counters (Stats)
 //	POST   /faults, DELETE /faults  fault injection (Fault) for confirm and cancel
 //
+// Given the coordinator's URL (Config.Coordinator) it takes part in
+// barrier-mode transactions the kit's way: a confirm carrying Tcc-Barrier
+// is applied, reported, and committed only on the round's "commit".
+//
 // It records every call so tests can check invariants: no reservation both
 // confirmed and asked to cancel, confirmed only after try, and so on.
 package testpart
@@ -55,6 +59,9 @@ const (
 	Confirmed State = "confirmed"
 	Cancelled State = "cancelled"
 	Expired   State = "expired"
+	// Compensated is a confirmed reservation undone by its compensate
+	// URI (POST /reservations/{id}/compensate).
+	Compensated State = "compensated"
 	// Void is an id that was cancelled without a try (an empty cancel):
 	// a later try of it would be refused.
 	Void State = "void"
@@ -70,9 +77,14 @@ type Reservation struct {
 	// Confirms and Cancels count the calls received for it.
 	Confirms int `json:"confirms"`
 	Cancels  int `json:"cancels"`
+	// Applied counts the business confirms and cancels committed for it:
+	// 1 once it is settled, never more.
+	Applied int `json:"applied"`
 	// CancelAfterConfirm counts DELETEs refused because the reservation was
 	// already confirmed: a coordinator that cancels a confirmed participant.
 	CancelAfterConfirm int `json:"cancel_after_confirm"`
+	// Compensations counts the compensate calls received for it.
+	Compensations int `json:"compensations"`
 }
 
 // Stats are the service's counters. All but ConfirmCalls and CancelCalls
@@ -92,8 +104,16 @@ type Stats struct {
 	ConfirmCalls       int64 `json:"confirm_calls"`
 	CancelCalls        int64 `json:"cancel_calls"`
 	CancelAfterConfirm int   `json:"cancel_after_confirm"`
+	// Compensated counts the confirmed reservations undone, and
+	// CompensateCalls the compensate calls received since the service
+	// started.
+	Compensated     int   `json:"compensated"`
+	CompensateCalls int64 `json:"compensate_calls"`
 	// Held counts the calls a Hold fault is holding now.
 	Held int64 `json:"held"`
+	// Reports counts the barrier reports sent to the coordinator since the
+	// service started.
+	Reports int64 `json:"reports"`
 }
 
 // Defaults of Config.
@@ -122,6 +142,12 @@ type Config struct {
 	// SweepEvery is the period of the expiry sweeper (default
 	// DefaultSweepEvery).
 	SweepEvery time.Duration
+	// Coordinator is the coordinator's URL, for barrier-mode confirms
+	// (participant.Config.Coordinator); CoordinatorToken its bearer token
+	// if it requires one; BarrierWait how long a barrier confirm waits for
+	// its outcome (default participant.DefaultBarrierWait).
+	Coordinator, CoordinatorToken string
+	BarrierWait                   time.Duration
 	// Logger receives the kit's warnings; default: discarded.
 	Logger *slog.Logger
 }
@@ -137,8 +163,8 @@ type Service struct {
 	maxTTL  time.Duration
 	latency atomic.Int64 // time.Duration
 
-	confirmCalls, cancelCalls atomic.Int64
-	held                      atomic.Int64
+	confirmCalls, cancelCalls, compensateCalls atomic.Int64
+	held, reports                              atomic.Int64
 
 	mu     sync.Mutex
 	faults []*Fault
@@ -156,7 +182,10 @@ const schema = `CREATE TABLE IF NOT EXISTS testpart_reservation (
 	outcome              TEXT    NOT NULL DEFAULT '',
 	confirms             INTEGER NOT NULL DEFAULT 0,
 	cancels              INTEGER NOT NULL DEFAULT 0,
-	cancel_after_confirm INTEGER NOT NULL DEFAULT 0
+	cancel_after_confirm INTEGER NOT NULL DEFAULT 0,
+	applied              INTEGER NOT NULL DEFAULT 0,
+	compensated          INTEGER NOT NULL DEFAULT 0,
+	compensations        INTEGER NOT NULL DEFAULT 0
 )`
 
 // Open opens (creating if need be) the service's database, and starts its
@@ -201,15 +230,24 @@ func (s *Service) open(ctx context.Context, path string, cfg Config) error {
 	// WAL, and synchronous=NORMAL: a commit survives the process being
 	// killed (not the machine crashing), which is what the tests inflict.
 	// One connection: SQLite has one writer anyway, and requests queue in
-	// the pool instead of polling the lock.
+	// the pool instead of polling the lock. Not in barrier mode, where a
+	// confirm keeps its transaction (and its connection) open while it
+	// waits for the round's outcome: reads, on connections of their own,
+	// must not wait for it.
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)&_txlock=immediate")
 	if err != nil {
 		return fmt.Errorf("testpart: open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
+	if cfg.Coordinator != "" {
+		db.SetMaxOpenConns(8)
+	}
 	s.db = db
 	if _, err := db.ExecContext(ctx, schema); err != nil {
 		return fmt.Errorf("testpart: create table: %w", err)
+	}
+	if err := addAppliedColumn(ctx, db); err != nil {
+		return err
 	}
 	if err := participant.Migrate(ctx, db, participant.SQLite, participant.DefaultTable); err != nil {
 		return fmt.Errorf("testpart: %w", err)
@@ -218,7 +256,9 @@ func (s *Service) open(ctx context.Context, path string, cfg Config) error {
 		DB: db, Dialect: participant.SQLite, Path: "/reservations", BaseURL: cfg.BaseURL,
 		DefaultTTL: cfg.TTL, MaxTTL: s.maxTTL, SweepEvery: cfg.SweepEvery, Retention: DefaultRetention,
 		Try: s.tryFunc, Confirm: s.outcome("confirmed"), Cancel: s.outcome("cancelled"),
-		Logger: s.log,
+		Coordinator: cfg.Coordinator, CoordinatorToken: cfg.CoordinatorToken, BarrierWait: cfg.BarrierWait,
+		HTTPClient: &http.Client{Transport: &reporter{s: s, next: http.DefaultTransport}},
+		Logger:     s.log,
 	})
 	if err != nil {
 		return fmt.Errorf("testpart: %w", err)
@@ -227,11 +267,29 @@ func (s *Service) open(ctx context.Context, path string, cfg Config) error {
 	s.mux.Handle("POST /reservations", kit)
 	s.mux.HandleFunc("PUT /reservations/{id}", s.settle("confirm", &s.confirmCalls))
 	s.mux.HandleFunc("DELETE /reservations/{id}", s.settle("cancel", &s.cancelCalls))
+	s.mux.HandleFunc("POST /reservations/{id}/compensate", s.compensate)
 	s.mux.HandleFunc("GET /reservations/{id}", s.get)
 	s.mux.HandleFunc("GET /reservations", s.list)
 	s.mux.HandleFunc("GET /stats", s.stats)
 	s.mux.HandleFunc("POST /faults", s.addFault)
 	s.mux.HandleFunc("DELETE /faults", s.clearFaults)
+	return nil
+}
+
+// addAppliedColumn adds the columns applied, compensated and
+// compensations to a table made before they existed.
+func addAppliedColumn(ctx context.Context, db *sql.DB) error {
+	var n int
+	for _, col := range []string{"applied", "compensated", "compensations"} {
+		if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM pragma_table_info('testpart_reservation') WHERE name = ?`, col).Scan(&n); err != nil {
+			return fmt.Errorf("testpart: read the table's columns: %w", err)
+		}
+		if n == 0 {
+			if _, err := db.ExecContext(ctx, `ALTER TABLE testpart_reservation ADD COLUMN `+col+` INTEGER NOT NULL DEFAULT 0`); err != nil {
+				return fmt.Errorf("testpart: add column %s: %w", col, err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -309,7 +367,7 @@ func (s *Service) ttlParam(r *http.Request) (time.Duration, error) {
 // reservation's row, which the kit runs exactly once.
 func (s *Service) outcome(what string) participant.SettleFunc {
 	return func(ctx context.Context, tx *sql.Tx, id string) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE testpart_reservation SET outcome = ? WHERE id = ?`, what, id); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE testpart_reservation SET outcome = ?, applied = applied + 1 WHERE id = ?`, what, id); err != nil {
 			return fmt.Errorf("record %s: %w", what, err)
 		}
 		return nil
@@ -366,6 +424,41 @@ func (s *Service) settle(op string, calls *atomic.Int64) http.HandlerFunc {
 	}
 }
 
+// compensate serves POST /reservations/{id}/compensate, the compensate
+// URI a link may carry: it undoes a confirmed reservation (204, and again
+// 204 when repeated). A reservation that is not confirmed has nothing to
+// undo: 204 too, with nothing done. An unknown one is 404.
+func (s *Service) compensate(w http.ResponseWriter, r *http.Request) {
+	s.compensateCalls.Add(1)
+	answered, after := s.preamble(w, r, "compensate")
+	if answered {
+		return
+	}
+	id := r.PathValue("id")
+	res, ok, err := s.Get(r.Context(), id)
+	if err != nil {
+		s.internalError(w, err)
+		return
+	}
+	if !ok {
+		http.Error(w, "no such reservation", http.StatusNotFound)
+		return
+	}
+	q := `UPDATE testpart_reservation SET compensations = compensations + 1 WHERE id = ?`
+	if res.State == Confirmed || res.State == Compensated {
+		q = `UPDATE testpart_reservation SET compensations = compensations + 1, compensated = 1 WHERE id = ?`
+	}
+	if _, err := s.db.ExecContext(r.Context(), q, id); err != nil {
+		s.internalError(w, err)
+		return
+	}
+	if after != nil {
+		s.loseReply(w, after)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
 // count records a confirm or cancel call on reservation id (nothing if
 // there is no such reservation); a cancel refused because the reservation
 // is confirmed is counted apart.
@@ -399,7 +492,8 @@ func (s *Service) List(ctx context.Context) ([]Reservation, error) {
 // query reads reservations: the kit's rows joined to the counters.
 func (s *Service) query(ctx context.Context, where string, args ...any) ([]Reservation, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT k.id, k.state, k.expires_at,
-	COALESCE(t.confirms, 0), COALESCE(t.cancels, 0), COALESCE(t.cancel_after_confirm, 0)
+	COALESCE(t.confirms, 0), COALESCE(t.cancels, 0), COALESCE(t.cancel_after_confirm, 0), COALESCE(t.applied, 0),
+	COALESCE(t.compensated, 0), COALESCE(t.compensations, 0)
 FROM `+participant.DefaultTable+` k LEFT JOIN testpart_reservation t ON t.id = k.id`+where, args...)
 	if err != nil {
 		return nil, fmt.Errorf("testpart: read reservations: %w", err)
@@ -410,8 +504,12 @@ FROM `+participant.DefaultTable+` k LEFT JOIN testpart_reservation t ON t.id = k
 	for rows.Next() {
 		var r Reservation
 		var expires int64
-		if err := rows.Scan(&r.ID, &r.State, &expires, &r.Confirms, &r.Cancels, &r.CancelAfterConfirm); err != nil {
+		var compensated int
+		if err := rows.Scan(&r.ID, &r.State, &expires, &r.Confirms, &r.Cancels, &r.CancelAfterConfirm, &r.Applied, &compensated, &r.Compensations); err != nil {
 			return nil, fmt.Errorf("testpart: read reservations: %w", err)
+		}
+		if r.State == Confirmed && compensated != 0 {
+			r.State = Compensated
 		}
 		r.Expires = time.UnixMilli(expires).UTC()
 		if r.State == Tried && !now.Before(r.Expires) {
@@ -431,7 +529,8 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 	if err != nil {
 		return Stats{}, err
 	}
-	st := Stats{ConfirmCalls: s.confirmCalls.Load(), CancelCalls: s.cancelCalls.Load(), Held: s.held.Load()}
+	st := Stats{ConfirmCalls: s.confirmCalls.Load(), CancelCalls: s.cancelCalls.Load(), CompensateCalls: s.compensateCalls.Load(),
+		Held: s.held.Load(), Reports: s.reports.Load()}
 	for _, r := range all {
 		st.CancelAfterConfirm += r.CancelAfterConfirm
 		if r.State == Void {
@@ -442,6 +541,8 @@ func (s *Service) Stats(ctx context.Context) (Stats, error) {
 		switch r.State {
 		case Confirmed:
 			st.Confirmed++
+		case Compensated:
+			st.Compensated++
 		case Cancelled:
 			st.Cancelled++
 		case Expired:

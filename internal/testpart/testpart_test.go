@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -190,6 +191,32 @@ func TestContract(t *testing.T) {
 	}
 }
 
+// TestCompensate: the compensate URI undoes a confirmed reservation,
+// idempotently; one that is not confirmed has nothing to undo; an unknown
+// one is 404; a fault applies to it like to any call.
+func TestCompensate(t *testing.T) {
+	c, svc := inProcess(t)
+	confirmed := c.try()
+	c.want("confirm", c.do(http.MethodPut, confirmed), http.StatusNoContent)
+	c.want("compensate", c.do(http.MethodPost, confirmed+"/compensate"), http.StatusNoContent)
+	c.want("repeated compensate", c.do(http.MethodPost, confirmed+"/compensate"), http.StatusNoContent)
+	if r := c.reservation(confirmed); r.State != testpart.Compensated || r.Compensations != 2 || r.Applied != 1 {
+		t.Errorf("compensated: %+v", r)
+	}
+	tried := c.try()
+	c.want("compensate a tried one", c.do(http.MethodPost, tried+"/compensate"), http.StatusNoContent)
+	if r := c.reservation(tried); r.State != testpart.Tried || r.Compensations != 1 {
+		t.Errorf("tried after a compensate: %+v", r)
+	}
+	c.want("compensate an unknown one", c.do(http.MethodPost, "/reservations/neverseen/compensate"), http.StatusNotFound)
+	svc.AddFault(testpart.Fault{Op: "compensate", Count: 1, Status: http.StatusServiceUnavailable})
+	c.want("compensate with a fault", c.do(http.MethodPost, tried+"/compensate"), http.StatusServiceUnavailable)
+	st := c.stats()
+	if st.Compensated != 1 || st.CompensateCalls != 5 || st.Confirmed != 0 || st.Pending != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
 // TestRestart kills the service process (SIGKILL) and starts it again on
 // the same database and port: the old URIs answer as before, the counters
 // are kept, and new reservations never reuse an old id.
@@ -257,4 +284,81 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// TestBarrier: with a coordinator URL the service confirms in barrier
+// mode through the kit — it reports (with the token), commits on
+// "commit", and an "outcome" Hold fault holds the confirm between the
+// answer to its report and the commit until the faults are cleared;
+// without one a barrier confirm is refused.
+func TestBarrier(t *testing.T) {
+	var mu sync.Mutex
+	var reports []string
+	coord := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		reports = append(reports, r.Method+" "+r.URL.Path+" "+r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"outcome":"commit"}`)
+	}))
+	defer coord.Close()
+	svc, err := testpart.Open(context.Background(), testpart.Config{DB: filepath.Join(t.TempDir(), "tp.db"), TTL: time.Minute,
+		Coordinator: coord.URL, CoordinatorToken: "tok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	srv := httptest.NewServer(svc)
+	defer srv.Close()
+	c := client{t: t, base: srv.URL, hc: srv.Client()}
+	confirm := func(path string) answer {
+		req, _ := http.NewRequest(http.MethodPut, c.base+path, nil)
+		req.Header.Set("Tcc-Barrier", "key1")
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			return answer{err: err}
+		}
+		resp.Body.Close()
+		return answer{status: resp.StatusCode}
+	}
+
+	r1 := c.try()
+	c.want("barrier confirm", confirm(r1), http.StatusNoContent)
+	if got := c.reservation(r1); got.State != testpart.Confirmed || got.Applied != 1 {
+		t.Fatalf("after the barrier confirm: %+v", got)
+	}
+	mu.Lock()
+	if len(reports) != 1 || reports[0] != "POST /api/v1/barriers/key1 Bearer tok" {
+		t.Fatalf("reports %q", reports)
+	}
+	mu.Unlock()
+
+	r2 := c.try()
+	svc.AddFault(testpart.Fault{Op: "outcome", Count: 1, Hold: true})
+	done := make(chan answer, 1)
+	go func() { done <- confirm(r2) }()
+	eventually(t, "the confirm held after its report", func() bool { return c.stats().Held == 1 })
+	// Held with its transaction open: nothing is confirmed yet, and the
+	// service still answers.
+	if got := c.reservation(r2); got.State != testpart.Tried || got.Applied != 0 {
+		t.Fatalf("held: %+v", got)
+	}
+	c.want("clear the faults", c.do(http.MethodDelete, "/faults"), http.StatusNoContent)
+	c.want("held barrier confirm", <-done, http.StatusNoContent)
+	if got, st := c.reservation(r2), c.stats(); got.State != testpart.Confirmed || got.Applied != 1 || st.Reports != 2 {
+		t.Fatalf("after the release: %+v, %+v", got, st)
+	}
+
+	plain, _ := inProcess(t)
+	c.want("barrier confirm without a coordinator URL", func() answer {
+		c := plain
+		req, _ := http.NewRequest(http.MethodPut, c.base+c.try(), nil)
+		req.Header.Set("Tcc-Barrier", "key2")
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return answer{status: resp.StatusCode}
+	}(), http.StatusInternalServerError)
 }

@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"sync"
 	"time"
 
@@ -57,6 +58,10 @@ type Env struct {
 	// Retention is --retention: how long settled bookkeeping rows are kept
 	// after their expiry (Config.Retention; zero keeps them).
 	Retention time.Duration
+	// Coordinator is --coordinator, the coordinator's URL that
+	// barrier-mode confirms report to (Config.Coordinator), and
+	// CoordinatorToken --coordinator-token, their bearer token.
+	Coordinator, CoordinatorToken string
 
 	sweepEvery time.Duration
 	faults     *Faults
@@ -89,6 +94,9 @@ func (e *Env) Participant(ctx context.Context, cfg participant.Config) (*partici
 	if cfg.BaseURL == "" {
 		cfg.BaseURL = e.BaseURL
 	}
+	if cfg.Coordinator == "" {
+		cfg.Coordinator, cfg.CoordinatorToken = e.Coordinator, e.CoordinatorToken
+	}
 	cfg.Confirm = e.faults.Wrap("confirm", cfg.Confirm)
 	cfg.Cancel = e.faults.Wrap("cancel", cfg.Cancel)
 	p, err := participant.New(ctx, cfg)
@@ -113,6 +121,8 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 	retention := fs.Duration("retention", DefaultRetention, fmt.Sprintf("how long settled bookkeeping rows are kept after their expiry before the cleanup deletes them (at least %v; 0 keeps them)", participant.MinRetention))
 	baseURL := fs.String("base-url", "", "start of the reservation URIs handed to the coordinator (default http://<listen address>)")
 	sweep := fs.Duration("sweep-every", time.Second, "period of the expiry sweeper, which cancels reservations past their expiry")
+	coordinator := fs.String("coordinator", "", "the coordinator's URL, for barrier-mode transactions: their confirms report to it and commit only when every participant confirmed (default: none; such confirms are refused)")
+	coordinatorToken := fs.String("coordinator-token", os.Getenv("TCCD_COORDINATOR_TOKEN"), "bearer token of the barrier reports, when the coordinator requires one (default $TCCD_COORDINATOR_TOKEN)")
 	testFaults := fs.Bool("test-faults", false, "FOR TESTS AND DEMOS: serve POST /admin/faults, which makes the next confirm or cancel fail")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if s.Flags != nil {
@@ -152,7 +162,8 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 		*baseURL = defaultBaseURL(ln.Addr())
 	}
 	env := &Env{DB: db, Dialect: d, Mux: http.NewServeMux(), Log: log, TTL: *ttl, MaxTTL: *maxTTL,
-		BaseURL: *baseURL, Retention: *retention, sweepEvery: *sweep, faults: &Faults{}}
+		BaseURL: *baseURL, Retention: *retention, Coordinator: *coordinator, CoordinatorToken: *coordinatorToken,
+		sweepEvery: *sweep, faults: &Faults{}}
 	defer env.close()
 	if err := s.Setup(ctx, env); err != nil {
 		return fmt.Errorf("set-up: %w", err)
@@ -173,7 +184,7 @@ func RunService(ctx context.Context, s Service, args []string, stdout, stderr io
 		sweepers.Go(func() { p.Run(sweepCtx) })
 	}
 	log.Info("serving", "addr", ln.Addr().String(), "base_url", env.BaseURL, "db", exampledb.Redact(*dsn), "dialect", d,
-		"ttl", env.TTL, "max_ttl", env.MaxTTL, "retention", env.Retention)
+		"ttl", env.TTL, "max_ttl", env.MaxTTL, "retention", env.Retention, "coordinator", env.Coordinator)
 	fmt.Fprintf(stdout, "listening %s\n", ln.Addr())
 
 	select {

@@ -1,7 +1,15 @@
-// Command seats is a small seat-booking participant on the kit and SQLite,
-// run by the kit's restart test as a real process: each seat moves
-// AVAILABLE → RESERVED → SOLD (participant.StateItem). It prints
+// Command seats is a small seat-booking participant on the kit, run by
+// the kit's restart and barrier tests as a real process: each seat moves
+// AVAILABLE → RESERVED → SOLD (participant.StateItem). It keeps its seats
+// in SQLite (--db FILE), or with --dialect postgres|mysql in the database
+// --db names (a DSN), its tables' names prefixed with --prefix. With
+// --coordinator it takes part in barrier-mode transactions. It prints
 // "listening <host:port>" once it accepts connections.
+//
+// --hold-after-report is for the barrier test that kills it between its
+// report and its commit: once the coordinator has answered a report, it
+// prints "outcome <key> <outcome>" and holds the confirm (its local
+// transaction open) until the request ends.
 //
 //	POST   /seats?seat=N[&ttl=1m]  try: reserve seat N; the reservation id is
 //	                               derived from Tcc-Transaction-Id and the seat
@@ -25,9 +33,12 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql"
+	_ "github.com/jackc/pgx/v5/stdlib"
 	_ "modernc.org/sqlite"
 
 	"github.com/tccd/tccd/participant"
@@ -35,13 +46,18 @@ import (
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to serve on")
-	dbPath := flag.String("db", "seats.db", "SQLite file")
-	seats := flag.Int("seats", 100, "seats created in a new database")
-	sweep := flag.Duration("sweep-every", 50*time.Millisecond, "period of the expiry sweeper")
+	var o options
+	flag.StringVar(&o.db, "db", "seats.db", "SQLite file, or with --dialect postgres or mysql a DSN")
+	flag.StringVar(&o.dialect, "dialect", "sqlite", "sqlite, postgres or mysql")
+	flag.StringVar(&o.prefix, "prefix", "", "prefix of the tables' names (a schema or database and a dot)")
+	flag.IntVar(&o.seats, "seats", 100, "seats created in a new database")
+	flag.DurationVar(&o.sweep, "sweep-every", 50*time.Millisecond, "period of the expiry sweeper")
+	flag.StringVar(&o.coordinator, "coordinator", "", "the coordinator's URL, for barrier-mode confirms")
+	flag.BoolVar(&o.holdAfterReport, "hold-after-report", false, "FOR TESTS: hold every barrier confirm once its report is answered")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *listen, *dbPath, *seats, *sweep); err != nil {
+	if err := run(ctx, *listen, o); err != nil {
 		fmt.Fprintln(os.Stderr, "seats:", err)
 		os.Exit(1)
 	}
@@ -50,27 +66,57 @@ func main() {
 // txSeat is the reservation id of seat under transaction tx.
 func txSeat(tx string, seat int) string { return participant.DeriveID(tx, "seat", strconv.Itoa(seat)) }
 
-func run(ctx context.Context, listen, path string, n int, sweep time.Duration) error {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+type options struct {
+	db, dialect, prefix, coordinator string
+	seats                            int
+	sweep                            time.Duration
+	holdAfterReport                  bool
+}
+
+// open opens the database of o.
+func (o options) open() (*sql.DB, participant.Dialect, error) {
+	switch o.dialect {
+	case "sqlite":
+		db, err := sql.Open("sqlite", "file:"+o.db+"?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_txlock=immediate")
+		return db, participant.SQLite, err
+	case "postgres":
+		db, err := sql.Open("pgx", o.db)
+		return db, participant.PostgreSQL, err
+	case "mysql":
+		db, err := sql.Open("mysql", o.db)
+		return db, participant.MySQL, err
+	}
+	return nil, 0, fmt.Errorf("--dialect %q: want sqlite, postgres or mysql", o.dialect)
+}
+
+func run(ctx context.Context, listen string, o options) error {
+	db, d, err := o.open()
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	if err := setup(ctx, db, n); err != nil {
+	seatsTable, kitTable := o.prefix+"seats", o.prefix+participant.DefaultTable
+	if err := setup(ctx, db, d, seatsTable, kitTable, o.seats); err != nil {
 		return fmt.Errorf("set-up: %w", err)
 	}
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return err
 	}
-	items := participant.StateItem{Dialect: participant.SQLite, Table: "seats",
+	items := participant.StateItem{Dialect: d, Table: seatsTable,
 		IDColumn: "seat", StateColumn: "state", ReservationColumn: "reservation"}
+	var hc *http.Client
+	if o.holdAfterReport {
+		hc = &http.Client{Transport: holdAfterReport{http.DefaultTransport}}
+	}
 	p, err := participant.New(ctx, participant.Config{
-		DB: db, Dialect: participant.SQLite, Path: "/seats",
-		BaseURL:    "http://" + ln.Addr().String(),
-		SweepEvery: sweep,
-		Retention:  participant.MinRetention,
-		Logger:     slog.New(slog.NewTextHandler(os.Stderr, nil)),
+		DB: db, Dialect: d, Table: kitTable, Path: "/seats",
+		BaseURL:     "http://" + ln.Addr().String(),
+		SweepEvery:  o.sweep,
+		Retention:   participant.MinRetention,
+		Coordinator: o.coordinator,
+		HTTPClient:  hc,
+		Logger:      slog.New(slog.NewTextHandler(os.Stderr, nil)),
 		ReservationID: func(r *http.Request) (string, error) {
 			seat, err := strconv.Atoi(r.URL.Query().Get("seat"))
 			if tx := r.Header.Get("Tcc-Transaction-Id"); tx != "" && err == nil {
@@ -101,7 +147,7 @@ func run(ctx context.Context, listen, path string, n int, sweep time.Duration) e
 	mux := http.NewServeMux()
 	p.Register(mux)
 	mux.HandleFunc("GET /seats", func(w http.ResponseWriter, r *http.Request) {
-		if err := listSeats(r.Context(), db, w); err != nil {
+		if err := listSeats(r.Context(), db, seatsTable, w); err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 		}
 	})
@@ -111,6 +157,9 @@ func run(ctx context.Context, listen, path string, n int, sweep time.Duration) e
 	sweepCtx, stopSweeper := context.WithCancel(context.Background())
 	swept := make(chan struct{})
 	go func() { defer close(swept); p.Run(sweepCtx) }()
+	if o.holdAfterReport {
+		fmt.Println("holding barrier confirms after their report")
+	}
 	fmt.Printf("listening %s\n", ln.Addr())
 	select {
 	case <-ctx.Done():
@@ -128,12 +177,17 @@ func run(ctx context.Context, listen, path string, n int, sweep time.Duration) e
 }
 
 // setup creates the seats and the kit's table, unless they exist.
-func setup(ctx context.Context, db *sql.DB, n int) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS seats (seat INTEGER PRIMARY KEY, state TEXT NOT NULL, reservation TEXT)`); err != nil {
+func setup(ctx context.Context, db *sql.DB, d participant.Dialect, seats, kitTable string, n int) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS `+seats+
+		` (seat INTEGER NOT NULL PRIMARY KEY, state VARCHAR(16) NOT NULL, reservation VARCHAR(128) NULL)`); err != nil {
 		return err
 	}
-	if err := participant.Migrate(ctx, db, participant.SQLite, participant.DefaultTable); err != nil {
+	if err := participant.Migrate(ctx, db, d, kitTable); err != nil {
 		return err
+	}
+	insert := `INSERT INTO ` + seats + ` (seat, state) VALUES (?, 'AVAILABLE') ON CONFLICT DO NOTHING`
+	if d == participant.MySQL {
+		insert = `INSERT IGNORE INTO ` + seats + ` (seat, state) VALUES (?, 'AVAILABLE')`
 	}
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
@@ -141,11 +195,34 @@ func setup(ctx context.Context, db *sql.DB, n int) error {
 	}
 	defer tx.Rollback()
 	for i := 1; i <= n; i++ {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO seats (seat, state) VALUES (?, 'AVAILABLE') ON CONFLICT DO NOTHING`, i); err != nil {
+		if _, err := tx.ExecContext(ctx, d.Rebind(insert), i); err != nil {
 			return err
 		}
 	}
 	return tx.Commit()
+}
+
+// holdAfterReport is the transport of --hold-after-report: once the
+// coordinator has answered a barrier report, it says so on stdout and
+// holds the answer until the request ends (the test kills the process
+// meanwhile: between the report and the commit).
+type holdAfterReport struct{ next http.RoundTripper }
+
+func (h holdAfterReport) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.next.RoundTrip(r)
+	key, isReport := strings.CutPrefix(r.URL.Path, "/api/v1/barriers/")
+	if err != nil || !isReport || resp.StatusCode != http.StatusOK {
+		return resp, err
+	}
+	var ans struct{ Outcome string }
+	err = json.NewDecoder(resp.Body).Decode(&ans)
+	resp.Body.Close()
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("outcome %s %s\n", key, ans.Outcome)
+	<-r.Context().Done()
+	return nil, r.Context().Err()
 }
 
 // seat is a row of the seats table as GET /seats shows it.
@@ -155,8 +232,8 @@ type seat struct {
 	Reservation string `json:"reservation,omitempty"`
 }
 
-func listSeats(ctx context.Context, db *sql.DB, w http.ResponseWriter) error {
-	rows, err := db.QueryContext(ctx, `SELECT seat, state, reservation FROM seats ORDER BY seat`)
+func listSeats(ctx context.Context, db *sql.DB, table string, w http.ResponseWriter) error {
+	rows, err := db.QueryContext(ctx, `SELECT seat, state, reservation FROM `+table+` ORDER BY seat`)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,11 @@
 //	trip airline --name swiss --listen 127.0.0.1:9101 --db swiss.db --flight LX318=30
 //	trip airline --name easyjet --listen 127.0.0.1:9102 --db easyjet.db --flight U2-5201=24
 //	trip book --count 10 --style mixed
+//
+// The barrier style needs the airlines to know the coordinator:
+//
+//	trip airline --name swiss … --coordinator http://127.0.0.1:8420
+//	trip book --style barrier
 package main
 
 import (
@@ -92,7 +97,7 @@ func runBook(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	coordinator := fs.String("coordinator", "http://127.0.0.1:8420", "the coordinator's URL")
 	var ls legs
 	fs.Var(&ls, "leg", "a seat to book, AIRLINE=http://host:port/flights/FLIGHT, in booking order (repeatable; default: swiss LX318 on :9101 and easyjet U2-5201 on :9102)")
-	style := fs.String("style", "mixed", "one-shot (Atomikos confirm of the collected links), registered (begin, propagate, confirm) or mixed (alternate)")
+	style := fs.String("style", "mixed", "one-shot (Atomikos confirm of the collected links), registered (begin, propagate, confirm), barrier (registered, confirmed in barrier mode: the airlines need --coordinator) or mixed (alternate one-shot and registered)")
 	ttl := fs.Duration("ttl", time.Minute, "lifetime asked of every seat reservation")
 	timeout := fs.Duration("timeout", time.Minute, "timeout of a registered transaction")
 	var batch examplecmd.BatchFlags
@@ -117,8 +122,8 @@ func runBook(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			return trip.Style(*style)
 		}
 	}
-	if s := *style; s != "mixed" && s != string(trip.OneShot) && s != string(trip.Registered) {
-		return fmt.Errorf("%w: --style %q: want one-shot, registered or mixed", examplecmd.ErrUsage, s)
+	if s := *style; s != "mixed" && s != string(trip.OneShot) && s != string(trip.Registered) && s != string(trip.Barrier) {
+		return fmt.Errorf("%w: --style %q: want one-shot, registered, barrier or mixed", examplecmd.ErrUsage, s)
 	}
 	c, err := client.New(*coordinator)
 	if err != nil {

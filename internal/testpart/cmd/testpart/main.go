@@ -2,6 +2,11 @@
 // as its own process. It prints "listening <addr>" on stdout once it
 // accepts connections.
 //
+// With --coordinator it takes part in barrier-mode transactions: a
+// confirm carrying Tcc-Barrier is reported to that coordinator (with the
+// bearer token of --coordinator-token, or of $TESTPART_COORDINATOR_TOKEN)
+// and committed only when every participant of the round has confirmed.
+//
 // Its reservations live in a SQLite file: --db names it (a restart on the
 // same file keeps every reservation and answers its old URIs); without
 // --db it is a new file in a temporary directory, removed at a clean exit.
@@ -32,10 +37,14 @@ func main() {
 	baseURL := flag.String("base-url", "", "start of the reservation URIs (default http://<listen address>)")
 	latency := flag.Duration("latency", 0, "added to every confirm and cancel")
 	sweep := flag.Duration("sweep-every", testpart.DefaultSweepEvery, "period of the expiry sweeper")
+	coordinator := flag.String("coordinator", "", "the coordinator's URL, for barrier-mode confirms (default: none; such a confirm is refused with 500)")
+	token := flag.String("coordinator-token", os.Getenv("TESTPART_COORDINATOR_TOKEN"), "bearer token of the barrier reports (default $TESTPART_COORDINATOR_TOKEN)")
+	barrierWait := flag.Duration("barrier-wait", participant.DefaultBarrierWait, "how long a barrier-mode confirm waits for its round's outcome")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	cfg := testpart.Config{DB: *db, TTL: *ttl, MaxTTL: *maxTTL, BaseURL: *baseURL, Latency: *latency, SweepEvery: *sweep,
+		Coordinator: *coordinator, CoordinatorToken: *token, BarrierWait: *barrierWait,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))}
 	if err := run(ctx, *listen, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "testpart:", err)
