@@ -168,7 +168,7 @@ func reservations(t *testing.T, c *http.Client, p *testproc.Proc) map[string]tes
 // clusterTx is one transaction of a failover test.
 type clusterTx struct {
 	links  []link
-	id     string // native, or the one-shot id found in the store
+	id     string // native only
 	native bool
 	answer int // the status of the client's last confirm, 0 if none came
 }
@@ -204,20 +204,6 @@ func tries(t *testing.T, c *http.Client, ps ...*testproc.Proc) []link {
 		out = append(out, l)
 	}
 	return out
-}
-
-// recordOf reads a transaction's record at base: native by id, one-shot
-// by its links (the Atomikos GET of the link set is not in the API: the
-// list is searched).
-func recordState(t *testing.T, c *http.Client, base, id string) string {
-	t.Helper()
-	code, body, err := do(c, "GET", base+"/api/v1/transactions/"+id, "", nil)
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("GET transaction %s: %d %v", id, code, err)
-	}
-	var tx struct{ State string }
-	json.Unmarshal(body, &tx)
-	return tx.State
 }
 
 // idsByLink maps each participant URI to its transaction's id, from the
