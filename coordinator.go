@@ -198,6 +198,8 @@ func (c *Coordinator) redriveLoop() {
 }
 
 // resume drives recovered transactions, at most RecoveryDrives at once.
+// An active one keeps its timer; a final one gets its pending
+// notification delivered.
 func (c *Coordinator) resume(ids []string) {
 	slots := make(chan struct{}, c.cfg.RecoveryDrives)
 	for _, id := range ids {
@@ -211,6 +213,13 @@ func (c *Coordinator) resume(ids []string) {
 			<-slots
 			if ErrorCode(err) != ENotFound {
 				c.log.Error("recovery: cannot load transaction", "id", id, "err", err)
+			}
+			continue
+		}
+		if tx.State == StateActive || tx.State.Final() {
+			<-slots
+			if tx.State.Final() && tx.Notification.State == NotificationPending && c.drives(tx) {
+				c.startDelivery(id)
 			}
 			continue
 		}
@@ -967,7 +976,7 @@ func (c *Coordinator) transitionWith(ctx context.Context, tx *Transaction, to St
 // it was if the wait ran out or the coordinator is closing. fresh says tx
 // was just written by the caller (see startDriver).
 func (c *Coordinator) await(ctx context.Context, tx *Transaction, fresh bool) *Transaction {
-	if !c.owns(tx.ID) {
+	if !c.drives(tx) {
 		return c.pollOutcome(ctx, tx)
 	}
 	d := c.startDriver(tx, fresh)

@@ -21,7 +21,7 @@ func (c *Coordinator) startDriver(tx *Transaction, fresh bool) *driver {
 	if d := c.drivers[tx.ID]; d != nil {
 		return d
 	}
-	if c.closed || !c.owns(tx.ID) {
+	if c.closed || !c.drives(tx) {
 		return nil
 	}
 	d := &driver{done: make(chan struct{})}
@@ -42,6 +42,12 @@ func (c *Coordinator) startDriver(tx *Transaction, fresh bool) *driver {
 		}
 		d.final, d.err = final, err
 		close(d.done)
+		if errors.Is(err, errFenced) && c.owns(tx.ID) {
+			// This node holds the lease again (it took the transaction
+			// back while this driver ran on an old copy): drive it from
+			// the record as it is now.
+			c.goTracked(func() { c.resume([]string{tx.ID}) })
+		}
 	})
 	return d
 }
@@ -60,6 +66,11 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 		var err error
 		if tx, err = c.store.Get(c.writeCtx(), id); err != nil {
 			return nil, err
+		}
+		if !tx.State.Final() && !c.drives(tx) {
+			// Another node took a decision on it, or took it over,
+			// since this driver was asked for.
+			return nil, errFenced
 		}
 	}
 	var carry []Event // attempts whose results the next write records
@@ -85,7 +96,7 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 			}
 			res := c.runPhase(tx, OpConfirm, resumed)
 			if !res.complete {
-				return nil, errStopped
+				return nil, res.stopped()
 			}
 			res.attempts = append(carry, res.attempts...)
 			carry = nil
@@ -125,14 +136,14 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 		case StateCompensating:
 			res := c.runPhase(tx, OpCompensate, resumed)
 			if !res.complete {
-				return nil, errStopped
+				return nil, res.stopped()
 			}
 			to, reason := compensatePhaseOutcome(tx)
 			return c.finish(tx, to, reason, res.attempts)
 		case StateCancelling:
 			res := c.runPhase(tx, OpCancel, resumed)
 			if !res.complete {
-				return nil, errStopped
+				return nil, res.stopped()
 			}
 			to, reason := cancelPhaseOutcome(tx)
 			return c.finish(tx, to, reason, res.attempts)
@@ -149,8 +160,14 @@ func backoffPolicy(cfg Config) backoff.Policy {
 }
 
 // errStopped says a driver stopped before the end: the coordinator is
-// closing.
-var errStopped = errors.New("stopped: the coordinator is closing")
+// closing, or this node's lease ran out.
+var errStopped = errors.New("stopped: the coordinator is closing, or its lease ran out")
+
+// errFenced says a driver stopped because another node drives its
+// transaction now: a write of the driver failed its compare-and-set (the
+// other node wrote since: it took the transaction over), or the record
+// names another owner.
+var errFenced = errors.New("fenced: another node drives the transaction now")
 
 // writeCtx is the context of the engine's own writes: not cancelled when
 // Close begins, so that what participants answer within the shutdown
@@ -166,7 +183,7 @@ func (c *Coordinator) finishConfirm(tx *Transaction, resumed bool, attempts []Ev
 	if to == StateConfirmed && tx.Messages() > 0 {
 		res := c.runPhase(tx, OpPublish, resumed)
 		if !res.complete {
-			return nil, errStopped
+			return nil, res.stopped()
 		}
 		attempts = append(attempts, res.attempts...)
 		to, reason = publishOutcome(tx)
@@ -262,6 +279,12 @@ func (c *Coordinator) finish(tx *Transaction, to State, reason Reason, attempts 
 		c.log.Error("heuristic outcome: the participants did not all end the same way", append([]any{"id", tx.ID, "reason", reason}, participantSummary(tx)...)...)
 	}
 	if err := c.transitionWith(c.writeCtx(), tx, to, false, attempts); err != nil {
+		if ErrorCode(err) == EConflict {
+			// Another node took the transaction over and wrote it: its
+			// record, not this driver's view, is the outcome.
+			c.log.Warn("fenced: another node took this transaction over; its outcome is the one that node records", "id", tx.ID, "state", to)
+			return nil, errFenced
+		}
 		c.log.Error("cannot record outcome", "id", tx.ID, "state", to, "err", err)
 		// The participants are settled all the same; report what happened.
 		out := tx.Clone()
@@ -308,6 +331,17 @@ type phaseResult struct {
 	// their end: their results are written by the write that concludes
 	// the phase, which publishes them.
 	attempts []Event
+	// fenced: a progress write failed its compare-and-set — another node
+	// took the transaction over — and the phase stopped sending.
+	fenced bool
+}
+
+// stopped is the error of a phase that did not complete.
+func (r phaseResult) stopped() error {
+	if r.fenced {
+		return errFenced
+	}
+	return errStopped
 }
 
 // runPhase sends op to every unsettled participant of tx in parallel (at
@@ -347,7 +381,7 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 		return phaseResult{complete: true}
 	}
 	events := make(chan event, len(pending))
-	ps := &phaseState{op: op, abort: make(chan struct{}), confirmed: tx.confirmedTCC()}
+	ps := &phaseState{op: op, abort: make(chan struct{}), fence: make(chan struct{}), confirmed: tx.confirmedTCC()}
 	jobs := make(chan int, len(pending))
 	for _, i := range pending {
 		jobs <- i
@@ -360,7 +394,7 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 			defer c.wg.Done()
 			for i := range jobs {
 				if op == OpPublish {
-					c.publish(tx, i, tx.Participants[i], events)
+					c.publish(tx, i, tx.Participants[i], ps, events)
 					continue
 				}
 				c.settle(tx.ID, tx.TraceParent, op, i, tx.Participants[i], ps, maybeSent, keys[tx.Participants[i].URI], events)
@@ -373,7 +407,12 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 		ev := <-events
 		tx.Participants[ev.idx] = ev.p
 		if !ev.final {
-			c.saveProgress(tx, c.attemptEvent(tx, ev))
+			if !ps.isFenced() && ErrorCode(c.saveProgress(tx, c.attemptEvent(tx, ev))) == EConflict {
+				// Only another node writes a decided transaction while
+				// its driver runs here: it took it over. Stop sending.
+				c.log.Warn("fenced: another node took this transaction over; this node stops driving it", "id", tx.ID, "state", tx.State)
+				ps.stopFenced()
+			}
 			continue
 		}
 		left--
@@ -383,8 +422,11 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 		}
 	}
 	ps.mu.Lock()
-	aborted := ps.aborted
+	aborted, fenced := ps.aborted, ps.fenced
 	ps.mu.Unlock()
+	if fenced {
+		return phaseResult{fenced: true}
+	}
 	complete = complete || (aborted && c.ctx.Err() == nil)
 	if !complete && len(ended) > 0 {
 		// Closing: record what the participants answered within the
@@ -432,6 +474,25 @@ type phaseState struct {
 	confirmed int
 	aborted   bool
 	abort     chan struct{}
+	// fence is closed when the driver finds itself fenced (see
+	// runPhaseWith): no worker sends anything after that.
+	fenced bool
+	fence  chan struct{}
+}
+
+func (ps *phaseState) stopFenced() {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if !ps.fenced {
+		ps.fenced = true
+		close(ps.fence)
+	}
+}
+
+func (ps *phaseState) isFenced() bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return ps.fenced
 }
 
 func (ps *phaseState) settled(s ParticipantState) {
@@ -450,11 +511,14 @@ func (ps *phaseState) settled(s ParticipantState) {
 
 // saveProgress writes participant progress without syncing, and
 // publishes the attempts it records; it is for observers, recovery does
-// not need it. It is written during shutdown too.
-func (c *Coordinator) saveProgress(tx *Transaction, attempts ...Event) {
-	if err := c.transitionWith(c.writeCtx(), tx, tx.State, false, attempts); err != nil {
+// not need it. It is written during shutdown too. It returns the write's
+// error (logged already), EConflict when another node wrote since.
+func (c *Coordinator) saveProgress(tx *Transaction, attempts ...Event) error {
+	err := c.transitionWith(c.writeCtx(), tx, tx.State, false, attempts)
+	if err != nil {
 		c.log.Warn("cannot record participant progress", "id", tx.ID, "err", err)
 	}
+	return err
 }
 
 // settle calls one participant until it reaches its end in this phase,
@@ -481,6 +545,9 @@ func (c *Coordinator) settle(id, traceparent string, op Op, idx int, p Participa
 	for retry := 0; ; retry++ {
 		select {
 		case <-ps.abort:
+			events <- event{idx: idx, p: p, final: true}
+			return
+		case <-ps.fence:
 			events <- event{idx: idx, p: p, final: true}
 			return
 		default:
@@ -554,6 +621,7 @@ func (c *Coordinator) settle(id, traceparent string, op Op, idx int, p Participa
 		case <-t.C:
 			continue
 		case <-ps.abort:
+		case <-ps.fence:
 		case <-c.ctx.Done():
 		}
 		t.Stop()

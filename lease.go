@@ -99,6 +99,20 @@ func (t *leaseTable) valid(id string, now time.Time, margin time.Duration) bool 
 	return ok && (u.IsZero() || now.Add(margin).Before(u))
 }
 
+// lapsed returns those of ids whose lease this node no longer holds at
+// now by its own clock (see valid): it has stopped acting on them.
+func (t *leaseTable) lapsed(ids []string, now time.Time, margin time.Duration) map[string]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[string]bool)
+	for _, id := range ids {
+		if u, ok := t.until[id]; ok && !u.IsZero() && !now.Add(margin).Before(u) {
+			out[id] = true
+		}
+	}
+	return out
+}
+
 // ids returns the transactions with expiring leases.
 func (t *leaseTable) ids() []string {
 	t.mu.Lock()
@@ -140,6 +154,15 @@ func (c *Coordinator) owns(id string) bool {
 	return !c.expiring || c.leases.valid(id, c.clock.Now(), c.leaseMargin())
 }
 
+// drives reports whether this node may drive tx, a record it has just
+// read: it holds a live lease on it and the record names it the owner.
+// The lease table alone is not enough: it learns that another node took
+// a decision on the transaction (and so its ownership) only at the next
+// renewal, up to a third of the TTL later.
+func (c *Coordinator) drives(tx *Transaction) bool {
+	return c.owns(tx.ID) && (!c.expiring || tx.Owner == c.cfg.NodeID)
+}
+
 // leaseMargin is how long before its lease expires by its own clock a
 // node stops acting: room for the clocks of the nodes and the store.
 func (c *Coordinator) leaseMargin() time.Duration { return c.cfg.Leaser.TTL() / 5 }
@@ -169,13 +192,19 @@ func (c *Coordinator) leaseLoop() {
 }
 
 // renewLeases extends the leases this node holds and forgets the ones it
-// lost: their drivers stop before their next call.
+// lost: their drivers stop before their next call. A lease this node had
+// let lapse (it could not renew it in time: it was paused, or the store
+// was away) and lost was taken over by another node, which is worth a
+// warning; one lost while still live moved with a decision another node
+// took (a request there), which is routine. A lapsed lease that is still
+// this node's is driven again at once: its drivers stopped when it lapsed.
 func (c *Coordinator) renewLeases() {
 	ids := c.leases.ids()
 	if len(ids) == 0 {
 		return
 	}
 	now := c.clock.Now()
+	lapsed := c.leases.lapsed(ids, now, c.leaseMargin())
 	lost, err := c.cfg.Leaser.Renew(c.ctx, ids)
 	if err != nil {
 		if c.ctx.Err() == nil {
@@ -184,18 +213,36 @@ func (c *Coordinator) renewLeases() {
 		return
 	}
 	gone := make(map[string]bool, len(lost))
+	var takenOver, moved []string
 	for _, id := range lost {
 		gone[id] = true
 		c.leases.drop(id)
+		if lapsed[id] {
+			takenOver = append(takenOver, id)
+		} else {
+			moved = append(moved, id)
+		}
 	}
 	until := now.Add(c.cfg.Leaser.TTL())
+	var resumed []string
 	for _, id := range ids {
 		if !gone[id] {
 			c.leases.set(id, until)
+			if lapsed[id] {
+				resumed = append(resumed, id)
+			}
 		}
 	}
-	if len(lost) > 0 {
-		c.log.Warn("lost leases: another node took these transactions over; this node stops driving them", "count", len(lost), "ids", lost)
+	if len(takenOver) > 0 {
+		c.log.Warn("lost leases: they ran out before this node could renew them (it was paused, or could not reach the store) and another node took these transactions over; this node stops driving them",
+			"count", len(takenOver), "ids", takenOver)
+	}
+	if len(moved) > 0 {
+		c.log.Debug("leases moved to the nodes that decided these transactions", "count", len(moved), "ids", moved)
+	}
+	if len(resumed) > 0 {
+		c.log.Info("renewed leases that had run out: driving these transactions again", "count", len(resumed))
+		c.goTracked(func() { c.resume(resumed) })
 	}
 }
 

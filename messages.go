@@ -159,13 +159,14 @@ func isTokenChar(r rune) bool {
 
 // publish publishes one message participant of a confirmed transaction
 // until the broker stores it, the coordinator closes, or the in-doubt
-// window after the decision passes. It reports like settle.
-func (c *Coordinator) publish(tx *Transaction, idx int, p Participant, events chan<- event) {
+// window after the decision passes, or the driver finds itself fenced.
+// It reports like settle.
+func (c *Coordinator) publish(tx *Transaction, idx int, p Participant, ps *phaseState, events chan<- event) {
 	policy := backoffPolicy(c.cfg)
 	limit := tx.DecidedAt.Add(c.cfg.InDoubtWindow)
 	out := OutgoingMessage{ID: MessageID(tx.ID, &p), Subject: p.Message.Subject, Data: p.Message.Data, Headers: p.Message.Headers}
 	for retry := 0; ; retry++ {
-		if c.ctx.Err() != nil || !c.owns(tx.ID) {
+		if c.ctx.Err() != nil || !c.owns(tx.ID) || ps.isFenced() {
 			events <- event{idx: idx, p: p, final: true}
 			return
 		}
@@ -217,6 +218,7 @@ func (c *Coordinator) publish(tx *Transaction, idx int, p Participant, events ch
 		select {
 		case <-t.C:
 			continue
+		case <-ps.fence:
 		case <-c.ctx.Done():
 		}
 		t.Stop()

@@ -52,6 +52,16 @@ func (l *Leaser) Claim(tx *tccd.Transaction, now time.Time) {
 	tx.LeaseUntil = now.Add(l.ttl)
 }
 
+// renewSQL extends leases. It locks the rows in the order of their ids,
+// as a group commit's batch does (commit.go), so that a renewal and a
+// batch never wait for each other in a cycle: a plain UPDATE locks them in
+// the order it finds them, which deadlocked with batches (PostgreSQL then
+// aborts one of them after its deadlock_timeout).
+const renewSQL = `UPDATE tccd_transactions t SET lease_until = $3
+	FROM (SELECT id FROM tccd_transactions WHERE id = ANY($1::text[]) AND owner = $2 ORDER BY id FOR UPDATE) mine
+	WHERE t.id = mine.id AND t.owner = $2
+	RETURNING t.id`
+
 // Renew extends the node's leases on ids (one statement for all) and
 // returns those it no longer owns. It changes neither the version nor
 // the record: a renewal never conflicts with the owner's own writes.
@@ -62,8 +72,7 @@ func (l *Leaser) Renew(ctx context.Context, ids []string) ([]string, error) {
 	if l.store.isClosed() {
 		return nil, errClosed
 	}
-	rows, err := l.store.pool.Query(ctx, `UPDATE tccd_transactions SET lease_until = $3
-		WHERE id = ANY($1::text[]) AND owner = $2 RETURNING id`, ids, l.node, l.now().Add(l.ttl))
+	rows, err := l.store.pool.Query(ctx, renewSQL, ids, l.node, l.now().Add(l.ttl))
 	if err != nil {
 		return nil, fmt.Errorf("postgres: renew leases: %w", err)
 	}

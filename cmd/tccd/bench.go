@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -13,12 +14,13 @@ import (
 	pdb "github.com/cockroachdb/pebble/v2"
 
 	"github.com/tccd/tccd/internal/bench"
+	"github.com/tccd/tccd/postgres"
 )
 
 // runBench is `tccd bench`.
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	var cfg bench.Config
-	var parts, serveArgs string
+	var parts, serveArgs, nodes string
 	fs := flag.NewFlagSet("tccd bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.Coordinator, "coordinator", "", "URL of a running coordinator to measure (default: start one)")
@@ -38,6 +40,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.IntVar(&cfg.SSE, "sse", 0, "event-stream subscribers reading every event of tccd during its phases (the cost of serving them)")
 	fs.BoolVar(&cfg.NoLogBaseline, "no-log-baseline", false, "leave out the null+log baseline (the null coordinator writing its decisions to a Pebble log)")
 	fs.StringVar(&cfg.DataDir, "data", "", "data directory of the started coordinator (default: a temporary one)")
+	fs.StringVar(&cfg.Store, "store", "", "a PostgreSQL URL, postgres://…: the started coordinators share this database (a scratch one: the benchmark's transactions stay in it)")
+	fs.StringVar(&nodes, "nodes", "1", "with --store: cluster sizes to measure against the same baseline, e.g. 1,2,3")
 	fs.StringVar(&serveArgs, "serve-args", "", "extra flags for the started coordinator, space-separated")
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object on stdout instead of the table")
 	fs.StringVar(&cfg.Chart, "chart", "bench-latency.svg", "SVG file for the latency chart (\"\" for none)")
@@ -56,6 +60,16 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("--participants: %q is not a number", p)
 		}
 		cfg.Participants = append(cfg.Participants, k)
+	}
+	for _, n := range strings.Split(nodes, ",") {
+		k, err := strconv.Atoi(strings.TrimSpace(n))
+		if err != nil {
+			return fmt.Errorf("--nodes: %q is not a number", n)
+		}
+		cfg.Nodes = append(cfg.Nodes, k)
+	}
+	if cfg.Store != "" && !postgres.IsDSN(cfg.Store) {
+		return errors.New("--store must be a PostgreSQL URL, postgres://… or postgresql://…")
 	}
 	if serveArgs != "" {
 		cfg.ServeArgs = strings.Fields(serveArgs)

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tccd/tccd/internal/pgtest"
 	"github.com/tccd/tccd/internal/testproc"
 )
 
@@ -127,5 +128,49 @@ func TestDebugHeap(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("API listener answers /debug/heap with HTTP %d, want 404", resp.StatusCode)
+	}
+}
+
+// TestBenchCluster runs a very short `tccd bench --store … --nodes 1,2`:
+// one and two nodes on one PostgreSQL database against the null
+// coordinator, with each node's CPU and the server's counters.
+func TestBenchCluster(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	cmd := exec.Command(bins["tccd"], "bench", "--json", "--store", dsn, "--nodes", "1,2",
+		"--duration", "300ms", "--warmup", "0s", "--rounds", "1", "--concurrency", "4", "--chart", "")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("bench: %v\n%s", err, stderr.String())
+	}
+	var rep struct {
+		Store    string `json:"store"`
+		Baseline struct {
+			TxPerS float64 `json:"tx_per_s"`
+		} `json:"baseline"`
+		Nodes []struct {
+			Nodes      int       `json:"nodes"`
+			TxPerS     float64   `json:"tx_per_s"`
+			P50MS      float64   `json:"p50_ms"`
+			P99MS      float64   `json:"p99_ms"`
+			Errors     *int      `json:"errors"`
+			Ratio      float64   `json:"ratio"`
+			CPU        float64   `json:"cpu_us_per_tx"`
+			CPUPerNode []float64 `json:"cpu_us_per_tx_per_node"`
+			Writes     float64   `json:"pg_write_tx_per_s"`
+			Commits    *float64  `json:"pg_commits_per_s"`
+		} `json:"nodes"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &rep); err != nil {
+		t.Fatalf("--json output is not one JSON object: %v\n%s", err, stdout.String())
+	}
+	if rep.Store != "postgres" || rep.Baseline.TxPerS <= 0 || len(rep.Nodes) != 2 {
+		t.Fatalf("implausible report: %s\nstderr:\n%s", stdout.String(), stderr.String())
+	}
+	for i, n := range rep.Nodes {
+		if n.Nodes != i+1 || n.TxPerS <= 0 || n.P50MS <= 0 || n.P99MS < n.P50MS || n.Errors == nil || *n.Errors != 0 || n.Ratio <= 0 ||
+			n.CPU <= 0 || len(n.CPUPerNode) != i+1 || n.Writes <= 0 || n.Commits == nil {
+			t.Fatalf("implausible figures for %d nodes: %+v\n%s", i+1, n, stdout.String())
+		}
 	}
 }

@@ -50,8 +50,13 @@ type Config struct {
 	NoLogBaseline bool
 	// SSE is how many event-stream subscribers read every event of the
 	// coordinator during its phases (its cost is in tccd's figures).
-	SSE       int
-	DataDir   string // "" for a temporary directory
+	SSE     int
+	DataDir string // "" for a temporary directory
+	// Store, when set, is a PostgreSQL URL: the started coordinators use
+	// it (a scratch database: the benchmark's transactions stay there),
+	// and Nodes lists the cluster sizes to measure (default 1).
+	Store     string
+	Nodes     []int
 	ServeArgs []string
 	JSON      bool
 	Chart     string // SVG file for the latency chart; "" for none
@@ -84,6 +89,9 @@ func (c *Config) Defaults() {
 	}
 	if c.CancelRatio == 0 {
 		c.CancelRatio = 0.5
+	}
+	if len(c.Nodes) == 0 {
+		c.Nodes = []int{1}
 	}
 }
 
@@ -119,6 +127,17 @@ func (c *Config) Validate() error {
 	if c.Workload == WorkloadInflight && (c.Coordinator != "" || c.Confirming > c.Count) {
 		errs = append(errs, fmt.Errorf("the inflight workload needs a coordinator it starts itself (it reads the heap on its debug listener), and no more confirms held than --count"))
 	}
+	for _, n := range c.Nodes {
+		if n < 1 || n > 16 {
+			errs = append(errs, fmt.Errorf("nodes must be from 1 to 16, not %d", n))
+		}
+	}
+	if c.Store == "" && (len(c.Nodes) != 1 || c.Nodes[0] != 1) {
+		errs = append(errs, fmt.Errorf("several nodes need a shared store: --store postgres://…"))
+	}
+	if c.Store != "" && (c.Coordinator != "" || (c.Workload != WorkloadOneShot && c.Workload != WorkloadRegistered && c.Workload != WorkloadCancelMix) || c.FillFinished > 0 || c.SSE > 0) {
+		errs = append(errs, fmt.Errorf("with --store the benchmark starts the nodes itself and runs the oneshot, registered or cancel-mix workload (no --fill-finished, no --sse)"))
+	}
 	if c.Duration < 0 || c.Count < 0 || c.Confirming < 0 || c.Warmup < 0 || c.ParticipantLatency < 0 || c.Fill < 0 || c.FillFinished < 0 {
 		errs = append(errs, fmt.Errorf("durations and counts must not be negative"))
 	}
@@ -133,6 +152,22 @@ type system struct {
 	// workload, when set, is the workload run against this system instead
 	// of Config.Workload (the barrier workload's one-shot baseline).
 	workload string
+	// A cluster: the load is spread over urls, the CPU read from every
+	// node, and the database's counters from pg.
+	urls  []string
+	nodes []*proc
+	pg    *pgProbe
+}
+
+// procs are the processes whose CPU the system's figures count.
+func (s system) procs() []*proc {
+	if len(s.nodes) > 0 {
+		return s.nodes
+	}
+	if s.proc != nil {
+		return []*proc{s.proc}
+	}
+	return nil
 }
 
 // Run starts the processes, measures, and prints the report.
@@ -190,6 +225,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		procs = append(procs, p)
 		partURLs = append(partURLs, p.url())
+	}
+	if cfg.Store != "" {
+		return runCluster(ctx, cfg, dataDir, partURLs, &procs)
 	}
 	if cfg.Workload == WorkloadRecovery {
 		rep, err := runRecovery(ctx, cfg, dataDir, partURLs)
@@ -327,6 +365,14 @@ type aggregate struct {
 	cpu                  time.Duration
 	cpuOK                bool
 	rss                  int64
+	// A cluster's: each node's CPU, the phases' time, the database's
+	// counters over them.
+	nodeCPU             []time.Duration
+	elapsed             time.Duration
+	pgCommits, walSyncs int64
+	pgWrites            int64
+	pgCPU               time.Duration
+	pgOK, pgCPUOK       bool
 }
 
 // compare runs the rounds for k links per transaction, alternating the
@@ -356,7 +402,7 @@ func (r *runner) phase(ctx context.Context, s system, k, round int, a *aggregate
 	if s.workload != "" {
 		workload = s.workload
 	}
-	l := &load{client: r.client, target: s.url, participants: r.parts, workload: workload, k: k, cancelRatio: r.cfg.CancelRatio, seq: r.seq}
+	l := &load{client: r.client, target: s.url, targets: s.urls, participants: r.parts, workload: workload, k: k, cancelRatio: r.cfg.CancelRatio, seq: r.seq}
 	if r.cfg.Warmup > 0 {
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.Warmup)
 		l.run(wctx, r.cfg.Concurrency, 0, nil)
@@ -365,11 +411,21 @@ func (r *runner) phase(ctx context.Context, s system, k, round int, a *aggregate
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	var cpu0 time.Duration
+	procs := s.procs()
+	cpu0 := make([]time.Duration, len(procs))
 	var cpuErr error
-	if s.proc != nil {
-		s.proc.resetPeak()
-		cpu0, cpuErr = s.proc.cpu()
+	for i, p := range procs {
+		p.resetPeak()
+		var err error
+		if cpu0[i], err = p.cpu(); err != nil {
+			cpuErr = err
+		}
+	}
+	var pg0 pgSample
+	var pgErr error
+	if s.pg != nil {
+		time.Sleep(pgStatsSettle) // the warm-up's counters reach the server's statistics
+		pg0, pgErr = s.pg.sample(ctx)
 	}
 	var sse *sseReaders
 	if s.name == "tccd" && r.cfg.SSE > 0 {
@@ -398,24 +454,46 @@ func (r *runner) phase(ctx context.Context, s system, k, round int, a *aggregate
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
+	if s.pg != nil && pgErr == nil {
+		time.Sleep(pgStatsSettle) // the phase's counters reach the server's statistics
+		if pg1, err := s.pg.sample(ctx); err == nil {
+			a.pgOK = true
+			a.pgCommits += pg1.commits - pg0.commits
+			a.pgWrites += pg1.xid - pg0.xid - 1 // the probe's own id
+			if pg0.walSyncs >= 0 && a.walSyncs >= 0 {
+				a.walSyncs += pg1.walSyncs - pg0.walSyncs
+			} else {
+				a.walSyncs = -1
+			}
+			a.pgCPUOK = pg0.cpuOK && pg1.cpuOK
+			a.pgCPU += pg1.cpu - pg0.cpu
+		}
+	}
+	a.elapsed += p.elapsed
 	a.rates = append(a.rates, float64(p.tx)/p.elapsed.Seconds())
 	a.lat = append(a.lat, p.lat...)
 	a.tx += p.tx
 	for k, v := range p.errors {
 		a.errors[k] += v
 	}
-	if s.proc == nil || cpuErr != nil {
+	if len(procs) == 0 || cpuErr != nil {
 		a.cpuOK = false
 		return nil
 	}
-	cpu1, err := s.proc.cpu()
-	if err != nil {
-		a.cpuOK = false
-		return nil
+	if a.nodeCPU == nil {
+		a.nodeCPU = make([]time.Duration, len(procs))
 	}
-	a.cpu += cpu1 - cpu0
-	if rss, err := s.proc.peakRSS(); err == nil && rss > a.rss {
-		a.rss = rss
+	for i, p := range procs {
+		cpu1, err := p.cpu()
+		if err != nil {
+			a.cpuOK = false
+			return nil
+		}
+		a.cpu += cpu1 - cpu0[i]
+		a.nodeCPU[i] += cpu1 - cpu0[i]
+		if rss, err := p.peakRSS(); err == nil && rss > a.rss {
+			a.rss = rss
+		}
 	}
 	return nil
 }

@@ -36,8 +36,12 @@ var Workloads = []string{WorkloadOneShot, WorkloadRegistered, WorkloadCancelMix,
 
 // load is one measured phase against one system.
 type load struct {
-	client       *http.Client
-	target       string   // base URL of the coordinator (tccd or null)
+	client *http.Client
+	target string // base URL of the coordinator (tccd or null)
+	// targets, when set, are the base URLs of a cluster's nodes: worker
+	// w sends everything to targets[w % len(targets)], as clients behind
+	// a load balancer that keeps their connections.
+	targets      []string
 	participants []string // base URLs of participant processes
 	workload     string
 	k            int     // links per transaction
@@ -84,7 +88,11 @@ func (l *load) run(ctx context.Context, conc, count int, progress func(done int6
 	}
 	for w := 0; w < conc; w++ {
 		wg.Add(1)
-		go func(s *sample) {
+		wl := *l
+		if len(l.targets) > 0 {
+			wl.target = l.targets[w%len(l.targets)]
+		}
+		go func(s *sample, l *load) {
 			defer wg.Done()
 			s.errors = map[string]int{}
 			var buf bytes.Buffer
@@ -111,7 +119,7 @@ func (l *load) run(ctx context.Context, conc, count int, progress func(done int6
 				}
 				done.Add(1)
 			}
-		}(&samples[w])
+		}(&samples[w], &wl)
 	}
 	wg.Wait()
 	close(stopTick)

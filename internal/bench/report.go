@@ -52,6 +52,11 @@ type Report struct {
 	PhaseSeconds         float64 `json:"phase_seconds,omitempty"`
 	ParticipantLatencyMS float64 `json:"participant_latency_ms"`
 	Coordinator          string  `json:"coordinator,omitempty"`
+	// Store is "postgres" when the started coordinators share a
+	// PostgreSQL database; Nodes then has the figures of each cluster
+	// size, and the headline figures are the first size's.
+	Store string        `json:"store,omitempty"`
+	Nodes []NodeFigures `json:"nodes,omitempty"`
 	Figures
 	Baseline Figures `json:"baseline"`
 	// BaselineName names the baseline: "null coordinator", or for the

@@ -77,6 +77,21 @@ func (p *Proc) Kill() {
 	<-p.done
 }
 
+// Pause stops the process with SIGSTOP: it keeps its sockets and
+// memory but runs no code, as a process paused by a long GC, a debugger
+// or an overloaded host.
+func (p *Proc) Pause() {
+	_ = p.cmd.Process.Signal(syscall.SIGSTOP)
+}
+
+// Resume lets a paused process run again (SIGCONT).
+func (p *Proc) Resume() {
+	_ = p.cmd.Process.Signal(syscall.SIGCONT)
+}
+
+// Pid returns the process id.
+func (p *Proc) Pid() int { return p.cmd.Process.Pid }
+
 // Stop sends SIGTERM and waits for a clean exit; it returns the exit error.
 func (p *Proc) Stop() error {
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

@@ -3,8 +3,12 @@
 // faults injected while it runs. At the end it waits for quiescence and
 // checks the invariants; see docs/RELIABILITY.md.
 //
-//	go test ./tests/chaos/ -v                                  # the short run CI does (~1 min)
-//	go test ./tests/chaos/ -v -timeout 0 -chaos.duration 30m   # a long run
+//	go test ./tests/chaos/ -v                                  # the short runs CI does (~1.5 min): one node, and a 3-node cluster
+//	go test ./tests/chaos/ -v -run '^TestFaultCampaign$' -timeout 0 -chaos.duration 30m   # a long run
+//	go test ./tests/chaos/ -v -run '^TestFaultCampaign$' -timeout 0 -chaos.duration 10m -chaos.store postgres -chaos.cluster 3
+//
+// The cluster runs need PostgreSQL (TCCD_TEST_POSTGRES): a fresh database
+// per run.
 package chaos
 
 import (
@@ -28,6 +32,7 @@ import (
 	"time"
 
 	"github.com/tccd/tccd/internal/bankpart"
+	"github.com/tccd/tccd/internal/pgtest"
 	"github.com/tccd/tccd/internal/testproc"
 )
 
@@ -37,7 +42,14 @@ var (
 	flagBanks    = flag.Int("chaos.banks", 3, "bank participant processes")
 	flagWorkers  = flag.Int("chaos.workers", 12, "concurrent initiators")
 	flagAccounts = flag.Int("chaos.accounts", 20, "accounts per bank")
+	flagStore    = flag.String("chaos.store", "pebble", "TestFaultCampaign's store: pebble (the embedded log) or postgres (a fresh database on TCCD_TEST_POSTGRES's server)")
+	flagCluster  = flag.Int("chaos.cluster", 1, "TestFaultCampaign's tccd nodes; more than 1 needs -chaos.store postgres")
+	flagClusterD = flag.Duration("chaos.cluster-duration", 40*time.Second, "how long TestFaultCampaignCluster (3 nodes on PostgreSQL) runs under faults")
 )
+
+// clusterTTL is the nodes' lease TTL in a cluster run: short, so that
+// takeovers happen within the run.
+const clusterTTL = 2 * time.Second
 
 // bins are the binaries the campaign runs ("tccd", "bankpart").
 var bins = map[string]string{}
@@ -84,13 +96,12 @@ type harness struct {
 	client *http.Client
 	dir    string
 
-	mu         sync.Mutex // guards the processes below
-	coord      *testproc.Proc
-	coordAddr  string
-	coordFlags []string
-	banks      []*testproc.Proc
-	bankAddrs  []string
-	bankDBs    []string
+	mu        sync.Mutex // guards the bank processes below
+	nodes     []*node    // the tccd processes: one, or a cluster's
+	store     string     // "" (each node's embedded log) or a PostgreSQL URL
+	banks     []*testproc.Proc
+	bankAddrs []string
+	bankDBs   []string
 
 	diskDir  string // the coordinator's data directory, on a small tmpfs
 	diskFull atomic.Bool
@@ -103,7 +114,9 @@ type harness struct {
 	attributed counter
 	// diskAnomalies counts disk-full faults the coordinator mishandled.
 	diskAnomalies atomic.Int64
-	// downtimes are the coordinator's down windows, from kill to ready.
+	// downtimes are the windows in which a coordinator could not drive
+	// what it owned: from its kill (or pause) to its return — and, in a
+	// cluster, until another node could have taken its transactions over.
 	downMu    sync.Mutex
 	downtimes [][2]time.Time
 	// lastAnswer describes the last answer that gave no outcome, for errors.
@@ -121,7 +134,40 @@ func (h *harness) count(kind string) {
 	v.(*atomic.Int64).Add(1)
 }
 
+// node is one tccd process of the run, restarted in place by faults.
+type node struct {
+	mu    sync.Mutex
+	proc  *testproc.Proc
+	addr  string
+	flags []string
+	// up is false while the node is killed and not yet restarted.
+	up atomic.Bool
+}
+
+func (n *node) current() *testproc.Proc {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.proc
+}
+
+// TestFaultCampaign runs the campaign as the flags say: by default one
+// node on its embedded log, for -chaos.duration.
 func TestFaultCampaign(t *testing.T) {
+	if *flagCluster < 1 || (*flagCluster > 1 && *flagStore != "postgres") || (*flagStore != "pebble" && *flagStore != "postgres") {
+		t.Fatalf("-chaos.store %q -chaos.cluster %d: a cluster needs -chaos.store postgres", *flagStore, *flagCluster)
+	}
+	campaign(t, *flagCluster, *flagStore == "postgres", *flagDuration)
+}
+
+// TestFaultCampaignCluster is the campaign against three nodes sharing
+// one PostgreSQL database, with node kills and pauses among the faults,
+// for -chaos.cluster-duration. It is the CI-sized cluster run; a long one
+// is TestFaultCampaign with -chaos.store postgres -chaos.cluster 3.
+func TestFaultCampaignCluster(t *testing.T) {
+	campaign(t, 3, true, *flagClusterD)
+}
+
+func campaign(t *testing.T, nodes int, postgres bool, duration time.Duration) {
 	seed := *flagSeed
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
@@ -130,11 +176,16 @@ func TestFaultCampaign(t *testing.T) {
 		t: t, rnd: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), dir: t.TempDir(),
 		client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}},
 	}
+	if postgres {
+		h.store = pgtest.NewDatabase(t)
+	}
 	t.Logf("seed %d (rerun with -chaos.seed %d)", seed, seed)
-	h.mountDisk()
-	h.startAll()
+	if !postgres {
+		h.mountDisk()
+	}
+	h.startAll(nodes)
 
-	ctx, stop := context.WithTimeout(context.Background(), *flagDuration)
+	ctx, stop := context.WithTimeout(context.Background(), duration)
 	var wg sync.WaitGroup
 	for w := 0; w < *flagWorkers; w++ {
 		wg.Add(1)
@@ -153,7 +204,7 @@ func TestFaultCampaign(t *testing.T) {
 
 	h.quiesce()
 	anomalies := h.check()
-	h.summary(seed, anomalies)
+	h.summary(seed, duration, anomalies)
 	if len(anomalies) > 0 {
 		t.Fatalf("%d anomalies", len(anomalies))
 	}
@@ -187,7 +238,7 @@ func (h *harness) dataDir() string {
 	return filepath.Join(h.dir, "data")
 }
 
-func (h *harness) startAll() {
+func (h *harness) startAll(nodes int) {
 	for i := 0; i < *flagBanks; i++ {
 		db := filepath.Join(h.dir, fmt.Sprintf("bank%d.db", i))
 		p := testproc.StartParticipant(h.t, bins["bankpart"], "--db", db, "--accounts", fmt.Sprint(*flagAccounts), "--initial", "1000")
@@ -195,45 +246,122 @@ func (h *harness) startAll() {
 		h.bankAddrs = append(h.bankAddrs, p.Addr)
 		h.bankDBs = append(h.bankDBs, db)
 	}
-	h.coordFlags = []string{
-		"--data", h.dataDir(), "--call-timeout", "1s", "--retry-min", "20ms", "--retry-max", "300ms",
+	common := []string{
+		"--call-timeout", "1s", "--retry-min", "20ms", "--retry-max", "300ms",
 		"--confirm-wait", "3s", "--shutdown-grace", "500ms", "--margin-floor", "300ms",
-		"--min-free-space", "8MiB", "--redrive-interval", "1s",
+		"--redrive-interval", "1s",
 		// Finished transactions are purged after a while, so that a long
 		// run's log does not fill the small disk by itself; long after any
 		// client repeats a confirm (a repeat is answered from the record).
 		"--retention", "5m", "--purge-interval", "10s",
 	}
-	h.coord = testproc.StartTccd(h.t, bins["tccd"], h.coordFlags...)
-	h.coordAddr = h.coord.Addr
+	for i := 0; i < nodes; i++ {
+		flags := append([]string{"--data", h.dataDir(), "--min-free-space", "8MiB"}, common...)
+		if h.store != "" {
+			flags = append([]string{"--store", h.store, "--node-id", fmt.Sprintf("node-%d", i), "--lease-ttl", clusterTTL.String()}, common...)
+		}
+		p := testproc.StartTccd(h.t, bins["tccd"], flags...)
+		n := &node{proc: p, addr: p.Addr, flags: flags}
+		n.up.Store(true)
+		h.nodes = append(h.nodes, n)
+	}
 }
 
-func (h *harness) coordURL() string { return "http://" + h.coordAddr }
+// coordURL is the base URL of a node to send a request to: any node not
+// known to be down, as a load balancer would pick (a paused node is
+// picked too: nothing outside it can tell it is paused).
+func (h *harness) coordURL() string {
+	var up []*node
+	for _, n := range h.nodes {
+		if n.up.Load() {
+			up = append(up, n)
+		}
+	}
+	if len(up) == 0 {
+		return "http://" + h.nodes[0].addr // refused: the client asks again later
+	}
+	return "http://" + up[h.intn(len(up))].addr
+}
 
-// restartCoordinator kills the coordinator with SIGKILL, waits, and starts
-// it again on the same address and data directory.
-func (h *harness) restartCoordinator(down time.Duration) { h.restart(down, false) }
+func (h *harness) cluster() bool { return len(h.nodes) > 1 }
 
-// restart stops the coordinator — with SIGTERM when graceful, which lets
+// takeoverTime is how long after a node stops acting another node surely
+// has taken its transactions over: its lease runs out, and a takeover
+// round follows within half a TTL (plus the machine's slack).
+func (h *harness) takeoverTime() time.Duration {
+	if !h.cluster() {
+		return 0
+	}
+	return clusterTTL + clusterTTL/2 + time.Second
+}
+
+func (h *harness) noteDown(start, end time.Time) {
+	h.downMu.Lock()
+	h.downtimes = append(h.downtimes, [2]time.Time{start, end})
+	h.downMu.Unlock()
+}
+
+// restartCoordinator kills a node with SIGKILL, waits, and starts it
+// again on the same address and data directory (or database and node id).
+func (h *harness) restartCoordinator(down time.Duration) {
+	h.restart(h.intn(len(h.nodes)), down, false)
+}
+
+// restart stops node i — with SIGTERM when graceful, which lets
 // participant calls in flight finish within the shutdown grace and
 // answers the requests waiting for them; with SIGKILL otherwise — waits,
 // and starts it again on the same address and data directory.
-func (h *harness) restart(down time.Duration, graceful bool) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
+func (h *harness) restart(i int, down time.Duration, graceful bool) {
+	n := h.nodes[i]
 	start := time.Now()
+	n.up.Store(false)
+	n.mu.Lock()
 	if graceful {
-		if err := h.coord.Stop(); err != nil {
-			h.t.Errorf("coordinator did not stop cleanly on SIGTERM: %v\n%s", err, h.coord.Log())
+		if err := n.proc.Stop(); err != nil {
+			h.t.Errorf("coordinator did not stop cleanly on SIGTERM: %v\n%s", err, n.proc.Log())
 		}
 	} else {
-		h.coord.Kill()
+		n.proc.Kill()
+	}
+	n.mu.Unlock()
+	time.Sleep(down) // the downtime is the fault being injected
+	p := testproc.StartTccd(h.t, bins["tccd"], append(n.flags, "--listen", n.addr)...)
+	n.mu.Lock()
+	n.proc = p
+	n.mu.Unlock()
+	n.up.Store(true)
+	h.noteDown(start, time.Now().Add(h.takeoverTime()))
+}
+
+// restartAll kills every node, waits, and starts them all again.
+func (h *harness) restartAll(down time.Duration) {
+	start := time.Now()
+	for _, n := range h.nodes {
+		n.up.Store(false)
+		n.current().Kill()
 	}
 	time.Sleep(down) // the downtime is the fault being injected
-	h.coord = testproc.StartTccd(h.t, bins["tccd"], append(h.coordFlags, "--listen", h.coordAddr)...)
-	h.downMu.Lock()
-	h.downtimes = append(h.downtimes, [2]time.Time{start, time.Now()})
-	h.downMu.Unlock()
+	for _, n := range h.nodes {
+		p := testproc.StartTccd(h.t, bins["tccd"], append(n.flags, "--listen", n.addr)...)
+		n.mu.Lock()
+		n.proc = p
+		n.mu.Unlock()
+		n.up.Store(true)
+	}
+	h.noteDown(start, time.Now().Add(h.takeoverTime()))
+}
+
+// pause stops a node with SIGSTOP for d, then lets it run again: past
+// its lease TTL, the other nodes take its transactions over meanwhile
+// and it must notice, on resuming, that it lost them.
+func (h *harness) pause(d time.Duration) {
+	n := h.nodes[h.intn(len(h.nodes))]
+	start := time.Now()
+	p := n.current()
+	p.Pause()
+	time.Sleep(d) // the pause is the fault being injected
+	p.Resume()
+	h.noteDown(start, time.Now().Add(h.takeoverTime()))
 }
 
 // expiredWhileDown reports whether a link expired while the coordinator
@@ -443,11 +571,12 @@ func (h *harness) atomikosOutcome(code int, body []byte, err error) outcome {
 
 // inject applies a random fault every 0.5–2.5 s until ctx ends.
 func (h *harness) inject(ctx context.Context) {
-	kinds := []struct {
+	type kind struct {
 		name   string
 		weight int
 		apply  func()
-	}{
+	}
+	kinds := []kind{
 		{"coordinator SIGKILL", 4, func() { h.restartCoordinator(time.Duration(100+h.intn(900)) * time.Millisecond) }},
 		{"coordinator down past link expiry", 1, func() { h.restartCoordinator(3500 * time.Millisecond) }},
 		{"participant crash", 3, func() { h.restartBank(h.intn(*flagBanks), time.Duration(100+h.intn(700))*time.Millisecond) }},
@@ -459,7 +588,16 @@ func (h *harness) inject(ctx context.Context) {
 		{"confirm replies lost until expiry", 2, func() { h.fault(bankpart.Fault{Op: "confirm", Mode: "lost_until_expiry", Count: 2}) }},
 		{"cancel refused after a lost confirm reply", 1, h.lostThenRefused},
 		{"coordinator SIGTERM mid-confirm", 2, h.sigtermMidConfirm},
-		{"disk full", 2, h.fillDisk},
+	}
+	if h.diskDir != "" {
+		kinds = append(kinds, kind{"disk full", 2, h.fillDisk})
+	}
+	if h.cluster() {
+		kinds = append(kinds,
+			kind{"node paused past its lease", 3, func() { h.pause(clusterTTL + time.Duration(500+h.intn(1000))*time.Millisecond) }},
+			kind{"node paused briefly", 2, func() { h.pause(time.Duration(100+h.intn(900)) * time.Millisecond) }},
+			kind{"every node down past link expiry", 1, func() { h.restartAll(3500 * time.Millisecond) }},
+		)
 	}
 	total := 0
 	for _, k := range kinds {
@@ -468,15 +606,23 @@ func (h *harness) inject(ctx context.Context) {
 	// Every kind once, in a random order, then at random by weight: even
 	// a short run meets every fault.
 	var order []int
-	for i, k := range kinds {
-		if k.name == "disk full" && h.diskDir == "" {
-			continue
-		}
+	for i := range kinds {
 		order = append(order, i)
 	}
 	h.rndMu.Lock()
 	h.rnd.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 	h.rndMu.Unlock()
+	if h.cluster() {
+		// The faults of the coordinators first: a short run of a cluster
+		// meets all of them even if it ends before the last kinds.
+		coordFirst := func(i int) int {
+			if n := kinds[i].name; strings.HasPrefix(n, "coordinator") || strings.Contains(n, "node") {
+				return 0
+			}
+			return 1
+		}
+		sort.SliceStable(order, func(i, j int) bool { return coordFirst(order[i]) < coordFirst(order[j]) })
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -494,9 +640,6 @@ func (h *harness) inject(ctx context.Context) {
 					break
 				}
 				r -= k.weight
-			}
-			if kinds[pick].name == "disk full" && h.diskDir == "" {
-				continue
 			}
 		}
 		kinds[pick].apply()
@@ -569,7 +712,7 @@ func (h *harness) sigtermMidConfirm() {
 		h.faultAt(i, bankpart.Fault{Op: "confirm", Mode: "slow", Delay: "200ms", Count: 6})
 	}
 	time.Sleep(100 * time.Millisecond) // let confirms reach the slowed banks: the fault is the timing
-	h.restart(time.Duration(100+h.intn(400))*time.Millisecond, true)
+	h.restart(h.intn(len(h.nodes)), time.Duration(100+h.intn(400))*time.Millisecond, true)
 }
 
 // fillDisk fills the coordinator's tmpfs to a few MiB short of full for
@@ -631,7 +774,9 @@ func (h *harness) quiesce() {
 	for _, a := range h.bankAddrs {
 		h.do("DELETE", "http://"+a+"/admin/faults", "", nil)
 	}
-	testproc.WaitReady(h.t, h.coordURL())
+	for _, n := range h.nodes {
+		testproc.WaitReady(h.t, "http://"+n.addr)
+	}
 	for _, tr := range h.transfers {
 		if tr.outcome != unknown && tr.outcome != refusedLog {
 			continue
@@ -674,8 +819,12 @@ func (h *harness) listCount(state string) int {
 	return len(l.Transactions)
 }
 
+// coordinatorIdle reports whether every transaction has ended. Active
+// ones count too: a native begin whose answer was lost (its node killed,
+// or every node) leaves one that its initiator abandoned, which ends only
+// at its timeout — and the checks need its final state.
 func (h *harness) coordinatorIdle() bool {
-	return h.listCount("confirming") == 0 && h.listCount("cancelling") == 0
+	return h.listCount("active") == 0 && h.listCount("confirming") == 0 && h.listCount("cancelling") == 0
 }
 
 func (h *harness) audit(addr string) (bankpart.Audit, error) {
@@ -867,7 +1016,11 @@ func (h *harness) check() []string {
 			case breached:
 				h.attributed.Add("participant broke its contract")
 			case (d == "expired" && h.expiredWhileDown(tr.debit)) || (c == "expired" && h.expiredWhileDown(tr.credit)):
-				h.attributed.Add("a link expired while the coordinator was down")
+				if h.cluster() {
+					h.attributed.Add("a link expired while its node was down or paused")
+				} else {
+					h.attributed.Add("a link expired while the coordinator was down")
+				}
 			default:
 				add("heuristic outcome without a cause: debit %s, credit %s (%s)", d, c, tr.debit.URI)
 			}
@@ -883,9 +1036,14 @@ func (h *harness) check() []string {
 	return anomalies
 }
 
-func (h *harness) summary(seed uint64, anomalies []string) {
+func (h *harness) summary(seed uint64, duration time.Duration, anomalies []string) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "fault campaign: seed %d, %s, %d banks × %d accounts, %d initiators\n", seed, *flagDuration, *flagBanks, *flagAccounts, *flagWorkers)
+	fmt.Fprintf(&b, "fault campaign: seed %d, %s, %d banks × %d accounts, %d initiators\n", seed, duration, *flagBanks, *flagAccounts, *flagWorkers)
+	if h.cluster() {
+		fmt.Fprintf(&b, "coordinators: %d nodes on one PostgreSQL database, lease TTL %v\n", len(h.nodes), clusterTTL)
+	} else if h.store != "" {
+		fmt.Fprintf(&b, "coordinator: one node on PostgreSQL\n")
+	}
 	outcomes := map[outcome]int{}
 	for _, tr := range h.transfers {
 		outcomes[tr.outcome]++
