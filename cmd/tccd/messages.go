@@ -17,7 +17,7 @@ func (c NATSConfig) natsConfig(log *slog.Logger) (nats.Config, error) {
 	if c.URL == "" {
 		for _, v := range []string{c.CredsFile, c.NKeySeedFile, c.User, c.PasswordFile, c.TokenFile, c.CAFile, c.CertFile, c.KeyFile} {
 			if v != "" {
-				return nats.Config{}, errors.New("nats-* options are set but nats-url is empty")
+				return nats.Config{}, errors.New("nats-url must be set when other nats-* options are")
 			}
 		}
 		return nats.Config{}, nil
