@@ -73,6 +73,13 @@ type ServerConfig struct {
 	// often an idle stream gets a comment line (0: DefaultStreamKeepAlive).
 	MaxStreams      int
 	StreamKeepAlive time.Duration
+	// Metrics, when set, is served at GET /metrics (the Prometheus
+	// scrape), to admins when authentication is on. Not behind the
+	// readiness check: a scrape during recovery is answered.
+	Metrics http.Handler
+	// Middleware, when set, wraps the server's handler: it sees every
+	// request before routing (tracing starts a span there).
+	Middleware func(http.Handler) http.Handler
 }
 
 // WithDefaults fills zero fields.
@@ -195,6 +202,9 @@ func (s *Server) routes() {
 		}
 		s.mux.Handle(rt.method+" "+rt.path, h)
 	}
+	if s.cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", s.guard(roleAdmin, s.cfg.Metrics))
+	}
 }
 
 // guard runs before every route that is not open: the rate limit, then
@@ -299,8 +309,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // configuration has it; Addr tells the address.
 func (s *Server) Serve(ln net.Listener) {
 	s.ln = ln
+	var h http.Handler = s
+	if s.cfg.Middleware != nil {
+		h = s.cfg.Middleware(h)
+	}
 	s.srv = &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,
