@@ -104,6 +104,8 @@ func TestConfigEveryOptionInEverySource(t *testing.T) {
 				v = "debug"
 			case *byteSizeValue:
 				v = "3MiB"
+			case *boolValue:
+				v = "true"
 			default:
 				t.Fatalf("option %s has an unexpected type %T", o.name, o.value)
 			}
@@ -119,7 +121,11 @@ func TestConfigEveryOptionInEverySource(t *testing.T) {
 			if err != nil && !isValidateError(err) {
 				t.Fatalf("env: %v", err)
 			}
-			fromFlag, err := parse(t, []string{"--" + o.name, v}, nil)
+			flagArgs := []string{"--" + o.name, v}
+			if _, ok := o.value.(*boolValue); ok {
+				flagArgs = []string{"--" + o.name + "=" + v} // --name alone is true
+			}
+			fromFlag, err := parse(t, flagArgs, nil)
 			if err != nil && !isValidateError(err) {
 				t.Fatalf("flag: %v", err)
 			}
