@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 
+	otelapi "go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 )
 
@@ -38,4 +39,15 @@ func (h logHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h logHandler) WithGroup(name string) slog.Handler {
 	return logHandler{h.Handler.WithGroup(name)}
+}
+
+// LogErrors sends the errors the OTel SDK reports (a collector that cannot
+// be reached, spans dropped) to log as warnings, instead of the SDK's
+// default of plain lines on standard error. The SDK keeps one error
+// handler per process, so this is process-wide: cmd/tccd calls it once
+// tracing is on.
+func LogErrors(log *slog.Logger) {
+	otelapi.SetErrorHandler(otelapi.ErrorHandlerFunc(func(err error) {
+		log.Warn("tracing: the OpenTelemetry SDK reports an error", "err", err)
+	}))
 }

@@ -36,6 +36,7 @@ func (m *Main) initTracing(ctx context.Context) error {
 		return fmt.Errorf("tracing: %w", err)
 	}
 	m.tracer = t
+	otel.LogErrors(m.Log)
 	endpoint := m.getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 	if endpoint == "" {
 		endpoint = m.getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
