@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	tccdhttp "github.com/tccd/tccd/http"
+	"github.com/tccd/tccd/internal/pgtest"
 	"github.com/tccd/tccd/internal/testpart"
 	"github.com/tccd/tccd/internal/testproc"
 )
@@ -363,4 +364,43 @@ func TestMetricsAuth(t *testing.T) {
 			t.Errorf("GET /metrics on the API listener: %d %v, want 404", code, err)
 		}
 	})
+}
+
+// TestMetricsCluster: two nodes on one PostgreSQL database each report
+// what they observed. A transaction begun on one and confirmed on the
+// other is started on the first and finished on the second; the gauges
+// of unfinished work count the records each node owns, once in all.
+func TestMetricsCluster(t *testing.T) {
+	dsn := pgtest.NewDatabase(t)
+	p := testproc.StartParticipant(t, bins["testpart"])
+	cl := startCluster(t, dsn, 2)
+	c := &http.Client{Timeout: 30 * time.Second}
+	scrapeNode := func(i int, wants ...want) {
+		t.Helper()
+		awaitMetrics(t, c, cl.url(i)+"/metrics", "", expect(wants...))
+	}
+	// One stays active on node 0; the other is confirmed on node 1.
+	if _, err := beginAt(c, cl.url(0), tries(t, c, p), "5m"); err != nil {
+		t.Fatal(err)
+	}
+	moved, err := beginAt(c, cl.url(0), tries(t, c, p), "5m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	scrapeNode(0, want{"tccd_transactions_started_total", nil, 2}, want{"tccd_transactions_in_flight", []string{"state", "active"}, 2})
+	scrapeNode(1, want{"tccd_transactions_started_total", nil, 0}, want{"tccd_transactions_in_flight", []string{"state", "active"}, 0})
+
+	if code, body, err := do(c, "PUT", cl.url(1)+"/api/v1/transactions/"+moved+"/confirm", "", nil); err != nil || code != http.StatusOK {
+		t.Fatalf("confirm at node 1: %d %v %s", code, err, body)
+	}
+	scrapeNode(0,
+		want{"tccd_transactions_finished_total", nil, 0},
+		want{"tccd_transactions_in_flight", []string{"state", "active"}, 1},
+		want{"tccd_participant_calls_total", nil, 0})
+	scrapeNode(1,
+		want{"tccd_transactions_started_total", nil, 0},
+		want{"tccd_transactions_finished_total", []string{"state", "confirmed", "reason", "requested"}, 1},
+		want{"tccd_decision_duration_seconds", nil, 1},
+		want{"tccd_participant_calls_total", []string{"phase", "confirm", "outcome", "2xx"}, 1},
+		want{"tccd_transactions_in_flight", []string{"state", "active"}, 0})
 }
