@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel/codes"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -242,5 +243,55 @@ func TestEnv(t *testing.T) {
 				t.Errorf("CheckEnv = %v, want an error %v", err, tc.bad)
 			}
 		})
+	}
+}
+
+// TestMiddlewareKeepsTheWriter: behind the middleware a handler can still
+// flush (the event stream), set deadlines and hijack (WebSockets) through
+// http.ResponseController.
+func TestMiddlewareKeepsTheWriter(t *testing.T) {
+	tr, exp := newTracer(t)
+	errs := make(chan error, 3)
+	srv := httptest.NewServer(tr.Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc := http.NewResponseController(w)
+		errs <- rc.SetWriteDeadline(time.Now().Add(time.Minute))
+		if r.URL.Path == "/hijack" {
+			conn, brw, err := rc.Hijack()
+			errs <- err
+			if err == nil {
+				brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: close\r\n\r\n")
+				brw.Flush()
+				conn.Close()
+			}
+			return
+		}
+		w.Write([]byte("data: 1\n\n"))
+		errs <- rc.Flush()
+	}), nil))
+	defer srv.Close()
+	for _, path := range []string{"/stream", "/hijack"} {
+		resp, err := http.Get(srv.URL + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		for range 2 {
+			if err := <-errs; err != nil {
+				t.Errorf("%s: %v", path, err)
+			}
+		}
+	}
+	// The span ends when the handler returns, which may be after the
+	// client has read the answer.
+	var hijacked string
+	for deadline := time.Now().Add(5 * time.Second); hijacked == "" && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		for _, s := range exp.GetSpans() {
+			if attr(s, "url.path") == "/hijack" {
+				hijacked = attr(s, "http.response.status_code")
+			}
+		}
+	}
+	if hijacked != "101" {
+		t.Errorf("hijacked request's span status %q, want 101", hijacked)
 	}
 }
