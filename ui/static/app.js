@@ -227,7 +227,9 @@ class Stream {
         this.retry = 1000;
         this.onStatus('live');
         await readSSE(res, (name, id, data) => {
-          if (id) this.last = id;
+          // A lagged event carries the seq of the event it stands for,
+          // which was not sent: resume after the last one that was.
+          if (id && name !== 'lagged') this.last = id;
           let ev;
           try { ev = JSON.parse(data); } catch { return; }
           this.onEvent(ev);
@@ -267,7 +269,7 @@ const model = {
   attempts: [],     // [time, failed] of participant calls, from the stream
   outcomes: {},     // final state -> count, since the page opened
   resolved: 0,
-  streamSince: null,
+  missed: false,    // a gap or lag: the counts above are lower bounds
 
   entry(id) {
     let e = this.entries.get(id);
@@ -346,6 +348,8 @@ const app = {
   queue: { heuristic: [], doubt: [], at: 0, error: null },
   filters: { state: '', age: '', search: '' },
   renderPending: false,
+  soonTimer: null,
+  streamWhy: '',       // why the event stream is down
   rows: new Map(),     // id -> the list's row, kept across redraws
   qnodes: new Map(),   // id -> the queue's item, kept across redraws
 
@@ -423,12 +427,11 @@ const app = {
       onEvent: (ev) => this.onEvent(ev),
       onStatus: (st, why) => {
         if (st === 'live') {
-          if (!model.streamSince) model.streamSince = Date.now();
           this.setConn('live', 'live: event stream');
           this.stopPolling();
         } else {
-          model.streamSince = null;
-          this.setConn('poll', `polling every ${POLL_MS / 1000} s (event stream unavailable: ${why})`);
+          this.streamWhy = why;
+          this.setConn('poll', this.pollText());
           this.startPolling();
         }
         this.render();
@@ -461,10 +464,12 @@ const app = {
   onEvent(ev) {
     if (ev.type === 'gap' || ev.type === 'lagged') {
       // Some events were missed: read the records again.
+      model.missed = true;
       this.loadList();
       return;
     }
     model.applyEvent(ev);
+    this.soon();
     if (this.txView && this.txView.id === ev.transaction) this.txView.refresh();
     if (ev.type === 'state' && (ev.state === 'heuristic' || ev.previous === 'heuristic')) this.loadQueue();
     this.render();
@@ -484,11 +489,18 @@ const app = {
         const list = await api('GET', p);
         for (const rec of list.transactions) model.applyRecord(rec, at).fresh = false;
       }
-      if (this.mode === 'poll' || this.mode === 'down') this.setConn('poll', $('conn').textContent);
+      if (this.mode === 'down') this.setConn('poll', this.pollText());
     } catch (e) {
-      if (e.status === 0) this.setConn('down', 'cannot reach the coordinator');
+      if (e.status === 0) this.setConn('down', 'cannot reach the coordinator; trying again');
     }
     this.render();
+  },
+
+  // soon reads the records with news shortly: a burst of events costs
+  // one read per transaction.
+  soon() {
+    if (this.soonTimer) return;
+    this.soonTimer = setTimeout(() => { this.soonTimer = null; this.refreshDirty(); }, 100);
   },
 
   // refreshDirty reads again the records of transactions with news.
@@ -531,7 +543,7 @@ const app = {
           if (rec.participants.some((p) => p.state === 'in_doubt')) doubt.push(rec);
         }
       }
-      this.queue = { heuristic: heur.transactions, doubt, at: Date.now(), error: null, more: !!heur.next_cursor };
+      this.queue = { heuristic: heur.transactions, doubt, at: Date.now(), error: null, more: !!heur.next_cursor, flash: this.queue.flash };
     } catch (e) {
       if (e.status === 401) return;
       this.queue.error = `Cannot read the queue: ${e.message}`;
@@ -548,6 +560,10 @@ const app = {
       this.loadQueue();
     }
     this.render();
+  },
+
+  pollText() {
+    return `polling every ${POLL_MS / 1000} s (event stream unavailable: ${this.streamWhy})`;
   },
 
   setConn(mode, text) {
@@ -639,11 +655,14 @@ const app = {
         bars.append(bar);
       }
     }
+    // Counted from the stream's state events: without the stream there is
+    // nothing to count, and no number is shown.
     const outcomes = h('div', { class: 'outcomes' });
     for (const s of ['confirmed', 'cancelled', 'compensated', 'heuristic']) {
-      outcomes.append(h('span', { dataset: { outcome: s } }, h('span', { class: `badge s-${s}`, text: s }), ' ', String(model.outcomes[s] || 0)));
+      outcomes.append(h('span', { dataset: { outcome: s } }, h('span', { class: `badge s-${s}`, text: s }), ' ', live ? String(model.outcomes[s] || 0) : '—'));
     }
-    if (model.resolved) outcomes.append(h('span', { text: `${model.resolved} resolved` }));
+    if (live && model.resolved) outcomes.append(h('span', { text: `${model.resolved} resolved` }));
+    if (live && model.missed) outcomes.append(h('span', { class: 'muted', text: '(some events were missed: at least these)' }));
     const byState = {};
     for (const e of model.entries.values()) if (e.state) byState[e.state] = (byState[e.state] || 0) + 1;
     const inFlight = DECIDED.concat(['active']).reduce((n, s) => n + (byState[s] || 0), 0);
@@ -910,7 +929,9 @@ class TxView {
       h('td', { text: p.last_error || '' }),
       h('td', { class: 'when', text: p.last_attempt_at ? `${fmtTime(p.last_attempt_at)}${p.last_duration_ms != null ? ` (${p.last_duration_ms.toFixed(1)} ms)` : ''}` : '' }),
       h('td', { class: 'when', text: fmtTime(p.expires) })));
-    return h('div', { class: 'card' }, h('h2', { text: `Participants (${r.participants.length})` }),
+    const resolved = r.reason === 'resolved'
+      ? h('p', { class: 'muted', text: 'As the coordinator last saw them: a resolution is the operator\'s word, and nothing was sent to the participants.' }) : null;
+    return h('div', { class: 'card' }, h('h2', { text: `Participants (${r.participants.length})` }), resolved,
       r.participants.length ? h('table', { class: 'participants' },
         h('thead', {}, h('tr', {}, ['URI', 'State', 'Attempts', 'Last status', 'Last error', 'Last attempt', 'Link expires'].map((t) => h('th', { text: t })))),
         h('tbody', {}, rows)) : h('p', { class: 'muted', text: 'None enlisted yet.' }));
@@ -942,7 +963,7 @@ class TxView {
     if (this.streamState === 'down') note = `The event stream of this transaction is unavailable (${this.streamWhy}): the timeline shows what came before it went; the record above is read again on news.`;
     else if (!evs.length && !this.gap) note = 'No event of it is kept by the coordinator (it may come from before the coordinator\'s last start).';
     return h('div', { class: 'card' }, h('h2', { text: 'Timeline' }),
-      h('p', { class: 'muted', text: 'Every state change and participant call the coordinator still keeps an event of (its event ring), live.' }),
+      h('p', { class: 'muted', text: 'Every state change and participant call the coordinator still keeps an event of (its event ring), live; each at the time the coordinator wrote it.' }),
       note ? h('p', { class: 'muted', text: note }) : null,
       h('ol', { class: 'timeline' }, items));
   }
