@@ -350,6 +350,8 @@ const app = {
   renderPending: false,
   soonTimer: null,
   streamWhy: '',       // why the event stream is down
+  listing: false,      // a list read is under way
+  listAgain: false,    // and another is wanted after it
   rows: new Map(),     // id -> the list's row, kept across redraws
   qnodes: new Map(),   // id -> the queue's item, kept across redraws
 
@@ -479,6 +481,19 @@ const app = {
   // newest in that state). Listing needs the admin role.
   async loadList() {
     if (this.role === 'client') return;
+    // One list read at a time; news meanwhile asks for one more, a moment
+    // later, so that a busy coordinator is not read in a loop.
+    if (this.listing) { this.listAgain = true; return; }
+    this.listing = true;
+    try {
+      await this.readList();
+    } finally {
+      this.listing = false;
+      if (this.listAgain) { this.listAgain = false; setTimeout(() => this.loadList(), 1000); }
+    }
+  },
+
+  async readList() {
     const at = model.evCount;
     const paths = ['/api/v1/transactions?limit=' + LIST_LIMIT];
     const st = this.filters.state;
