@@ -299,6 +299,32 @@ func TestBrowser(t *testing.T) {
 	until("the new transaction appears", row+` && `+row+`.dataset.state === 'active'`)
 	until("with its participants", row+`.querySelector('[data-pstate="pending"]')`)
 	shot("ui-1-list.png")
+	// The filters: by participant host, by state, by age.
+	filter := func(sel, value, event string) {
+		t.Helper()
+		expr := `(() => { const el = document.querySelector(` + js(sel) + `); el.value = ` + js(value) + `; el.dispatchEvent(new Event(` + js(event) + `)); return true; })()`
+		if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](expr)); err != nil {
+			t.Fatalf("set %s: %v", sel, err)
+		}
+	}
+	host := strings.TrimPrefix(e.parts[1].URL(), "http://")
+	for _, f := range []struct {
+		sel, value, event string
+		shown             bool
+	}{
+		{"#f-search", host, "input", true},
+		{"#f-search", "no-such-host", "input", false},
+		{"#f-search", strings.ToLower(id[:10]), "input", true},
+		{"#f-search", "", "input", true},
+		{"#f-state", "confirmed", "change", false},
+		{"#f-state", "active", "change", true},
+		{"#f-state", "", "change", true},
+		{"#f-age", "300", "change", true},
+		{"#f-age", "", "change", true},
+	} {
+		filter(f.sel, f.value, f.event)
+		until(fmt.Sprintf("%s %q shows the row: %v", f.sel, f.value, f.shown), `(!!`+row+`) === `+fmt.Sprint(f.shown))
+	}
 	e.fault(t, 1, testpart.Fault{Op: "confirm", Count: 1, Status: http.StatusConflict, Delay: "300ms"})
 	var problem struct{ Code string }
 	if code := e.call(t, "PUT", e.base+"/api/v1/transactions/"+id+"/confirm", e.client, nil, &problem); code != http.StatusConflict || problem.Code != "heuristic" {
