@@ -71,6 +71,9 @@ type Config struct {
 	// LeaseTTL is the length of a node's lease on the transactions it
 	// drives, with a PostgreSQL store (a cluster).
 	LeaseTTL time.Duration
+	// UI serves the activity monitor, a web dashboard, at /ui/ on the
+	// API's listener (package ui).
+	UI bool
 
 	Coordinator tccd.Config
 	Server      tccdhttp.ServerConfig
@@ -96,7 +99,7 @@ const (
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
 	return Config{
-		Listen: DefaultListen, Data: DefaultData, LogLevel: "info", LogFormat: "text",
+		Listen: DefaultListen, Data: DefaultData, LogLevel: "info", LogFormat: "text", UI: true,
 		EventRing:    tccd.DefaultEventRing,
 		LeaseTTL:     postgres.DefaultLeaseTTL,
 		CacheSize:    pebble.DefaultCacheSize,
@@ -125,6 +128,7 @@ func (c *Config) options() []option {
 		{"min-free-space", "disk space kept free for the log (e.g. 64MiB); below it decisions are refused with 503", (*byteSizeValue)(&c.MinFreeSpace)},
 		{"redrive-interval", "how often decided transactions left unsettled by a store error are driven again", (*durationValue)(&cc.RedriveInterval)},
 		{"wal-sync-interval", "least time between two syncs of the log (0: at once); more decisions share a sync", (*durationValue)(&c.WALSyncInterval)},
+		{"ui", "serve the activity monitor, a web dashboard of the transactions, at /ui/ (--ui=false turns it off)", (*boolValue)(&c.UI)},
 		{"debug-listen", "address serving /debug/pprof/ and /debug/heap (off when empty; keep it on loopback)", (*stringValue)(&c.DebugListen)},
 		{"auth-tokens-file", "file of bearer tokens (name role sha256 a line); authentication is off when empty", (*stringValue)(&c.AuthTokensFile)},
 		{"tls-cert", "PEM certificate (chain) to serve the API over HTTPS; with tls-key", (*stringValue)(&c.TLSCert)},
@@ -342,6 +346,22 @@ type stringValue string
 
 func (v *stringValue) String() string     { return string(*v) }
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+
+// boolValue is an on/off option: a flag that may stand alone (--ui) or
+// take a value (--ui=false), true or false in the environment and the
+// config file.
+type boolValue bool
+
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) IsBoolFlag() bool { return true }
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return fmt.Errorf("%q is not true or false", s)
+	}
+	*v = boolValue(b)
+	return nil
+}
 
 type intValue int
 
