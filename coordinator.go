@@ -155,6 +155,8 @@ func (c *Coordinator) Open(ctx context.Context) error {
 // settling: a driver stops early when the store refuses a write (a full
 // disk, say), leaving its transaction decided but unfinished; this picks
 // it up once the store accepts writes again, without waiting for a restart.
+// It also cancels active transactions past their timeout with no timer
+// armed: their timeout fired while the store refused the cancel.
 func (c *Coordinator) redriveLoop() {
 	t := time.NewTicker(c.cfg.RedriveInterval)
 	defer t.Stop()
@@ -164,7 +166,8 @@ func (c *Coordinator) redriveLoop() {
 			return
 		case <-t.C:
 		}
-		var ids []string
+		var ids, expired []string
+		now := c.clock.Now()
 		err := c.store.Unfinished(c.ctx, func(tx *Transaction) error {
 			if !c.owns(tx.ID) || (c.expiring && tx.Owner != c.cfg.NodeID) {
 				return nil // another node drives it
@@ -173,7 +176,18 @@ func (c *Coordinator) redriveLoop() {
 				c.startDelivery(tx.ID) // a no-op when one runs
 				return nil
 			}
-			if tx.State == StateActive || tx.State.Final() {
+			if tx.State == StateActive {
+				// Its timeout passed but no timer is armed: the cancel
+				// could not be recorded (the store refused the write).
+				c.mu.Lock()
+				armed := c.timers[tx.ID] != nil
+				c.mu.Unlock()
+				if !armed && !tx.Deadline.After(now) {
+					expired = append(expired, tx.ID)
+				}
+				return nil
+			}
+			if tx.State.Final() {
 				return nil
 			}
 			c.mu.Lock()
@@ -189,6 +203,12 @@ func (c *Coordinator) redriveLoop() {
 				c.log.Warn("redrive: cannot scan unfinished transactions", "err", err)
 			}
 			continue
+		}
+		if len(expired) > 0 {
+			c.log.Info("cancelling timed-out transactions whose cancel was not recorded", "count", len(expired))
+			for _, id := range expired {
+				c.expire(id)
+			}
 		}
 		if len(ids) > 0 {
 			c.log.Info("redriving decided transactions", "count", len(ids))
@@ -1070,7 +1090,7 @@ func (c *Coordinator) expire(id string) {
 	switch {
 	case err != nil:
 		if ErrorCode(err) != ENotFound && c.ctx.Err() == nil {
-			c.log.Error("timeout: cannot cancel transaction", "id", id, "err", err)
+			c.log.Error("timeout: cannot record the cancel; the re-drive loop tries again", "id", id, "err", err)
 		}
 	case decided:
 		c.log.Info("transaction timed out", logTx(id, tx.TraceParent)...)

@@ -82,7 +82,8 @@ type Event struct {
 //     an EventLagged event as its last and its channel is closed.
 //   - Subscribe returns the kept events after a given Seq (or a first
 //     EventGap event when some of those are no longer kept) and then every
-//     new event, with no duplicate and no hole between the two.
+//     new event, with no duplicate and no hole between the two. After 0
+//     means only new events; FromOldest every event kept.
 type Events interface {
 	Publish(ev Event)
 	Subscribe(f EventFilter, after uint64) (*Subscription, error)
@@ -138,6 +139,12 @@ func (s *Subscription) Close() {
 	defer s.b.mu.Unlock()
 	s.b.drop(s)
 }
+
+// FromOldest, as the after of Events.Subscribe, asks for every event
+// still kept, from the first of this process's stream: preceded by an
+// EventGap when the oldest are no longer kept. A view that shows a
+// transaction's history (the dashboard's timeline) subscribes so.
+const FromOldest = ^uint64(0)
 
 // Defaults of Broker.
 const (
@@ -217,9 +224,9 @@ func (b *Broker) drop(s *Subscription) {
 }
 
 // Subscribe returns a subscription to the events matching f published
-// after Seq after (0: only new ones). If events after it are no longer
-// kept — the ring has moved on, or after is from an earlier run — Replay
-// starts with an EventGap.
+// after Seq after (0: only new ones; FromOldest: every event kept). If
+// events after it are no longer kept — the ring has moved on, or after is
+// from an earlier run — Replay starts with an EventGap.
 func (b *Broker) Subscribe(f EventFilter, after uint64) (*Subscription, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -227,8 +234,15 @@ func (b *Broker) Subscribe(f EventFilter, after uint64) (*Subscription, error) {
 	s.C = s.c
 	if after > 0 {
 		oldest := b.next - uint64(len(b.ring)) // Seq of ring's first event
-		if after+1 < oldest || after >= b.next {
-			s.Replay = append(s.Replay, Event{Seq: 0, Time: b.clock.Now(), Type: EventGap})
+		gap := Event{Seq: 0, Time: b.clock.Now(), Type: EventGap}
+		switch {
+		case after == FromOldest:
+			if oldest > 1 { // the ring has dropped the first events
+				s.Replay = append(s.Replay, gap)
+			}
+			after = 0
+		case after+1 < oldest || after >= b.next:
+			s.Replay = append(s.Replay, gap)
 			if after >= b.next {
 				after = 0 // from an earlier run: everything kept is new to it
 			}

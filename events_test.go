@@ -25,6 +25,7 @@ func TestBrokerSeqReplayAndGap(t *testing.T) {
 		{"up to date", 6, nil},
 		{"older than the ring", 1, []uint64{0, 3, 4, 5, 6}},
 		{"from an earlier run", 99, []uint64{0, 3, 4, 5, 6}},
+		{"from the oldest, some dropped", FromOldest, []uint64{0, 3, 4, 5, 6}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -49,6 +50,16 @@ func TestBrokerSeqReplayAndGap(t *testing.T) {
 				}
 			}
 		})
+	}
+	// From the oldest while the ring still holds the first event: no gap.
+	fresh := NewBroker(4, 8, nil)
+	fresh.Publish(stateEv("t", StateActive))
+	fresh.Publish(stateEv("t", StateConfirming))
+	if s, _ := fresh.Subscribe(EventFilter{}, FromOldest); len(s.Replay) != 2 || s.Replay[0].Seq != 1 || s.Replay[1].Seq != 2 {
+		t.Fatalf("from the oldest of a full history: %+v", s.Replay)
+	}
+	if s, _ := NewBroker(4, 8, nil).Subscribe(EventFilter{}, FromOldest); len(s.Replay) != 0 {
+		t.Fatalf("from the oldest of nothing: %+v", s.Replay)
 	}
 	// Live events follow the replay without a hole or a duplicate.
 	s, _ := b.Subscribe(EventFilter{}, 5)

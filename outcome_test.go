@@ -230,6 +230,29 @@ func TestRedriveFinishesWithoutARestart(t *testing.T) {
 	e.waitState(tx.ID, tccd.StateConfirmed)
 }
 
+// TestTimeoutCancelRetriedAfterAStoreFailure: a transaction whose
+// timeout passes while the store refuses writes stays active — the cancel
+// could not be recorded — and is cancelled once the store accepts writes
+// again, with no restart and no request.
+func TestTimeoutCancelRetriedAfterAStoreFailure(t *testing.T) {
+	cfg := testConfig()
+	cfg.RedriveInterval = 50 * time.Millisecond
+	e := newEnv(t, cfg, 1)
+	e.close()
+	fs := &flakyStore{}
+	e.wrap = func(s tccd.Store) tccd.Store { fs.Store = s; return fs }
+	e.open()
+	a := e.parts[0].link(0)
+	tx := e.begin(200*time.Millisecond, a)
+	fs.failing.Store(true)
+	time.Sleep(500 * time.Millisecond) // the timeout fires; its write fails
+	if got, _ := e.coord.Get(context.Background(), tx.ID); got.State != tccd.StateActive {
+		t.Fatalf("state %s while the store refuses writes, want active", got.State)
+	}
+	fs.failing.Store(false)
+	e.waitState(tx.ID, tccd.StateCancelled)
+}
+
 // TestShutdownKeepsWhatArrives: at shutdown, a participant that answers
 // within the grace has its answer recorded, and the waiting request is
 // answered with the outcome; the next start sends nothing again.

@@ -55,7 +55,8 @@ func (s *streams) close() { s.once.Do(func() { close(s.done) }) }
 // events serves GET /api/v1/events: the coordinator's events as
 // Server-Sent Events (id: seq, event: type, data: the JSON), filtered by
 // ?transaction=, ?type= and ?state= (repeatable), resumed after the
-// Last-Event-ID header (or ?last_event_id=). A client sees only its own
+// Last-Event-ID header (or ?last_event_id=; 0 replays every event still
+// kept). A client sees only its own
 // transactions' events, an admin all. A comment line goes out every
 // keep-alive period; a client that falls behind gets a lagged event and
 // the stream ends.
@@ -87,6 +88,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 			return tccd.FieldError("last_event_id", "Last-Event-ID must be an event's seq, not %q", last)
 		}
 		after = n
+		if n == 0 {
+			// Seqs start at 1, so no stream ever sent id 0: resuming
+			// "after 0" asks for everything still kept.
+			after = tccd.FromOldest
+		}
 	}
 	key := "addr " + remoteHost(r)
 	if p, ok := tccd.PrincipalFrom(r.Context()); ok {

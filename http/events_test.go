@@ -176,7 +176,7 @@ func (s *sseStream) next(t *testing.T) sseEvent {
 // order, with the wire shape of the document; it can resume with
 // Last-Event-ID, and filter.
 func TestEventStream(t *testing.T) {
-	e := newEventsEnv(t, tccd.NewBroker(8, 0, nil), tccdhttp.ServerConfig{MaxStreams: 4}, nil)
+	e := newEventsEnv(t, tccd.NewBroker(8, 0, nil), tccdhttp.ServerConfig{MaxStreams: 6}, nil)
 	all, _ := openStream(t, e.srv.URL+"/api/v1/events")
 	final, _ := openStream(t, e.srv.URL+"/api/v1/events?type=state&state=confirmed&state=heuristic")
 	body := `{"participantLinks":[` + e.link("/ok/1") + `,` + e.link("/ok/2") + `]}`
@@ -221,6 +221,15 @@ func TestEventStream(t *testing.T) {
 			t.Fatalf("resumed at %d, want %d", ev.data.Seq, want.data.Seq)
 		}
 	}
+	// Last-Event-ID 0: every event kept, from the first, without a gap
+	// while the ring still holds it; with a filter, one transaction's
+	// history.
+	history, _ := openStream(t, e.srv.URL+"/api/v1/events?last_event_id=0&transaction="+got[0].data.Transaction)
+	for _, want := range got {
+		if ev := history.next(t); ev.data.Seq != want.data.Seq {
+			t.Fatalf("history: seq %d (%s), want %d", ev.data.Seq, ev.name, want.data.Seq)
+		}
+	}
 	// Another transaction fills the ring (8 events): resuming from the
 	// first event now starts with a gap.
 	for i := 0; i < 2; i++ {
@@ -231,15 +240,22 @@ func TestEventStream(t *testing.T) {
 	if ev := gap.next(t); ev.name != "gap" || ev.id != "" || ev.data.Type != "gap" {
 		t.Fatalf("first event after a resume past the ring: %+v", ev)
 	}
+	everything, _ := openStream(t, e.srv.URL+"/api/v1/events", api.HeaderLastEventID, "0")
+	if ev := everything.next(t); ev.name != "gap" {
+		t.Fatalf("every event kept, once the first are gone: first %+v", ev)
+	}
+	if ev := everything.next(t); ev.data.Seq <= got[0].data.Seq {
+		t.Fatalf("after the gap: %+v", ev)
+	}
 	// Bad filters are refused.
 	for _, q := range []string{"type=lagged", "state=bogus", "last_event_id=x"} {
 		if code, _, b := e.do(t, "GET", "/api/v1/events?"+q, "", ""); code != http.StatusBadRequest {
 			t.Errorf("?%s: %d %s", q, code, b)
 		}
 	}
-	// At most MaxStreams (4) at once per client.
+	// At most MaxStreams (6) at once per client.
 	if _, resp := openStream(t, e.srv.URL+"/api/v1/events"); resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("a fifth stream: %d", resp.StatusCode)
+		t.Errorf("a seventh stream: %d", resp.StatusCode)
 	}
 }
 

@@ -73,6 +73,10 @@ type ServerConfig struct {
 	// often an idle stream gets a comment line (0: DefaultStreamKeepAlive).
 	MaxStreams      int
 	StreamKeepAlive time.Duration
+	// UI, when set, serves the activity monitor (package ui) at /ui/.
+	// Its files are open, like the probes: they hold no data, and the
+	// page sends a token with every API call it makes.
+	UI http.Handler
 	// Metrics, when set, is served at GET /metrics (the Prometheus
 	// scrape), to admins when authentication is on. Not behind the
 	// readiness check: a scrape during recovery is answered.
@@ -194,6 +198,10 @@ func (s *Server) routes() {
 		// The STOMP endpoint authenticates by itself: a browser cannot
 		// set headers on a WebSocket, so the token may come in CONNECT.
 		s.mux.Handle("GET /ws/tcc", s.cfg.STOMP)
+	}
+	if s.cfg.UI != nil {
+		// GET /ui (no slash) is redirected here by the mux.
+		s.mux.Handle("GET /ui/", http.StripPrefix("/ui", s.cfg.UI))
 	}
 	for _, rt := range s.routeTable() {
 		h := rt.handler

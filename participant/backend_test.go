@@ -92,9 +92,9 @@ func openServer(t *testing.T, b backend) *server {
 	dsn := os.Getenv(b.envVar)
 	if dsn == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: under CI=true the %s variant must run (see README, \"Participants: the Go kit\")", b.envVar, b.name)
+			t.Fatalf("%s is not set: under CI=true the %s variant must run (see docs/PARTICIPANTS.md)", b.envVar, b.name)
 		}
-		t.Skipf("%s is not set: skipping the %s variant (see README, \"Participants: the Go kit\")", b.envVar, b.name)
+		t.Skipf("%s is not set: skipping the %s variant (see docs/PARTICIPANTS.md)", b.envVar, b.name)
 	}
 	db, err := sql.Open(b.driver, dsn)
 	if err != nil {

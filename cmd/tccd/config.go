@@ -77,6 +77,9 @@ type Config struct {
 	// LeaseTTL is the length of a node's lease on the transactions it
 	// drives, with a PostgreSQL store (a cluster).
 	LeaseTTL time.Duration
+	// UI serves the activity monitor, a web dashboard, at /ui/ on the
+	// API's listener (package ui).
+	UI bool
 
 	Coordinator tccd.Config
 	Server      tccdhttp.ServerConfig
@@ -102,7 +105,7 @@ const (
 // DefaultConfig returns the configuration with every default filled in.
 func DefaultConfig() Config {
 	return Config{
-		Listen: DefaultListen, Data: DefaultData, LogLevel: "info", LogFormat: "text",
+		Listen: DefaultListen, Data: DefaultData, LogLevel: "info", LogFormat: "text", UI: true,
 		EventRing:    tccd.DefaultEventRing,
 		LeaseTTL:     postgres.DefaultLeaseTTL,
 		CacheSize:    pebble.DefaultCacheSize,
@@ -131,6 +134,7 @@ func (c *Config) options() []option {
 		{"min-free-space", "disk space kept free for the log (e.g. 64MiB); below it decisions are refused with 503", (*byteSizeValue)(&c.MinFreeSpace)},
 		{"redrive-interval", "how often decided transactions left unsettled by a store error are driven again", (*durationValue)(&cc.RedriveInterval)},
 		{"wal-sync-interval", "least time between two syncs of the log (0: at once); more decisions share a sync", (*durationValue)(&c.WALSyncInterval)},
+		{"ui", "serve the activity monitor, a web dashboard of the transactions, at /ui/ (--ui=false turns it off)", (*boolValue)(&c.UI)},
 		{"debug-listen", "address serving /debug/pprof/ and /debug/heap (off when empty; keep it on loopback)", (*stringValue)(&c.DebugListen)},
 		{"metrics-listen", "address serving GET /metrics (Prometheus) on its own listener, without authentication; empty: /metrics is on the API's listener, for admins when auth is on", (*stringValue)(&c.MetricsListen)},
 		{"tracing", "export OpenTelemetry traces over OTLP/HTTP, configured by the OTEL_* environment variables (also on when OTEL_TRACES_EXPORTER=otlp)", (*boolValue)(&c.Tracing)},
@@ -351,8 +355,9 @@ type stringValue string
 func (v *stringValue) String() string     { return string(*v) }
 func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
 
-// boolValue is an option that is true or false; as a flag, --name alone
-// means true.
+// boolValue is an on/off option: a flag that may stand alone (--ui) or
+// take a value (--ui=false), true or false in the environment and the
+// config file.
 type boolValue bool
 
 func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }

@@ -50,7 +50,7 @@ func TestConfigDefaults(t *testing.T) {
 		t.Fatalf("ParseFlags: %v", err)
 	}
 	want := Config{
-		Listen: "127.0.0.1:8420", Data: "./tccd-data", LogLevel: "info", LogFormat: "text", EventRing: tccd.DefaultEventRing,
+		Listen: "127.0.0.1:8420", Data: "./tccd-data", LogLevel: "info", LogFormat: "text", UI: true, EventRing: tccd.DefaultEventRing,
 		LeaseTTL:  postgres.DefaultLeaseTTL,
 		CacheSize: pebble.DefaultCacheSize, MinFreeSpace: DefaultMinFreeSpace,
 		Coordinator: tccd.Config{
@@ -105,7 +105,10 @@ func TestConfigEveryOptionInEverySource(t *testing.T) {
 			case *byteSizeValue:
 				v = "3MiB"
 			case *boolValue:
-				v = "true"
+				v = "true" // the opposite of the default
+				if o.value.String() == "true" {
+					v = "false"
+				}
 			default:
 				t.Fatalf("option %s has an unexpected type %T", o.name, o.value)
 			}
@@ -123,7 +126,7 @@ func TestConfigEveryOptionInEverySource(t *testing.T) {
 			}
 			flagArgs := []string{"--" + o.name, v}
 			if _, ok := o.value.(*boolValue); ok {
-				flagArgs = []string{"--" + o.name + "=" + v} // --name alone is true
+				flagArgs = []string{"--" + o.name + "=" + v} // --ui false would be --ui and an argument
 			}
 			fromFlag, err := parse(t, flagArgs, nil)
 			if err != nil && !isValidateError(err) {
@@ -255,6 +258,19 @@ func TestConfigPrecedence(t *testing.T) {
 			},
 		},
 		{
+			name: "ui off in the file, on in env, off by flag", file: "ui = false\n",
+			env: map[string]string{"TCCD_UI": "true"}, flags: []string{"--ui=false"},
+			check: func(t *testing.T, c Config) { eq(t, "ui", c.UI, false) },
+		},
+		{
+			name: "ui off in env, on by a bare flag", env: map[string]string{"TCCD_UI": "false"}, flags: []string{"--ui"},
+			check: func(t *testing.T, c Config) { eq(t, "ui", c.UI, true) },
+		},
+		{
+			name: "ui off in the file", file: "ui = false\n",
+			check: func(t *testing.T, c Config) { eq(t, "ui", c.UI, false) },
+		},
+		{
 			name: "empty env value keeps the file's", file: "call-timeout = \"7s\"\n",
 			env: map[string]string{"TCCD_CALL_TIMEOUT": ""},
 			check: func(t *testing.T, c Config) {
@@ -330,6 +346,8 @@ func TestConfigErrors(t *testing.T) {
 		{name: "bad integer in env", env: map[string]string{"TCCD_MAX_LINKS": "many"}, want: []string{"environment TCCD_MAX_LINKS", "not an integer"}},
 		{name: "bad integer in flag", flags: []string{"--max-body", "1MB"}, want: []string{"flag", "max-body", "not an integer"}},
 		{name: "bad float in env", env: map[string]string{"TCCD_MARGIN_RTTS": "x"}, want: []string{"environment TCCD_MARGIN_RTTS", "not a number"}},
+		{name: "bad bool in env", env: map[string]string{"TCCD_UI": "maybe"}, want: []string{"environment TCCD_UI", `"maybe" is not true or false`}},
+		{name: "bad bool in file", file: "ui = \"off\"\n", want: []string{"config file", "ui", `"off" is not true or false`}},
 		{name: "unknown flag", flags: []string{"--no-such-flag"}, want: []string{"no-such-flag"}},
 		{name: "stray argument", flags: []string{"extra"}, want: []string{"unexpected arguments"}},
 		{name: "write-timeout equal to confirm-wait", flags: []string{"--write-timeout", "30s", "--confirm-wait", "30s"}, want: []string{"write-timeout", "confirm-wait"}},

@@ -409,7 +409,7 @@ func (d *demo) report(ctx context.Context, took time.Duration) error {
 	for _, c := range checks {
 		fmt.Fprintf(d.out, "  ✓ %s\n", c)
 	}
-	fmt.Fprintf(d.out, "\nAll invariants hold (%.1fs). Next: the README's \"Examples\" run each piece as a process of its own.\n", took.Seconds())
+	fmt.Fprintf(d.out, "\nAll invariants hold (%.1fs). Next: docs/EXAMPLES.md runs each piece as a process of its own, and docs/API.md walks through the API with curl.\n", took.Seconds())
 	return nil
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/tccd/tccd/nats"
 	"github.com/tccd/tccd/otel"
 	"github.com/tccd/tccd/postgres"
+	"github.com/tccd/tccd/ui"
 )
 
 // Version is set at build time with -ldflags "-X main.Version=…".
@@ -246,7 +247,10 @@ func (m *Main) Run(ctx context.Context) error {
 		ln.Close()
 		return err
 	}
-	m.initServer(ln)
+	if err := m.initServer(ln); err != nil {
+		ln.Close()
+		return err
+	}
 	if err := m.serveMetrics(); err != nil {
 		return fmt.Errorf("metrics server: %w", err)
 	}
@@ -325,7 +329,7 @@ func (m *Main) initCoordinator() error {
 	return nil
 }
 
-func (m *Main) initServer(ln net.Listener) {
+func (m *Main) initServer(ln net.Listener) error {
 	cfg := m.Config.Server
 	cfg.Tokens, cfg.TLS, cfg.STOMP = m.sec.tokens, m.sec.serverTLS, m.stomp
 	if m.Config.MetricsListen == "" {
@@ -334,12 +338,20 @@ func (m *Main) initServer(ln net.Listener) {
 	if m.tracer != nil {
 		cfg.Middleware = func(h http.Handler) http.Handler { return m.tracer.Middleware(h, skipTrace) }
 	}
+	if m.Config.UI {
+		h, err := ui.New()
+		if err != nil {
+			return fmt.Errorf("ui: %w", err)
+		}
+		cfg.UI = h
+	}
 	m.server = tccdhttp.NewServer(m.coord, cfg, m.Log)
 	m.server.Serve(ln)
-	m.Log.Info("listening", append([]any{"addr", m.server.Addr(), "data", m.Config.Data, "version", Version}, m.sec.summary()...)...)
+	m.Log.Info("listening", append([]any{"addr", m.server.Addr(), "data", m.Config.Data, "version", Version, "ui", m.Config.UI}, m.sec.summary()...)...)
 	if m.sec.tokens == nil && !isLoopback(ln.Addr()) {
 		m.Log.Warn("authentication is off and the API listens beyond loopback: anyone who reaches it can use it; set auth-tokens-file (see docs/SECURITY.md)")
 	}
+	return nil
 }
 
 // isLoopback reports whether a listener's address is on loopback only.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/tccd/tccd"
@@ -99,11 +100,12 @@ func (m *Main) serveMetrics() error {
 }
 
 // skipTrace says which requests get no span: the probes and the scrapes,
-// which come every few seconds and say nothing about transactions.
+// which come every few seconds and say nothing about transactions, and
+// the activity monitor's files (its API calls are traced).
 func skipTrace(r *http.Request) bool {
 	switch r.URL.Path {
 	case "/healthz", "/readyz", "/metrics":
 		return true
 	}
-	return false
+	return strings.HasPrefix(r.URL.Path, "/ui/")
 }

@@ -29,7 +29,7 @@ func URL(t testing.TB) string {
 	u := os.Getenv(Env)
 	if u == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: under CI=true the tests against NATS JetStream must run (see README, \"Messages with the participant kit (outbox)\")", Env)
+			t.Fatalf("%s is not set: under CI=true the tests against NATS JetStream must run (see README, \"Set-up\")", Env)
 		}
 		t.Skipf("%s is not set (e.g. %s=nats://127.0.0.1:4222, a server with JetStream): skipping a test against NATS", Env, Env)
 	}

@@ -142,6 +142,7 @@ func (h *BreachHandler) faults(w http.ResponseWriter, r *http.Request) {
 func (h *BreachHandler) try(w http.ResponseWriter, r *http.Request) {
 	key := r.Header.Get(HeaderIdempotencyKey)
 	if key == "" || h.on(BreachTryTwice) {
+		r.Header.Del(HeaderIdempotencyKey) // the service would recognise it
 		h.serveTry(w, r)
 		return
 	}

@@ -1,6 +1,6 @@
 // Package testpart is a reservation service that keeps the TCC participant
 // contract, for tccd's integration, crash and benchmark tests and the
-// README's walkthrough. It runs in-process (an http.Handler) or as its own
+// walkthrough in docs/API.md. It runs in-process (an http.Handler) or as its own
 // process (cmd/testpart).
 //
 // It is built on the participant kit (package participant) over SQLite,
@@ -267,7 +267,16 @@ func (s *Service) open(ctx context.Context, path string, cfg Config) error {
 		DefaultTTL: cfg.TTL, MaxTTL: s.maxTTL, SweepEvery: cfg.SweepEvery, Retention: DefaultRetention,
 		Try: s.tryFunc, Confirm: s.outcome("confirmed"), Cancel: s.outcome("cancelled"),
 		Coordinator: cfg.Coordinator, CoordinatorToken: cfg.CoordinatorToken, BarrierWait: cfg.BarrierWait,
-		Style:      cfg.Style,
+		Style: cfg.Style,
+		// A try carrying an Idempotency-Key is retried onto the same
+		// reservation (200 with the same link); without one each try
+		// makes a new reservation.
+		ReservationID: func(r *http.Request) (string, error) {
+			if k := r.Header.Get(HeaderIdempotencyKey); k != "" {
+				return participant.DeriveID("idempotency-key", k), nil
+			}
+			return participant.NewID()
+		},
 		HTTPClient: &http.Client{Transport: &reporter{s: s, next: http.DefaultTransport}},
 		Logger:     s.log,
 	})
@@ -278,6 +287,10 @@ func (s *Service) open(ctx context.Context, path string, cfg Config) error {
 	s.mux.Handle("POST /reservations", kit)
 	s.mux.HandleFunc("PUT /reservations/{id}", s.settle("confirm", &s.confirmCalls))
 	s.mux.HandleFunc("DELETE /reservations/{id}", s.settle("cancel", &s.cancelCalls))
+	// forsrc's TCC server confirms with PUT <uri>/confirm and cancels
+	// with DELETE <uri>/cancel: the same reservation, the same answers.
+	s.mux.HandleFunc("PUT /reservations/{id}/confirm", forsrcAlias(s.settle("confirm", &s.confirmCalls)))
+	s.mux.HandleFunc("DELETE /reservations/{id}/cancel", forsrcAlias(s.settle("cancel", &s.cancelCalls)))
 	s.mux.HandleFunc("POST /reservations/{id}/compensate", s.compensate)
 	s.mux.HandleFunc("GET /reservations/{id}", s.get)
 	s.mux.HandleFunc("GET /reservations", s.list)
@@ -440,6 +453,18 @@ func (s *Service) settle(op string, calls *atomic.Int64) http.HandlerFunc {
 		}
 		w.WriteHeader(rec.Code)
 		_, _ = w.Write(rec.Body.Bytes())
+	}
+}
+
+// forsrcAlias serves a forsrc-style URI (<reservation>/confirm,
+// <reservation>/cancel) as the reservation's own URI.
+func forsrcAlias(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = "/reservations/"+id, ""
+		r2.SetPathValue("id", id)
+		h(w, r2)
 	}
 }
 

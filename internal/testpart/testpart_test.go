@@ -217,6 +217,56 @@ func TestCompensate(t *testing.T) {
 	}
 }
 
+// TestForsrcURIs: forsrc's TCC server confirms with PUT <uri>/confirm and
+// cancels with DELETE <uri>/cancel; the service answers them as it
+// answers the reservation's own URI, and counts them alike.
+func TestForsrcURIs(t *testing.T) {
+	c, _ := inProcess(t)
+	confirmed := c.try()
+	c.want("forsrc confirm", c.do(http.MethodPut, confirmed+"/confirm"), http.StatusNoContent)
+	c.want("repeated forsrc confirm", c.do(http.MethodPut, confirmed+"/confirm"), http.StatusNoContent)
+	c.want("forsrc cancel after confirm", c.do(http.MethodDelete, confirmed+"/cancel"), http.StatusConflict)
+	if r := c.reservation(confirmed); r.State != testpart.Confirmed || r.Confirms != 2 || r.CancelAfterConfirm != 1 {
+		t.Errorf("confirmed: %+v", r)
+	}
+	cancelled := c.try()
+	c.want("forsrc cancel", c.do(http.MethodDelete, cancelled+"/cancel"), http.StatusNoContent)
+	c.want("forsrc confirm after cancel", c.do(http.MethodPut, cancelled+"/confirm"), http.StatusNotFound)
+	c.want("forsrc confirm of an unknown one", c.do(http.MethodPut, "/reservations/neverseen/confirm"), http.StatusNotFound)
+	c.want("DELETE …/confirm is no route", c.do(http.MethodDelete, confirmed+"/confirm"), http.StatusMethodNotAllowed)
+}
+
+// TestIdempotencyKey: a try repeated with the same Idempotency-Key lands
+// on the same reservation; another key, or none, makes a new one.
+func TestIdempotencyKey(t *testing.T) {
+	_, svc := inProcess(t)
+	srv := httptest.NewServer(svc)
+	t.Cleanup(srv.Close)
+	try := func(key string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/reservations", nil)
+		if key != "" {
+			req.Header.Set("Idempotency-Key", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	c1, l1 := try("k-1")
+	c2, l2 := try("k-1")
+	c3, l3 := try("k-2")
+	_, l4 := try("")
+	_, l5 := try("")
+	if c1 != http.StatusCreated || c2 != http.StatusOK || l1 != l2 {
+		t.Errorf("repeated key: %d %s, then %d %s; want 201, then 200 with the same link", c1, l1, c2, l2)
+	}
+	if c3 != http.StatusCreated || l3 == l1 || l4 == l5 {
+		t.Errorf("another key or none must make a new reservation: %d %s; %s %s", c3, l3, l4, l5)
+	}
+}
+
 // TestRestart kills the service process (SIGKILL) and starts it again on
 // the same database and port: the old URIs answer as before, the counters
 // are kept, and new reservations never reuse an old id.

@@ -32,6 +32,7 @@ import (
 	"time"
 
 	"github.com/tccd/tccd/internal/bankpart"
+	"github.com/tccd/tccd/internal/natstest"
 	"github.com/tccd/tccd/internal/pgtest"
 	"github.com/tccd/tccd/internal/testproc"
 )
@@ -81,6 +82,9 @@ type transfer struct {
 	outcome outcome
 	// ackedAt is when the coordinator acknowledged a confirm.
 	ackedAt time.Time
+	// msgAcked: a native transfer enlisted a message (its "transfer
+	// done" notice) and the coordinator answered 201.
+	msgAcked bool
 }
 
 type link struct {
@@ -121,6 +125,11 @@ type harness struct {
 	downtimes [][2]time.Time
 	// lastAnswer describes the last answer that gave no outcome, for errors.
 	lastAnswer atomic.Value
+	// stream is the JetStream stream the coordinators publish the
+	// transfers' messages to (nil: messages left out of the run).
+	stream *natstest.Stream
+	// messages counts the messages found published, once each.
+	messages int
 }
 
 func (h *harness) intn(n int) int {
@@ -178,6 +187,15 @@ func campaign(t *testing.T, nodes int, postgres bool, duration time.Duration) {
 	}
 	if postgres {
 		h.store = pgtest.NewDatabase(t)
+	}
+	// The message participant: native transfers enlist a message,
+	// published by the coordinator if and only if the transfer confirms.
+	// It needs NATS with JetStream (TCCD_TEST_NATS); under CI=true the
+	// campaign fails without it.
+	if os.Getenv(natstest.Env) != "" || os.Getenv("CI") == "true" {
+		h.stream = natstest.NewStream(t, natstest.URL(t), 0)
+	} else {
+		t.Logf("%s is not set: the message participant is left out of this run", natstest.Env)
 	}
 	t.Logf("seed %d (rerun with -chaos.seed %d)", seed, seed)
 	if !postgres {
@@ -254,6 +272,9 @@ func (h *harness) startAll(nodes int) {
 		// run's log does not fill the small disk by itself; long after any
 		// client repeats a confirm (a repeat is answered from the record).
 		"--retention", "5m", "--purge-interval", "10s",
+	}
+	if h.stream != nil {
+		common = append(common, "--nats-url", os.Getenv(natstest.Env))
 	}
 	for i := 0; i < nodes; i++ {
 		flags := append([]string{"--data", h.dataDir(), "--min-free-space", "8MiB"}, common...)
@@ -519,6 +540,13 @@ func (h *harness) confirm(tr *transfer) (outcome, string) {
 		var got struct{ ID string }
 		json.Unmarshal(body, &got)
 		id = got.ID
+		if h.stream != nil {
+			// Enlisted once: a message POST is not idempotent. Its answer
+			// may be lost (a node killed); the record says.
+			code, _, err := h.do("POST", h.coordURL()+"/api/v1/transactions/"+id+"/messages", "application/json",
+				map[string]any{"subject": h.stream.Subject("transfer.done"), "data": map[string]any{"debit": tr.debit.URI, "amount": tr.amount}})
+			tr.msgAcked = err == nil && code == http.StatusCreated
+		}
 	}
 	code, body, err := h.do("PUT", h.coordURL()+"/api/v1/transactions/"+id+"/confirm", "", nil)
 	if err != nil {
@@ -806,7 +834,35 @@ func (h *harness) quiesce() {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	h.t.Errorf("no quiescence within 90 s")
+	h.t.Errorf("no quiescence within 90 s: %s", h.unsettled())
+}
+
+// unsettled describes what keeps the run from quiescing: the
+// transactions not final (a few, with their participants) and the banks
+// holding tried reservations.
+func (h *harness) unsettled() string {
+	var b strings.Builder
+	for _, state := range []string{"active", "confirming", "cancelling", "compensating"} {
+		_, body, err := h.do("GET", h.coordURL()+"/api/v1/transactions?limit=5&state="+state, "", nil)
+		if err != nil {
+			fmt.Fprintf(&b, "\n  %s: %v", state, err)
+			continue
+		}
+		var l struct{ Transactions []json.RawMessage }
+		json.Unmarshal(body, &l)
+		for _, tx := range l.Transactions {
+			fmt.Fprintf(&b, "\n  %s", tx)
+		}
+	}
+	for _, a := range h.bankAddrs {
+		au, err := h.audit(a)
+		if err != nil {
+			fmt.Fprintf(&b, "\n  bank %s: %v", a, err)
+		} else if n := au.Reservations["tried"]; n != 0 {
+			fmt.Fprintf(&b, "\n  bank %s: %d reservations tried", a, n)
+		}
+	}
+	return b.String()
 }
 
 func (h *harness) listCount(state string) int {
@@ -997,6 +1053,9 @@ func (h *harness) check() []string {
 		add("%d transactions not final at the coordinator", n)
 	}
 	h.checkRecords(add, breaches)
+	if h.stream != nil {
+		h.checkMessages(add)
+	}
 	for _, tr := range h.transfers {
 		if tr.credit.URI == "" {
 			if s := h.reservationState(tr.debit.URI); s == "confirmed" {
@@ -1036,6 +1095,62 @@ func (h *harness) check() []string {
 	return anomalies
 }
 
+// checkMessages holds the coordinator to "published if and only if the
+// transaction confirmed, exactly once": every message in the stream was
+// stored once; every message of a confirmed transaction is there, none of
+// another; a message whose enlisting was acknowledged is in its
+// transaction's record.
+func (h *harness) checkMessages(add func(string, ...any)) {
+	stored := map[string]int{}
+	for _, m := range h.stream.ReadAll("campaign") {
+		stored[m.ID]++
+	}
+	for id, n := range stored {
+		if n != 1 {
+			add("message %s stored %d times", id, n)
+		}
+	}
+	for _, tr := range h.transfers {
+		if !tr.native || tr.id == "" {
+			continue
+		}
+		code, body, err := h.do("GET", h.coordURL()+"/api/v1/transactions/"+tr.id, "", nil)
+		if err != nil || code == http.StatusNotFound {
+			continue // purged after the retention (or a begin that never was)
+		}
+		var tx struct {
+			State        string
+			Participants []struct {
+				URI, Style, State string
+				MessageID         string `json:"message_id"`
+			}
+		}
+		if code != http.StatusOK || json.Unmarshal(body, &tx) != nil {
+			add("transaction %s: %d %s", tr.id, code, body)
+			continue
+		}
+		msgs := 0
+		for _, p := range tx.Participants {
+			if p.Style != "message" {
+				continue
+			}
+			msgs++
+			n := stored[p.MessageID]
+			switch {
+			case tx.State == "confirmed" && (n != 1 || p.State != "confirmed"):
+				add("confirmed transaction %s: message %s recorded %s, stored %d times", tr.id, p.MessageID, p.State, n)
+			case tx.State != "confirmed" && n != 0:
+				add("%s transaction %s: its message %s was published", tx.State, tr.id, p.MessageID)
+			case tx.State == "confirmed":
+				h.messages++
+			}
+		}
+		if tr.msgAcked && msgs == 0 {
+			add("transaction %s: its message was acknowledged but is not in the record", tr.id)
+		}
+	}
+}
+
 func (h *harness) summary(seed uint64, duration time.Duration, anomalies []string) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "fault campaign: seed %d, %s, %d banks × %d accounts, %d initiators\n", seed, duration, *flagBanks, *flagAccounts, *flagWorkers)
@@ -1065,6 +1180,9 @@ func (h *harness) summary(seed uint64, duration time.Duration, anomalies []strin
 	})
 	sort.Strings(fk)
 	b.WriteString(strings.Join(fk, "\n") + "\n")
+	if h.stream != nil {
+		fmt.Fprintf(&b, "messages of confirmed transfers published, each once: %d\n", h.messages)
+	}
 	fmt.Fprintf(&b, "decisions refused while the disk was full: %d\n", h.refusals.Load())
 	fmt.Fprintf(&b, "heuristic outcomes, by cause:\n%s", h.attributed.String())
 	fmt.Fprintf(&b, "anomalies: %d\n", len(anomalies))

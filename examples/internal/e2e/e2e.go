@@ -58,9 +58,9 @@ func New(t *testing.T, backend string) *Env {
 	dsn := os.Getenv(EnvPostgres)
 	if dsn == "" {
 		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is not set: under CI=true the PostgreSQL variant must run (see README, \"Examples\")", EnvPostgres)
+			t.Fatalf("%s is not set: under CI=true the PostgreSQL variant must run (see docs/EXAMPLES.md)", EnvPostgres)
 		}
-		t.Skipf("%s is not set: skipping the PostgreSQL variant (see README, \"Examples\")", EnvPostgres)
+		t.Skipf("%s is not set: skipping the PostgreSQL variant (see docs/EXAMPLES.md)", EnvPostgres)
 	}
 	if !exampledb.IsPostgres(dsn) {
 		t.Fatalf("%s must be a postgres:// URL, not %q", EnvPostgres, exampledb.Redact(dsn))

@@ -1,6 +1,6 @@
 // Command shop runs the inventory-and-funds example: the stock service,
 // the wallet, and the checkout. See package
-// github.com/tccd/tccd/examples/shop and the README's "Examples" section.
+// github.com/tccd/tccd/examples/shop and docs/EXAMPLES.md.
 //
 //	shop stock  --listen 127.0.0.1:9301 --db stock.db  --fund apple=100 --fund pear=50 [--nats nats://127.0.0.1:4222]
 //	shop wallet --listen 127.0.0.1:9302 --db wallet.db --fund alice=10000 --fund bob=2000

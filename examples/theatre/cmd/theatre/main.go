@@ -1,7 +1,6 @@
 // Command theatre runs the seat-reservation example: the seat service,
 // the payment service and the box office. See package
-// github.com/tccd/tccd/examples/theatre and the README's "Examples"
-// section.
+// github.com/tccd/tccd/examples/theatre and docs/EXAMPLES.md.
 //
 //	theatre payment --listen 127.0.0.1:9202 --db payment.db --fund alice=50000 --fund bob=9000
 //	theatre seats   --listen 127.0.0.1:9201 --db seats.db --payment http://127.0.0.1:9202/payments --show hamlet=6x10

@@ -1,6 +1,6 @@
 // Command trip runs the trip-booking example: airline participant services
 // and the booking process. See package github.com/tccd/tccd/examples/trip
-// and the README's "Examples" section.
+// and docs/EXAMPLES.md.
 //
 //	trip airline --name swiss --listen 127.0.0.1:9101 --db swiss.db --flight LX318=30
 //	trip airline --name easyjet --listen 127.0.0.1:9102 --db easyjet.db --flight U2-5201=24
