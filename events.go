@@ -17,7 +17,9 @@ const (
 	// its result written.
 	EventAttempt EventType = "attempt"
 	// EventLagged: the subscriber fell behind and is dropped; this is the
-	// last event it receives.
+	// last event it receives. Like EventGap it has no Seq: it stands for
+	// no event of the stream, so a subscriber resumes after the last event
+	// it did receive and gets the ones it missed.
 	EventLagged EventType = "lagged"
 	// EventGap: events the subscriber asked to resume from are no longer
 	// kept (or belong to an earlier run of the coordinator): some were
@@ -79,7 +81,9 @@ type Event struct {
 //     is written, and the events of one transaction in the order of its
 //     writes; subscribers receive them in that order.
 //   - Each subscriber has a bounded buffer. One that falls behind receives
-//     an EventLagged event as its last and its channel is closed.
+//     an EventLagged event (Seq 0) as its last and its channel is closed;
+//     subscribing again after the Seq of the last event it received
+//     gives every event it missed that is still kept.
 //   - Subscribe returns the kept events after a given Seq (or a first
 //     EventGap event when some of those are no longer kept) and then every
 //     new event, with no duplicate and no hole between the two. After 0
@@ -207,8 +211,16 @@ func (b *Broker) Publish(ev Event) {
 			s.c <- ev
 			continue
 		}
-		// The buffer holds one more slot, for this.
-		s.c <- Event{Seq: ev.Seq, Time: ev.Time, Type: EventLagged}
+		// The buffer holds one more slot, for this. It carries no Seq
+		// (so no SSE id: line): ev is not delivered, and a subscriber
+		// that resumed after ev's Seq would never see it. Without one,
+		// the resume point stays the last event this subscriber did
+		// receive — what EventSource and the client SDK resume from —
+		// and resuming replays ev and what followed from the ring (or
+		// starts with a gap if the ring has moved on). A Seq of the last
+		// delivered event would do the same, but would number two
+		// events alike; no Seq is what EventGap does too.
+		s.c <- Event{Time: ev.Time, Type: EventLagged}
 		b.drop(s)
 	}
 }

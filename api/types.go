@@ -166,7 +166,9 @@ type AtomikosRequest struct {
 // Event is one event of GET /api/v1/events (the data of a Server-Sent
 // Event whose id is Seq and whose event name is Type). State events carry
 // state, previous and reason; attempt events participant, phase, attempt,
-// status, error and next_retry; lagged and gap events nothing more.
+// status, error and next_retry; lagged and gap events nothing more, not
+// even a seq (nor an SSE id), so that resuming after the last id received
+// misses nothing.
 type Event struct {
 	Seq         uint64     `json:"seq,omitempty"`
 	Time        time.Time  `json:"time"`

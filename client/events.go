@@ -105,7 +105,11 @@ func (s *EventStream) Next() (api.Event, error) {
 			if err := json.Unmarshal(s.data, &ev); err != nil {
 				return api.Event{}, fmt.Errorf("%w: %w", ErrBadEvent, err)
 			}
-			if ev.Seq > 0 {
+			// A lagged event stands for an event this stream did not
+			// deliver: earlier coordinators gave it that event's seq, and
+			// resuming after it would skip that event. Only state and
+			// attempt events read advance the resume point.
+			if ev.Seq > 0 && ev.Type != api.EventLagged {
 				s.last = ev.Seq
 			}
 			return ev, nil
@@ -127,9 +131,10 @@ func (s *EventStream) Next() (api.Event, error) {
 // coordinator sent it.
 func (s *EventStream) Data() []byte { return s.data }
 
-// LastSeq returns the seq of the last event read that had one, or the
+// LastSeq returns the seq of the last state or attempt event read, or the
 // After the stream was opened with: reopen with After: LastSeq() to
-// resume where this stream ended.
+// resume where this stream ended — after a lagged event too, which gets
+// the events this stream missed (or a gap event if they are gone).
 func (s *EventStream) LastSeq() uint64 { return s.last }
 
 // Close ends the stream.

@@ -59,7 +59,8 @@ func (s *streams) close() { s.once.Do(func() { close(s.done) }) }
 // kept). A client sees only its own
 // transactions' events, an admin all. A comment line goes out every
 // keep-alive period; a client that falls behind gets a lagged event and
-// the stream ends.
+// the stream ends. Lagged and gap events have no id: line, so a client
+// resumes after the last event it received (see tccd.EventLagged).
 func (s *Server) events(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := tccd.EventFilter{Transaction: q.Get("transaction")}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -303,6 +304,251 @@ func TestEventStreamSlowReader(t *testing.T) {
 		t.Fatalf("the stream's last event is %q, want lagged", last)
 	}
 }
+
+// TestEventStreamLaggedResume: a reader that falls behind gets a lagged
+// event; reconnecting with the Last-Event-ID it holds then — the last id:
+// line, as EventSource keeps it, or the client SDK's LastSeq — gets every
+// event it missed. Across the two streams each event arrives exactly once.
+func TestEventStreamLaggedResume(t *testing.T) {
+	tests := []struct {
+		name string
+		tx   string // the filter of both streams ("" for none)
+		sdk  bool   // read with the client SDK, else as EventSource does
+	}{
+		{"EventSource, every event", "", false},
+		{"EventSource, one transaction", "b", false},
+		{"client SDK, every event", "", true},
+		{"client SDK, one transaction", "b", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			broker := tccd.NewBroker(1<<15, 4, nil)
+			e := newEventsEnv(t, broker, tccdhttp.ServerConfig{}, nil)
+			url, hc := smallBufferServer(t, e.coord)
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			open := func(after uint64) lagReader {
+				if tt.sdk {
+					return openSDKReader(t, ctx, url, hc, tt.tx, after)
+				}
+				return openSSEReader(t, ctx, url, hc, tt.tx, after)
+			}
+			// Big events fill the small socket buffers in a few.
+			big := strings.Repeat("x", 2048)
+			publish := func(i int) {
+				broker.Publish(tccd.Event{Type: tccd.EventAttempt, Transaction: string(rune('a' + i%2)), Participant: "http://p/1", Phase: tccd.OpConfirm, Attempt: 1, Error: big})
+			}
+
+			first := open(0)
+			defer first.close()
+			// Publish without reading until the server drops the stream,
+			// then a few more it never gets.
+			n := 0
+			for ; broker.Subscribers() > 0; n++ {
+				if n == 1<<14 {
+					t.Fatalf("the stream did not lag after %d events", n)
+				}
+				publish(n)
+			}
+			for i := 0; i < 6; i++ {
+				publish(n + i)
+			}
+			all, err := broker.Subscribe(tccd.EventFilter{Transaction: tt.tx}, tccd.FromOldest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			all.Close()
+			var want []uint64
+			for _, ev := range all.Replay {
+				if ev.Type == tccd.EventGap {
+					t.Fatal("the ring lost events: make it larger")
+				}
+				want = append(want, ev.Seq)
+			}
+
+			got := map[uint64]int{}
+			var lagged bool
+			for {
+				typ, seq, err := first.next()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				if lagged {
+					t.Fatalf("%s event %d after the lagged event", typ, seq)
+				}
+				switch typ {
+				case api.EventLagged:
+					lagged = true
+				case api.EventAttempt:
+					got[seq]++
+				default:
+					t.Fatalf("first stream: %s event %d", typ, seq)
+				}
+			}
+			if !lagged {
+				t.Fatal("the first stream ended without a lagged event")
+			}
+			if len(got) == 0 || len(got) >= len(want) {
+				t.Fatalf("the first stream had %d of %d events: it should have lagged", len(got), len(want))
+			}
+
+			second := open(first.resumeFrom())
+			defer second.close()
+			for last := want[len(want)-1]; got[last] == 0; {
+				typ, seq, err := second.next()
+				if err != nil {
+					t.Fatalf("resumed after %d: %v; got %v", first.resumeFrom(), err, got)
+				}
+				if typ != api.EventAttempt {
+					t.Fatalf("resumed after %d: %s event %d", first.resumeFrom(), typ, seq)
+				}
+				got[seq]++
+			}
+			for _, seq := range want {
+				if got[seq] != 1 {
+					t.Errorf("event %d arrived %d times (resumed after %d)", seq, got[seq], first.resumeFrom())
+				}
+				delete(got, seq)
+			}
+			if len(got) > 0 {
+				t.Errorf("events outside the filter: %v", got)
+			}
+		})
+	}
+}
+
+// smallBufferServer serves coord's API with small socket buffers at both
+// ends, so that a stream that is not read blocks the server's writes
+// after a few events, not after megabytes. It returns its URL and the
+// client to reach it with.
+func smallBufferServer(t *testing.T, coord *tccd.Coordinator) (string, *http.Client) {
+	t.Helper()
+	server := tccdhttp.NewServer(coord, tccdhttp.ServerConfig{}, nil)
+	srv := httptest.NewUnstartedServer(server)
+	srv.Listener = smallBufferListener{srv.Listener}
+	srv.Start()
+	t.Cleanup(func() {
+		server.Shutdown(context.Background())
+		srv.Close()
+	})
+	tr := &http.Transport{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+		if tc, ok := c.(*net.TCPConn); ok {
+			_ = tc.SetReadBuffer(4096)
+		}
+		return c, err
+	}}
+	t.Cleanup(tr.CloseIdleConnections)
+	return srv.URL, &http.Client{Transport: tr}
+}
+
+type smallBufferListener struct{ net.Listener }
+
+func (l smallBufferListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// lagReader reads one event stream, read by the caller only when it
+// chooses, the way a client that resumes does.
+type lagReader interface {
+	// next returns the next event's type and seq; io.EOF at the end.
+	next() (typ string, seq uint64, err error)
+	// resumeFrom is the Last-Event-ID the client reconnects with.
+	resumeFrom() uint64
+	close()
+}
+
+// sseReader reads Server-Sent Events as EventSource does: the last id:
+// line seen is the Last-Event-ID to resume from.
+type sseReader struct {
+	resp *http.Response
+	sc   *bufio.Scanner
+	last uint64
+}
+
+func openSSEReader(t *testing.T, ctx context.Context, url string, hc *http.Client, tx string, after uint64) lagReader {
+	t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url+"/api/v1/events?transaction="+tx, nil)
+	if after > 0 {
+		req.Header.Set(api.HeaderLastEventID, strconv.FormatUint(after, 10))
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/v1/events: %d", resp.StatusCode)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	return &sseReader{resp: resp, sc: sc, last: after}
+}
+
+func (r *sseReader) next() (string, uint64, error) {
+	var name, data string
+	for r.sc.Scan() {
+		line := r.sc.Text()
+		switch {
+		case line == "" && data != "":
+			var ev api.Event
+			if err := json.Unmarshal([]byte(data), &ev); err != nil {
+				return "", 0, err
+			}
+			if name != ev.Type {
+				return "", 0, fmt.Errorf("event: %s, data of a %s event", name, ev.Type)
+			}
+			return ev.Type, ev.Seq, nil
+		case strings.HasPrefix(line, "id: "):
+			n, err := strconv.ParseUint(line[4:], 10, 64)
+			if err != nil {
+				return "", 0, err
+			}
+			r.last = n
+		case strings.HasPrefix(line, "event: "):
+			name = line[7:]
+		case strings.HasPrefix(line, "data: "):
+			data = line[6:]
+		}
+	}
+	if err := r.sc.Err(); err != nil {
+		return "", 0, err
+	}
+	return "", 0, io.EOF
+}
+
+func (r *sseReader) resumeFrom() uint64 { return r.last }
+func (r *sseReader) close()             { r.resp.Body.Close() }
+
+// sdkReader reads with the client SDK, resuming from its LastSeq.
+type sdkReader struct{ s *client.EventStream }
+
+func openSDKReader(t *testing.T, ctx context.Context, url string, hc *http.Client, tx string, after uint64) lagReader {
+	t.Helper()
+	c, err := client.New(url, client.WithHTTPClient(hc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Events(ctx, client.EventFilter{Transaction: tx, After: after})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sdkReader{s}
+}
+
+func (r sdkReader) next() (string, uint64, error) {
+	ev, err := r.s.Next()
+	return ev.Type, ev.Seq, err
+}
+
+func (r sdkReader) resumeFrom() uint64 { return r.s.LastSeq() }
+func (r sdkReader) close()             { r.s.Close() }
 
 // TestEventStreamOwnTransactions: with authentication on, a client's
 // stream shows its own transactions only; an admin's shows all.

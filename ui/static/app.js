@@ -227,8 +227,9 @@ class Stream {
         this.retry = 1000;
         this.onStatus('live');
         await readSSE(res, (name, id, data) => {
-          // A lagged event carries the seq of the event it stands for,
-          // which was not sent: resume after the last one that was.
+          // A lagged event has no id (earlier coordinators gave it the
+          // seq of the event it stood for, which was not sent): resume
+          // after the last one that was.
           if (id && name !== 'lagged') this.last = id;
           let ev;
           try { ev = JSON.parse(data); } catch { return; }
