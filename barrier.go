@@ -288,11 +288,11 @@ func (c *Coordinator) barrierConfirm(tx *Transaction) (cancel Reason, stopped bo
 		case res.committed:
 			continue // the second half: every PUT answered 2xx
 		case res.permanent != "":
-			c.log.Info("barrier round failed for good: cancelling", "id", tx.ID, "round", tx.Round.N, "why", res.permanent)
+			c.log.Info("barrier round failed for good: cancelling", logTx(tx.ID, tx.TraceParent, "round", tx.Round.N, "why", res.permanent)...)
 			return ReasonParticipant, false, nil
 		}
 		wait := policy.Delay(retry, nil)
-		c.log.Info("barrier round aborted; trying another", "id", tx.ID, "round", tx.Round.N, "why", res.why, "retry_in", wait.Round(time.Millisecond))
+		c.log.Info("barrier round aborted; trying another", logTx(tx.ID, tx.TraceParent, "round", tx.Round.N, "why", res.why, "retry_in", wait.Round(time.Millisecond))...)
 		t := time.NewTimer(wait)
 		select {
 		case <-t.C:
@@ -333,7 +333,7 @@ func (c *Coordinator) barrierRound(tx *Transaction) roundResult {
 	// Synced before any PUT: a restart, after a crash too, then knows the
 	// keys of the round it must abort, and numbers the next one after it.
 	if err := c.transition(c.writeCtx(), tx, tx.State, true); err != nil {
-		c.log.Warn("cannot record the barrier round", "id", tx.ID, "round", round.N, "err", err)
+		c.log.Warn("cannot record the barrier round", logTx(tx.ID, tx.TraceParent, "round", round.N, "err", err)...)
 	}
 	br := c.barriers.open(tx.ID, round)
 	defer c.forgetLater(br)

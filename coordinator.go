@@ -1093,7 +1093,7 @@ func (c *Coordinator) expire(id string) {
 			c.log.Error("timeout: cannot record the cancel; the re-drive loop tries again", "id", id, "err", err)
 		}
 	case decided:
-		c.log.Info("transaction timed out", "id", id)
+		c.log.Info("transaction timed out", logTx(id, tx.TraceParent)...)
 		c.held(tx)
 		c.startDriver(tx, true)
 	case tx.State == StateActive:
@@ -1186,7 +1186,7 @@ func (c *Coordinator) Resolve(ctx context.Context, id string, to State, note str
 		return nil, err
 	}
 	if changed {
-		c.log.Info("heuristic transaction resolved", "id", id, "state", to, "by", tx.ResolvedBy)
+		c.log.Info("heuristic transaction resolved", logTx(id, tx.TraceParent, "state", to, "by", tx.ResolvedBy)...)
 	}
 	return tx, nil
 }

@@ -87,7 +87,7 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 				case reason != "":
 					tx.Reason = reason
 					if err := c.transition(c.writeCtx(), tx, StateCancelling, true); err != nil {
-						c.log.Error("cannot record the switch to cancel", "id", id, "err", err)
+						c.log.Error("cannot record the switch to cancel", logTx(id, tx.TraceParent, "err", err)...)
 						return nil, err
 					}
 					continue
@@ -111,10 +111,10 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 				// synced, with what is known of each participant.
 				tx.Reason = ReasonParticipant
 				if err := c.transitionWith(c.writeCtx(), tx, StateCancelling, true, res.attempts); err != nil {
-					c.log.Error("cannot record the switch to cancel", "id", id, "err", err)
+					c.log.Error("cannot record the switch to cancel", logTx(id, tx.TraceParent, "err", err)...)
 					return nil, err
 				}
-				c.log.Info("confirm stopped: a participant had cancelled or refused before any confirmed; cancelling the rest", "id", id)
+				c.log.Info("confirm stopped: a participant had cancelled or refused before any confirmed; cancelling the rest", logTx(id, tx.TraceParent)...)
 				continue
 			}
 			to, reason := confirmPhaseOutcome(tx)
@@ -126,10 +126,10 @@ func (c *Coordinator) drive(id string, tx *Transaction) (*Transaction, error) {
 				// A new decision, synced: from here the confirmed ones are
 				// undone, never confirmed further.
 				if err := c.transitionWith(c.writeCtx(), tx, StateCompensating, true, res.attempts); err != nil {
-					c.log.Error("cannot record the switch to compensate", "id", id, "err", err)
+					c.log.Error("cannot record the switch to compensate", logTx(id, tx.TraceParent, "err", err)...)
 					return nil, err
 				}
-				c.log.Warn("confirm did not reach every participant: undoing the ones that confirmed", append([]any{"id", id}, participantSummary(tx)...)...)
+				c.log.Warn("confirm did not reach every participant: undoing the ones that confirmed", logTx(id, tx.TraceParent, participantSummary(tx)...)...)
 				continue
 			}
 			return c.finish(tx, to, reason, res.attempts)
@@ -276,16 +276,17 @@ func (c *Coordinator) finish(tx *Transaction, to State, reason Reason, attempts 
 		}
 	}
 	if to == StateHeuristic {
-		c.log.Error("heuristic outcome: the participants did not all end the same way", append([]any{"id", tx.ID, "reason", reason}, participantSummary(tx)...)...)
+		args := append(logTx(tx.ID, tx.TraceParent, "reason", reason), participantSummary(tx)...)
+		c.log.Error("heuristic outcome: the participants did not all end the same way", args...)
 	}
 	if err := c.transitionWith(c.writeCtx(), tx, to, false, attempts); err != nil {
 		if ErrorCode(err) == EConflict {
 			// Another node took the transaction over and wrote it: its
 			// record, not this driver's view, is the outcome.
-			c.log.Warn("fenced: another node took this transaction over; its outcome is the one that node records", "id", tx.ID, "state", to)
+			c.log.Warn("fenced: another node took this transaction over; its outcome is the one that node records", logTx(tx.ID, tx.TraceParent, "state", to)...)
 			return nil, errFenced
 		}
-		c.log.Error("cannot record outcome", "id", tx.ID, "state", to, "err", err)
+		c.log.Error("cannot record outcome", logTx(tx.ID, tx.TraceParent, "state", to, "err", err)...)
 		// The participants are settled all the same; report what happened.
 		out := tx.Clone()
 		out.State = to
@@ -410,7 +411,7 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 			if !ps.isFenced() && ErrorCode(c.saveProgress(tx, c.attemptEvent(tx, ev))) == EConflict {
 				// Only another node writes a decided transaction while
 				// its driver runs here: it took it over. Stop sending.
-				c.log.Warn("fenced: another node took this transaction over; this node stops driving it", "id", tx.ID, "state", tx.State)
+				c.log.Warn("fenced: another node took this transaction over; this node stops driving it", logTx(tx.ID, tx.TraceParent, "state", tx.State)...)
 				ps.stopFenced()
 			}
 			continue
@@ -516,7 +517,7 @@ func (ps *phaseState) settled(s ParticipantState) {
 func (c *Coordinator) saveProgress(tx *Transaction, attempts ...Event) error {
 	err := c.transitionWith(c.writeCtx(), tx, tx.State, false, attempts)
 	if err != nil {
-		c.log.Warn("cannot record participant progress", "id", tx.ID, "err", err)
+		c.log.Warn("cannot record participant progress", logTx(tx.ID, tx.TraceParent, "err", err)...)
 	}
 	return err
 }
@@ -586,7 +587,7 @@ func (c *Coordinator) settle(id, traceparent string, op Op, idx int, p Participa
 		p.Attempts++
 		p.LastStatus, p.LastError = r.Status, r.describe()
 		p.LastAttemptAt, p.LastDuration = start, r.Duration
-		if c.verdict(id, op, call, &p, r, maybeSent, &refused) {
+		if c.verdict(id, traceparent, op, call, &p, r, maybeSent, &refused) {
 			ps.settled(p.State)
 			events <- event{idx: idx, p: p, final: true, ended: true, call: call}
 			return
@@ -601,7 +602,7 @@ func (c *Coordinator) settle(id, traceparent string, op Op, idx int, p Participa
 			limit = p.Expires.Add(c.cfg.InDoubtWindow)
 		}
 		if !now.Before(limit) {
-			c.giveUp(id, op, &p, refused)
+			c.giveUp(id, traceparent, op, &p, refused)
 			ps.settled(p.State)
 			events <- event{idx: idx, p: p, final: true, ended: true, call: call}
 			return
@@ -614,7 +615,7 @@ func (c *Coordinator) settle(id, traceparent string, op Op, idx int, p Participa
 			wait = min(wait, p.Expires.Sub(now))
 		}
 		wait = min(wait, limit.Sub(now))
-		c.logRetry(id, call, &p, r, wait)
+		c.logRetry(id, traceparent, call, &p, r, wait)
 		events <- event{idx: idx, p: p, call: call, next: now.Add(wait)}
 		t := time.NewTimer(wait)
 		select {
@@ -633,7 +634,7 @@ func (c *Coordinator) settle(id, traceparent string, op Op, idx int, p Participa
 // verdict reads the answer r to call (op, or the PUT that asks a
 // participant in doubt for its outcome during a cancel phase) and updates
 // p. It reports whether p reached its end in this phase.
-func (c *Coordinator) verdict(id string, op, call Op, p *Participant, r CallResult, maybeSent bool, refused *bool) bool {
+func (c *Coordinator) verdict(id, traceparent string, op, call Op, p *Participant, r CallResult, maybeSent bool, refused *bool) bool {
 	v := Classify(call, r)
 	if call == OpCompensate {
 		switch v {
@@ -645,7 +646,7 @@ func (c *Coordinator) verdict(id string, op, call Op, p *Participant, r CallResu
 		}
 		// Refused (or gone): it stays confirmed, and the transaction
 		// will be heuristic, saying so.
-		c.log.Error("participant refused to be undone", "id", id, "host", HostOf(p.URI), "uri", p.CompensateURI, "status", r.Status, "error", p.LastError)
+		c.log.Error("participant refused to be undone", logTx(id, traceparent, "host", HostOf(p.URI), "uri", p.CompensateURI, "status", r.Status, "error", p.LastError)...)
 		return true
 	}
 	if call == OpConfirm {
@@ -659,14 +660,14 @@ func (c *Coordinator) verdict(id string, op, call Op, p *Participant, r CallResu
 		case VerdictPermanent:
 			if op == OpConfirm {
 				p.State = ParticipantFailed
-				c.log.Warn("participant refused to confirm", "id", id, "host", HostOf(p.URI), "uri", p.URI, "status", r.Status, "error", p.LastError)
+				c.log.Warn("participant refused to confirm", logTx(id, traceparent, "host", HostOf(p.URI), "uri", p.URI, "status", r.Status, "error", p.LastError)...)
 				return true
 			}
 			// Asked for its outcome, the participant refused: still in doubt.
 		case VerdictRetry:
 			if op == OpConfirm && p.State == ParticipantPending && (r.InDoubt() || maybeSent) {
 				p.State = ParticipantInDoubt
-				c.log.Warn("participant in doubt: a confirm may have taken effect without a definite answer", "id", id, "host", HostOf(p.URI), "uri", p.URI, "status", r.Status, "error", p.LastError)
+				c.log.Warn("participant in doubt: a confirm may have taken effect without a definite answer", logTx(id, traceparent, "host", HostOf(p.URI), "uri", p.URI, "status", r.Status, "error", p.LastError)...)
 			}
 		}
 		return false
@@ -690,7 +691,7 @@ func (c *Coordinator) verdict(id string, op, call Op, p *Participant, r CallResu
 	case VerdictPermanent:
 		if r.Refusal() {
 			*refused = true
-			c.log.Warn("participant refused to cancel", "id", id, "host", HostOf(p.URI), "uri", p.URI, "status", r.Status)
+			c.log.Warn("participant refused to cancel", logTx(id, traceparent, "host", HostOf(p.URI), "uri", p.URI, "status", r.Status)...)
 		}
 	}
 	return false
@@ -699,32 +700,32 @@ func (c *Coordinator) verdict(id string, op, call Op, p *Participant, r CallResu
 // giveUp ends a participant whose last chance passed without a definite
 // answer: in doubt past its window, it stays in doubt; one that refused to
 // cancel is cancel_refused; any other has cancelled itself at its expiry.
-func (c *Coordinator) giveUp(id string, op Op, p *Participant, refused bool) {
+func (c *Coordinator) giveUp(id, traceparent string, op Op, p *Participant, refused bool) {
 	switch {
 	case op == OpCompensate && p.State == ParticipantConfirmed && !p.compensateStyle():
-		c.log.Error("participant could not be undone within the in-doubt window: it stays confirmed", "id", id, "host", HostOf(p.URI), "uri", p.CompensateURI, "last_error", p.LastError)
+		c.log.Error("participant could not be undone within the in-doubt window: it stays confirmed", logTx(id, traceparent, "host", HostOf(p.URI), "uri", p.CompensateURI, "last_error", p.LastError)...)
 	case p.State == ParticipantInDoubt:
-		c.log.Error("participant still in doubt at the end of the in-doubt window: its outcome is unknown", "id", id, "host", HostOf(p.URI), "uri", p.URI, "expired", p.Expires, "window", c.cfg.InDoubtWindow, "last_error", p.LastError)
+		c.log.Error("participant still in doubt at the end of the in-doubt window: its outcome is unknown", logTx(id, traceparent, "host", HostOf(p.URI), "uri", p.URI, "expired", p.Expires, "window", c.cfg.InDoubtWindow, "last_error", p.LastError)...)
 	case refused:
 		p.State = ParticipantCancelRefused
-		c.log.Error("participant refused to cancel until its link expired", "id", id, "host", HostOf(p.URI), "uri", p.URI, "status", p.LastStatus)
+		c.log.Error("participant refused to cancel until its link expired", logTx(id, traceparent, "host", HostOf(p.URI), "uri", p.URI, "status", p.LastStatus)...)
 	default:
 		p.State = ParticipantExpired
-		c.log.Warn("participant link expired without a definite answer: it has cancelled itself", "id", id, "op", op, "host", HostOf(p.URI), "uri", p.URI, "last_error", p.LastError)
+		c.log.Warn("participant link expired without a definite answer: it has cancelled itself", logTx(id, traceparent, "op", op, "host", HostOf(p.URI), "uri", p.URI, "last_error", p.LastError)...)
 	}
 }
 
 // logRetry logs a failed attempt that will be retried: at debug level
 // every time, and as a warning at most once per host every
 // retryWarnEvery, with how many more failed in between.
-func (c *Coordinator) logRetry(id string, call Op, p *Participant, r CallResult, wait time.Duration) {
+func (c *Coordinator) logRetry(id, traceparent string, call Op, p *Participant, r CallResult, wait time.Duration) {
 	host := HostOf(p.URI)
 	msg := "participant call failed; retrying"
 	var dns *net.DNSError
 	if errors.As(r.Err, &dns) {
 		msg = "participant host does not resolve; retrying"
 	}
-	args := []any{"id", id, "op", call, "host", host, "uri", p.URI, "attempt", p.Attempts, "status", r.Status, "error", p.LastError, "retry_in", wait.Round(time.Millisecond)}
+	args := logTx(id, traceparent, "op", call, "host", host, "uri", p.URI, "attempt", p.Attempts, "status", r.Status, "error", p.LastError, "retry_in", wait.Round(time.Millisecond))
 	c.log.Debug(msg, args...)
 	if n, ok := c.warns.allow(host, c.clock.Now()); ok {
 		c.log.Warn(msg, append(args, "failures_since_last_warning", n)...)

@@ -195,10 +195,10 @@ func (c *Coordinator) publish(tx *Transaction, idx int, p Participant, ps *phase
 			// attempt can have reached the broker.
 			if p.FirstAttemptAt.IsZero() {
 				p.State = ParticipantFailed
-				c.log.Error("message never reached the broker within the in-doubt window: it was not published", "id", tx.ID, "subject", out.Subject, "message_id", out.ID, "window", c.cfg.InDoubtWindow, "last_error", p.LastError)
+				c.log.Error("message never reached the broker within the in-doubt window: it was not published", logTx(tx.ID, tx.TraceParent, "subject", out.Subject, "message_id", out.ID, "window", c.cfg.InDoubtWindow, "last_error", p.LastError)...)
 			} else {
 				p.State = ParticipantInDoubt
-				c.log.Error("message publish unacknowledged at the end of the in-doubt window: whether the broker kept it is unknown", "id", tx.ID, "subject", out.Subject, "message_id", out.ID, "window", c.cfg.InDoubtWindow, "last_error", p.LastError)
+				c.log.Error("message publish unacknowledged at the end of the in-doubt window: whether the broker kept it is unknown", logTx(tx.ID, tx.TraceParent, "subject", out.Subject, "message_id", out.ID, "window", c.cfg.InDoubtWindow, "last_error", p.LastError)...)
 			}
 			events <- event{idx: idx, p: p, final: true, ended: true, call: OpPublish}
 			return
@@ -208,7 +208,7 @@ func (c *Coordinator) publish(tx *Transaction, idx int, p Participant, ps *phase
 		if errors.Is(err, ErrSubjectNotCaptured) {
 			msg = "message publish refused: no stream captures its subject any more; retrying"
 		}
-		args := []any{"id", tx.ID, "subject", out.Subject, "message_id", out.ID, "attempt", p.Attempts, "error", p.LastError, "retry_in", wait.Round(time.Millisecond)}
+		args := logTx(tx.ID, tx.TraceParent, "subject", out.Subject, "message_id", out.ID, "attempt", p.Attempts, "error", p.LastError, "retry_in", wait.Round(time.Millisecond))
 		c.log.Debug(msg, args...)
 		if n, ok := c.warns.allow("nats:"+out.Subject, now); ok {
 			c.log.Warn(msg, append(args, "failures_since_last_warning", n)...)

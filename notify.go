@@ -100,9 +100,9 @@ func (c *Coordinator) deliver(id string) {
 			n.State = NotificationDelivered
 		case !now.Before(n.Since.Add(c.cfg.WebhookMaxAge)) || r.Permanent:
 			n.State = NotificationFailed
-			c.log.Error("notification not delivered: giving up", "id", id, "host", HostOf(tx.Notify), "attempts", n.Attempts, "status", r.Status, "error", n.LastError)
+			c.log.Error("notification not delivered: giving up", logTx(id, tx.TraceParent, "host", HostOf(tx.Notify), "attempts", n.Attempts, "status", r.Status, "error", n.LastError)...)
 		default:
-			c.log.Debug("notification not delivered; retrying", "id", id, "host", HostOf(tx.Notify), "attempt", n.Attempts, "status", r.Status, "error", n.LastError)
+			c.log.Debug("notification not delivered; retrying", logTx(id, tx.TraceParent, "host", HostOf(tx.Notify), "attempt", n.Attempts, "status", r.Status, "error", n.LastError)...)
 		}
 		_, _, err = c.update(c.writeCtx(), id, false, func(cur *Transaction) (State, error) {
 			if cur.Notification.DeliveryID != n.DeliveryID || cur.Notification.State != NotificationPending {
@@ -112,7 +112,7 @@ func (c *Coordinator) deliver(id string) {
 			return cur.State, nil
 		})
 		if err != nil {
-			c.log.Warn("cannot record a notification attempt", "id", id, "err", err)
+			c.log.Warn("cannot record a notification attempt", logTx(id, tx.TraceParent, "err", err)...)
 		}
 		if n.State != NotificationPending {
 			c.released(id)

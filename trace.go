@@ -39,6 +39,18 @@ func (NopTracer) Start(ctx context.Context, _, _ string, _ ...Attr) (context.Con
 // TraceParent returns "".
 func (NopTracer) TraceParent(context.Context) string { return "" }
 
+// logTx returns the arguments of a log line about a transaction: its id,
+// the id of its trace when it has one (so that the line can be found from
+// the trace, and the trace from the line), then args.
+func logTx(id, traceparent string, args ...any) []any {
+	out := make([]any, 0, 4+len(args))
+	out = append(out, "id", id)
+	if t := traceID(traceparent); t != "" {
+		out = append(out, "trace_id", t)
+	}
+	return append(out, args...)
+}
+
 // traceID returns the trace id of a W3C traceparent
 // ("00-<trace id>-<span id>-<flags>"), "" if it has none.
 func traceID(traceparent string) string {

@@ -37,6 +37,7 @@ type Caller struct {
 	client *http.Client
 	allow  *tccd.Allowlist
 	secret []byte
+	tracer tccd.Tracer // nil: no traceparent
 }
 
 // CallerConfig configures a Caller. The zero value calls participants
@@ -56,6 +57,10 @@ type CallerConfig struct {
 	// WebhookSecret signs the notifications of outcomes (Notify); it must
 	// be set for the Caller to be a tccd.Notifier.
 	WebhookSecret []byte
+	// Tracer, when set, gives each call the W3C traceparent of the span in
+	// its context (the coordinator's span of the call), so that the
+	// participant's work joins the transaction's trace.
+	Tracer tccd.Tracer
 }
 
 // Resolver looks up the addresses of a host; *net.Resolver is one.
@@ -104,7 +109,7 @@ func NewCallerWith(cfg CallerConfig) *Caller {
 	if cfg.TLS != nil {
 		tr.TLSClientConfig = cfg.TLS.Clone()
 	}
-	return &Caller{allow: cfg.Allow, secret: cfg.WebhookSecret, client: &http.Client{
+	return &Caller{allow: cfg.Allow, secret: cfg.WebhookSecret, tracer: cfg.Tracer, client: &http.Client{
 		Transport:     tr,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}}
@@ -149,6 +154,11 @@ func (c *Caller) Call(ctx context.Context, call tccd.Call) tccd.CallResult {
 	req.Header = http.Header{"Accept": hdrTCC, "Content-Type": hdrTCC, "User-Agent": hdrAgent}
 	if call.Barrier != "" {
 		req.Header[api.HeaderBarrier] = []string{call.Barrier}
+	}
+	if c.tracer != nil {
+		if tp := c.tracer.TraceParent(ctx); tp != "" {
+			req.Header[HeaderTraceParent] = []string{tp}
+		}
 	}
 	resp, err := c.client.Do(req)
 	if err != nil {
@@ -262,6 +272,9 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 	}
 	return 0
 }
+
+// HeaderTraceParent is the W3C trace context header, in its canonical form.
+const HeaderTraceParent = "Traceparent"
 
 // Webhook headers.
 const (

@@ -126,3 +126,52 @@ func TestCallerDialGuard(t *testing.T) {
 		t.Fatalf("the server saw Host %v, want %v", hosts, want)
 	}
 }
+
+// ctxTracer is a Tracer whose span is a traceparent string in the context.
+type ctxTracer struct{}
+
+type spanKey struct{}
+
+func (ctxTracer) Start(ctx context.Context, traceparent, _ string, _ ...tccd.Attr) (context.Context, func(error)) {
+	return context.WithValue(ctx, spanKey{}, traceparent), func(error) {}
+}
+
+func (ctxTracer) TraceParent(ctx context.Context) string {
+	s, _ := ctx.Value(spanKey{}).(string)
+	return s
+}
+
+// TestCallerTraceParent: a call carries the traceparent of the span in its
+// context, and none when there is none or the Caller has no Tracer.
+func TestCallerTraceParent(t *testing.T) {
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	got := make(chan []string, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r.Header.Values("traceparent")
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	for _, tc := range []struct {
+		name   string
+		tracer tccd.Tracer
+		span   string
+		want   string
+	}{
+		{"traced", ctxTracer{}, tp, tp},
+		{"no span", ctxTracer{}, "", ""},
+		{"no tracer", nil, tp, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := NewCallerWith(CallerConfig{Tracer: tc.tracer})
+			defer c.Close()
+			ctx, _ := ctxTracer{}.Start(context.Background(), tc.span, "call")
+			if r := c.Call(ctx, tccd.Call{Op: tccd.OpConfirm, URI: srv.URL + "/r/1"}); r.Status != http.StatusNoContent {
+				t.Fatalf("call: %+v", r)
+			}
+			h := <-got
+			if tc.want == "" && len(h) != 0 || tc.want != "" && (len(h) != 1 || h[0] != tc.want) {
+				t.Errorf("traceparent headers %q, want %q", h, tc.want)
+			}
+		})
+	}
+}

@@ -77,6 +77,13 @@ type ServerConfig struct {
 	// Its files are open, like the probes: they hold no data, and the
 	// page sends a token with every API call it makes.
 	UI http.Handler
+	// Metrics, when set, is served at GET /metrics (the Prometheus
+	// scrape), to admins when authentication is on. Not behind the
+	// readiness check: a scrape during recovery is answered.
+	Metrics http.Handler
+	// Middleware, when set, wraps the server's handler: it sees every
+	// request before routing (tracing starts a span there).
+	Middleware func(http.Handler) http.Handler
 }
 
 // WithDefaults fills zero fields.
@@ -203,6 +210,9 @@ func (s *Server) routes() {
 		}
 		s.mux.Handle(rt.method+" "+rt.path, h)
 	}
+	if s.cfg.Metrics != nil {
+		s.mux.Handle("GET /metrics", s.guard(roleAdmin, s.cfg.Metrics))
+	}
 }
 
 // guard runs before every route that is not open: the rate limit, then
@@ -307,8 +317,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // configuration has it; Addr tells the address.
 func (s *Server) Serve(ln net.Listener) {
 	s.ln = ln
+	var h http.Handler = s
+	if s.cfg.Middleware != nil {
+		h = s.cfg.Middleware(h)
+	}
 	s.srv = &http.Server{
-		Handler:           s,
+		Handler:           h,
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
 		WriteTimeout:      s.cfg.WriteTimeout,

@@ -45,6 +45,12 @@ type Config struct {
 	// DebugListen, when set, serves Go's pprof profiles on a separate
 	// address, never on the API's. Keep it on loopback.
 	DebugListen string
+	// MetricsListen, when set, serves GET /metrics on an address of its
+	// own, without authentication, instead of on the API's listener.
+	MetricsListen string
+	// Tracing turns on OpenTelemetry tracing, exported over OTLP/HTTP as
+	// the standard OTEL_* environment variables say (see package otel).
+	Tracing bool
 
 	// AuthTokensFile, when set, turns authentication on: the file holds
 	// the accepted bearer tokens, hashed (see http.Tokens).
@@ -130,6 +136,8 @@ func (c *Config) options() []option {
 		{"wal-sync-interval", "least time between two syncs of the log (0: at once); more decisions share a sync", (*durationValue)(&c.WALSyncInterval)},
 		{"ui", "serve the activity monitor, a web dashboard of the transactions, at /ui/ (--ui=false turns it off)", (*boolValue)(&c.UI)},
 		{"debug-listen", "address serving /debug/pprof/ and /debug/heap (off when empty; keep it on loopback)", (*stringValue)(&c.DebugListen)},
+		{"metrics-listen", "address serving GET /metrics (Prometheus) on its own listener, without authentication; empty: /metrics is on the API's listener, for admins when auth is on", (*stringValue)(&c.MetricsListen)},
+		{"tracing", "export OpenTelemetry traces over OTLP/HTTP, configured by the OTEL_* environment variables (also on when OTEL_TRACES_EXPORTER=otlp)", (*boolValue)(&c.Tracing)},
 		{"auth-tokens-file", "file of bearer tokens (name role sha256 a line); authentication is off when empty", (*stringValue)(&c.AuthTokensFile)},
 		{"tls-cert", "PEM certificate (chain) to serve the API over HTTPS; with tls-key", (*stringValue)(&c.TLSCert)},
 		{"tls-key", "PEM private key of tls-cert", (*stringValue)(&c.TLSKey)},
@@ -513,9 +521,12 @@ func (v *durationValue) Set(s string) error {
 // reached or whose schema is newer than this tccd. It changes nothing.
 func (c Config) checkEnvironment() error {
 	var errs []error
-	if c.Listen != "" {
-		if ln, err := net.Listen("tcp", c.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("listen address %s cannot be used: %w", c.Listen, err))
+	for _, l := range []struct{ name, addr string }{{"listen", c.Listen}, {"metrics-listen", c.MetricsListen}} {
+		if l.addr == "" {
+			continue
+		}
+		if ln, err := net.Listen("tcp", l.addr); err != nil {
+			errs = append(errs, fmt.Errorf("%s address %s cannot be used: %w", l.name, l.addr, err))
 		} else {
 			ln.Close()
 		}

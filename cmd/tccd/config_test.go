@@ -105,7 +105,10 @@ func TestConfigEveryOptionInEverySource(t *testing.T) {
 			case *byteSizeValue:
 				v = "3MiB"
 			case *boolValue:
-				v = "false" // every on/off option is on by default
+				v = "true" // the opposite of the default
+				if o.value.String() == "true" {
+					v = "false"
+				}
 			default:
 				t.Fatalf("option %s has an unexpected type %T", o.name, o.value)
 			}

@@ -21,7 +21,9 @@ import (
 
 	"github.com/tccd/tccd"
 	tccdhttp "github.com/tccd/tccd/http"
+	"github.com/tccd/tccd/metrics"
 	"github.com/tccd/tccd/nats"
+	"github.com/tccd/tccd/otel"
 	"github.com/tccd/tccd/postgres"
 	"github.com/tccd/tccd/ui"
 )
@@ -149,6 +151,10 @@ type Main struct {
 	nats   *nats.Publisher
 	server *tccdhttp.Server
 	debug  *http.Server
+
+	metrics    *metrics.Metrics
+	metricsSrv *http.Server // on metrics-listen; nil when the API serves /metrics
+	tracer     *otel.Tracer // nil when tracing is off
 }
 
 // NewMain returns a Main with the default configuration.
@@ -185,6 +191,9 @@ func (m *Main) ParseFlags(args []string) error {
 	errs := []error{loadErr, m.Config.Validate()}
 	sec, err := m.Config.loadSecurity()
 	errs = append(errs, err)
+	if _, err := m.tracingOn(); err != nil {
+		errs = append(errs, err)
+	}
 	if m.CheckConfig {
 		errs = append(errs, m.Config.checkEnvironment())
 	}
@@ -230,6 +239,10 @@ func (m *Main) Run(ctx context.Context) error {
 		ln.Close()
 		return fmt.Errorf("messages: %w", err)
 	}
+	if err := m.initTracing(ctx); err != nil {
+		ln.Close()
+		return err
+	}
 	if err := m.initCoordinator(); err != nil {
 		ln.Close()
 		return err
@@ -237,6 +250,9 @@ func (m *Main) Run(ctx context.Context) error {
 	if err := m.initServer(ln); err != nil {
 		ln.Close()
 		return err
+	}
+	if err := m.serveMetrics(); err != nil {
+		return fmt.Errorf("metrics server: %w", err)
 	}
 	if err := m.initDebug(); err != nil {
 		return fmt.Errorf("debug server: %w", err)
@@ -255,11 +271,15 @@ func (m *Main) initLogger() error {
 		return err
 	}
 	opts := &slog.HandlerOptions{Level: level}
+	var h slog.Handler = slog.NewTextHandler(m.stderr, opts)
 	if m.Config.LogFormat == "json" {
-		m.Log = slog.New(slog.NewJSONHandler(m.stderr, opts))
-	} else {
-		m.Log = slog.New(slog.NewTextHandler(m.stderr, opts))
+		h = slog.NewJSONHandler(m.stderr, opts)
 	}
+	if on, _ := m.tracingOn(); on {
+		// Lines logged with a request's context name its trace.
+		h = otel.LogHandler(h)
+	}
+	m.Log = slog.New(h)
 	return nil
 }
 
@@ -273,11 +293,14 @@ func (m *Main) initStore(ctx context.Context) error {
 }
 
 func (m *Main) initCoordinator() error {
-	m.caller = tccdhttp.NewCallerWith(tccdhttp.CallerConfig{TLS: m.sec.participantTLS, Allow: m.sec.allow, WebhookSecret: m.sec.webhookSecret})
+	tracer := m.tracerOrNil()
+	m.caller = tccdhttp.NewCallerWith(tccdhttp.CallerConfig{TLS: m.sec.participantTLS, Allow: m.sec.allow, WebhookSecret: m.sec.webhookSecret, Tracer: tracer})
 	cfg := m.Config.Coordinator
 	cfg.Links = m.sec.allow
+	cfg.Tracer = tracer
 	cfg.Events = tccd.NewBroker(m.Config.EventRing, 0, nil)
-	if pg, ok := m.store.(*postgres.Store); ok {
+	pg, cluster := m.store.(*postgres.Store)
+	if cluster {
 		// A cluster: nodes share the database and hold row leases.
 		if cfg.NodeID == DefaultConfig().Coordinator.NodeID {
 			cfg.NodeID = defaultNodeID()
@@ -297,7 +320,11 @@ func (m *Main) initCoordinator() error {
 		return fmt.Errorf("stomp: %w", err)
 	}
 	m.stomp, cfg.Barriers = stomp, stomp
-	m.coord = tccd.NewCoordinator(cfg, m.store, m.caller, nil, m.Log)
+	store, caller, err := m.withMetrics(&cfg, m.store, m.caller, cluster)
+	if err != nil {
+		return err
+	}
+	m.coord = tccd.NewCoordinator(cfg, store, caller, nil, m.Log)
 	stomp.Attach(m.coord)
 	return nil
 }
@@ -305,6 +332,12 @@ func (m *Main) initCoordinator() error {
 func (m *Main) initServer(ln net.Listener) error {
 	cfg := m.Config.Server
 	cfg.Tokens, cfg.TLS, cfg.STOMP = m.sec.tokens, m.sec.serverTLS, m.stomp
+	if m.Config.MetricsListen == "" {
+		cfg.Metrics = m.metrics.Handler(m.Log)
+	}
+	if m.tracer != nil {
+		cfg.Middleware = func(h http.Handler) http.Handler { return m.tracer.Middleware(h, skipTrace) }
+	}
 	if m.Config.UI {
 		h, err := ui.New()
 		if err != nil {
@@ -398,6 +431,18 @@ func (m *Main) Close() error {
 	errs = append(errs, <-srvDone)
 	if m.debug != nil {
 		m.debug.Close()
+	}
+	if m.metricsSrv != nil {
+		m.metricsSrv.Close()
+	}
+	if m.tracer != nil {
+		// After the coordinator and the server: their last spans ended.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := m.tracer.Shutdown(ctx); err != nil {
+			m.Log.Warn("tracing: spans not exported at shutdown", "err", err)
+		}
+		cancel()
+		m.tracer = nil
 	}
 	if m.caller != nil {
 		m.caller.Close()

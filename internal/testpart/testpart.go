@@ -85,6 +85,10 @@ type Reservation struct {
 	CancelAfterConfirm int `json:"cancel_after_confirm"`
 	// Compensations counts the compensate calls received for it.
 	Compensations int `json:"compensations"`
+	// TraceParent is the W3C traceparent header of the last confirm or
+	// cancel call received for it, "" if none had one; kept in memory
+	// only (not after a restart).
+	TraceParent string `json:"traceparent,omitempty"`
 }
 
 // Stats are the service's counters. All but ConfirmCalls and CancelCalls
@@ -172,6 +176,7 @@ type Service struct {
 	held, reports                              atomic.Int64
 
 	mu     sync.Mutex
+	traces map[string]string // reservation id → traceparent of its last call
 	faults []*Fault
 	// release is closed when the faults are cleared: held calls go on.
 	release chan struct{}
@@ -424,6 +429,14 @@ func (s *Service) Try(ctx context.Context, ttl time.Duration) (Reservation, erro
 func (s *Service) settle(op string, calls *atomic.Int64) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		calls.Add(1)
+		if tp := r.Header.Get("traceparent"); tp != "" {
+			s.mu.Lock()
+			if s.traces == nil {
+				s.traces = make(map[string]string)
+			}
+			s.traces[r.PathValue("id")] = tp
+			s.mu.Unlock()
+		}
 		answered, after := s.preamble(w, r, op)
 		if answered {
 			return
@@ -546,6 +559,9 @@ FROM `+participant.DefaultTable+` k LEFT JOIN testpart_reservation t ON t.id = k
 		if r.State == Tried && !now.Before(r.Expires) {
 			r.State = Expired // cancelled on its own, whether swept yet or not
 		}
+		s.mu.Lock()
+		r.TraceParent = s.traces[r.ID]
+		s.mu.Unlock()
 		out = append(out, r)
 	}
 	if err := rows.Err(); err != nil {
