@@ -78,6 +78,11 @@ type Options struct {
 
 // Store is a tccd.Store in a directory on local disk.
 type Store struct {
+	// closeOnce makes Close safe to call again: the later calls return
+	// the first one's error.
+	closeOnce sync.Once
+	closeErr  error
+
 	db      *pdb.DB
 	dirLock *dirLocks // on dir, taken before Pebble opens it
 	dir     string
@@ -207,18 +212,22 @@ func (s *Store) dropOldIndexes() error {
 	return nil
 }
 
-// Close flushes and closes the store.
+// Close flushes and closes the store. Calling it again does nothing and
+// returns the first call's error.
 func (s *Store) Close() error {
-	s.stopFilter()
-	err := s.db.Flush()
-	if cerr := s.db.Close(); err == nil {
-		err = cerr
-	}
-	if cerr := s.dirLock.Close(); err == nil {
-		err = cerr
-	}
-	s.cache.Unref()
-	return err
+	s.closeOnce.Do(func() {
+		s.stopFilter()
+		err := s.db.Flush()
+		if cerr := s.db.Close(); err == nil {
+			err = cerr
+		}
+		if cerr := s.dirLock.Close(); err == nil {
+			err = cerr
+		}
+		s.cache.Unref()
+		s.closeErr = err
+	})
+	return s.closeErr
 }
 
 // lock locks the stripe of id and returns it.
