@@ -1,4 +1,4 @@
-// Package trip is the trip-booking example (the seed's first diagram): a
+// Package trip is the trip-booking example: a
 // booking process books a seat with "swiss" and one with "easyjet", and
 // asks the coordinator to confirm both, or neither.
 //
