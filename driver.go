@@ -389,6 +389,12 @@ func (c *Coordinator) runPhaseWith(tx *Transaction, op Op, maybeSent bool, keys 
 	}
 	close(jobs)
 	workers := min(len(pending), c.cfg.MaxParallel)
+	if op == OpPublish {
+		// A transaction's messages go out one at a time, in the order
+		// they were enlisted: each is published to its end (stored, or
+		// failed for good) before the next is tried.
+		workers = 1
+	}
 	for w := 0; w < workers; w++ {
 		c.wg.Add(1)
 		c.pool.Go(func() {

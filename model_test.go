@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -191,7 +192,7 @@ func newModel(t *rapid.T) *model {
 		t.Fatal(err)
 	}
 	caller := &scriptCaller{parts: map[string]*scriptedPart{}}
-	m := &model{t: t, dir: dir, caller: caller, pub: &scriptPublisher{caller: caller, uris: map[string][]string{}, stored: map[string]int{}, fails: map[string]int{}}}
+	m := &model{t: t, dir: dir, caller: caller, pub: &scriptPublisher{caller: caller, uris: map[string][]string{}, stored: map[string]int{}, fails: map[string]int{}, attempted: map[string]int{}}}
 	m.open()
 	return m
 }
@@ -360,7 +361,8 @@ type scriptPublisher struct {
 	stored    map[string]int      // message id → times stored
 	fails     map[string]int      // message id → failures left
 	nextFails int
-	early     string // a message published before its transaction's participants confirmed
+	early     string         // a message published before its transaction's participants confirmed, or out of order
+	attempted map[string]int // transaction id → the highest message number published so far
 }
 
 func (s *scriptPublisher) CheckSubject(_ context.Context, subject string) error {
@@ -384,6 +386,13 @@ func (s *scriptPublisher) Publish(_ context.Context, m tccd.OutgoingMessage) err
 		}
 	}
 	s.caller.mu.Unlock()
+	// One at a time, in the order enlisted: once message n was tried, no
+	// earlier one of its transaction is published again.
+	n, _ := strconv.Atoi(m.ID[strings.IndexByte(m.ID, '/')+1:])
+	if n < s.attempted[txid] && s.early == "" {
+		s.early = fmt.Sprintf("message %s published after message %d of its transaction", m.ID, s.attempted[txid])
+	}
+	s.attempted[txid] = max(s.attempted[txid], n)
 	left, ok := s.fails[m.ID]
 	if !ok {
 		left = s.fails["next"]

@@ -148,6 +148,8 @@ var mutants = []mutant{
 		"\tif false {\n\t\t// Messages are published", []string{".", "./nats/"}},
 	{"messages: a repeat past the duplicate window published blindly", "nats/coordinator.go",
 		"\tif !m.Since.IsZero() {", "\tif false {", []string{"./nats/"}},
+	{"messages: published in parallel, out of their order", "driver.go",
+		"\t\tworkers = 1\n", "\t\tworkers = workers\n", []string{"."}},
 	{"compensation: the decision to compensate not synced", "driver.go",
 		"c.transitionWith(c.writeCtx(), tx, StateCompensating, true, res.attempts)",
 		"c.transitionWith(c.writeCtx(), tx, StateCompensating, false, res.attempts)", core},
