@@ -5,61 +5,25 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tccd/tccd/internal/stompjs"
 )
 
 // stompjsDir is the fixture with @stomp/stompjs, ws and the script.
 const stompjsDir = "testdata/stompjs"
-
-// needStompJS returns the node binary, skipping the test (or, under
-// CI=true, failing it) when Node 20+ or the fixture's node_modules is
-// missing.
-func needStompJS(t *testing.T) string {
-	t.Helper()
-	const how = "install Node 20+ and npm, then run: npm ci --prefix stomp/testdata/stompjs (see README, Set-up)"
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s: under CI=true the stompjs test must run; %s", fmt.Sprintf(format, args...), how)
-		}
-		t.Skipf("%s: skipping the stompjs test; %s", fmt.Sprintf(format, args...), how)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node not found")
-	}
-	out, err := exec.Command(node, "--version").Output()
-	if err != nil {
-		missing("node --version: %v", err)
-	}
-	v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
-	major, err := strconv.Atoi(strings.SplitN(v, ".", 2)[0])
-	if err != nil || major < 20 {
-		missing("node %s is older than 20", v)
-	}
-	for _, pkg := range []string{"@stomp/stompjs", "ws"} {
-		if _, err := os.Stat(filepath.Join(stompjsDir, "node_modules", pkg, "package.json")); err != nil {
-			missing("%s is not installed in %s/node_modules", pkg, stompjsDir)
-		}
-	}
-	return node
-}
 
 // TestStompJS runs a STOMP client nobody here wrote, @stomp/stompjs on
 // Node, against the server: connect with a passcode, subscribe, send
 // with a receipt, receive a published message, exchange heart-beats,
 // receive a retained message, disconnect cleanly.
 func TestStompJS(t *testing.T) {
-	node := needStompJS(t)
+	node := stompjs.Need(t, stompjsDir)
 
 	type send struct {
 		principal any

@@ -4,54 +4,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tccd/tccd/api"
 	tccdhttp "github.com/tccd/tccd/http"
+	"github.com/tccd/tccd/internal/stompjs"
 	"github.com/tccd/tccd/internal/testproc"
 )
 
 // stompjsDir is the stomp package's fixture: @stomp/stompjs and ws,
 // installed by `npm ci --prefix stomp/testdata/stompjs`.
 const stompjsDir = "../../stomp/testdata/stompjs"
-
-// needNode returns the node binary, skipping the test (or, under CI=true,
-// failing it) when Node 20+ or the fixture's node_modules is missing.
-func needNode(t *testing.T) string {
-	t.Helper()
-	const how = "install Node 20+ and npm, then run: npm ci --prefix stomp/testdata/stompjs (see README, Set-up)"
-	missing := func(format string, args ...any) {
-		t.Helper()
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s: under CI=true the stompjs test must run; %s", fmt.Sprintf(format, args...), how)
-		}
-		t.Skipf("%s: skipping the stompjs test; %s", fmt.Sprintf(format, args...), how)
-	}
-	node, err := exec.LookPath("node")
-	if err != nil {
-		missing("node not found")
-	}
-	out, err := exec.Command(node, "--version").Output()
-	if err != nil {
-		missing("node --version: %v", err)
-	}
-	v := strings.TrimPrefix(strings.TrimSpace(string(out)), "v")
-	if major, err := strconv.Atoi(strings.SplitN(v, ".", 2)[0]); err != nil || major < 20 {
-		missing("node %s is older than 20", v)
-	}
-	for _, pkg := range []string{"@stomp/stompjs", "ws"} {
-		if _, err := os.Stat(filepath.Join(stompjsDir, "node_modules", pkg, "package.json")); err != nil {
-			missing("%s is not installed in %s/node_modules", pkg, stompjsDir)
-		}
-	}
-	return node
-}
 
 // jsCounts is what a Node participant did with one reservation.
 type jsCounts struct {
@@ -69,7 +35,7 @@ type jsCounts struct {
 // are too close to their expiry and the transaction is cancelled; nobody
 // ever commits.
 func TestStompJSParticipants(t *testing.T) {
-	node := needNode(t)
+	node := stompjs.Need(t, stompjsDir)
 	co := testproc.StartTccd(t, bins["tccd"], "--data", t.TempDir(), "--barrier-wait", "1s", "--call-timeout", "2s",
 		"--retry-min", "10ms", "--retry-max", "100ms")
 	script, err := filepath.Abs(filepath.Join(stompjsDir, "participants.mjs"))
