@@ -498,28 +498,7 @@ func knownAnswer(ans askAnswer) bool {
 // reports whether it did. A reservation no longer tried (a DELETE or
 // another sweeper came first) is left as it is.
 func (p *Participant) keepConfirmed(ctx context.Context, id string, now int64) (bool, error) {
-	var moved bool
-	err := p.retry(ctx, func() error {
-		moved = false
-		tx, err := p.db.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		defer tx.Rollback()
-		ok, err := p.move(ctx, tx, id, Tried, Confirmed, now, guardDue)
-		if err != nil || !ok {
-			return err
-		}
-		if err := p.confirmFn(ctx, tx, id); err != nil {
-			return fmt.Errorf("participant: confirm %s after its transaction confirmed: %w", id, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("participant: commit confirm of %s: %w", id, err)
-		}
-		moved = true
-		return nil
-	})
-	return moved, err
+	return p.settleDue(ctx, id, Confirmed, now, p.confirmFn, "confirm %s after its transaction confirmed", "confirm")
 }
 
 // dueAsks reads a page of compensate-style reservations still tried and

@@ -441,6 +441,14 @@ func (p *Participant) cancelOnce(ctx context.Context, id, scope string) error {
 // expire moves reservation id from tried to expired if its expiry is at or
 // before now, and runs the business cancel; it reports whether it did.
 func (p *Participant) expire(ctx context.Context, id string, now int64) (bool, error) {
+	return p.settleDue(ctx, id, Expired, now, p.cancelFn, "cancel expired %s", "expiry")
+}
+
+// settleDue moves a due reservation id from tried to state to and runs fn
+// in the same local transaction, retried as one; it reports whether it
+// did (a reservation no longer tried, or not due, is left as it is). what
+// (a format of the id) and commit name the step in errors.
+func (p *Participant) settleDue(ctx context.Context, id string, to State, now int64, fn SettleFunc, what, commit string) (bool, error) {
 	var moved bool
 	err := p.retry(ctx, func() error {
 		moved = false
@@ -449,15 +457,15 @@ func (p *Participant) expire(ctx context.Context, id string, now int64) (bool, e
 			return err
 		}
 		defer tx.Rollback()
-		ok, err := p.move(ctx, tx, id, Tried, Expired, now, guardDue)
+		ok, err := p.move(ctx, tx, id, Tried, to, now, guardDue)
 		if err != nil || !ok {
 			return err
 		}
-		if err := p.cancelFn(ctx, tx, id); err != nil {
-			return fmt.Errorf("participant: cancel expired %s: %w", id, err)
+		if err := fn(ctx, tx, id); err != nil {
+			return fmt.Errorf("participant: %s: %w", fmt.Sprintf(what, id), err)
 		}
 		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("participant: commit expiry of %s: %w", id, err)
+			return fmt.Errorf("participant: commit %s of %s: %w", commit, id, err)
 		}
 		moved = true
 		return nil
