@@ -72,7 +72,8 @@ type Reservation struct {
 	ID    string `json:"id"`
 	State State  `json:"state"`
 	// Expires is the reservation's expiry; a tried reservation past it is
-	// shown Expired (the participant cancels on its own), swept or not.
+	// shown Expired (the participant cancels on its own), swept or not —
+	// except a compensate-style one, tried until the coordinator answers.
 	Expires time.Time `json:"expires"`
 	// Confirms and Cancels count the calls received for it.
 	Confirms int `json:"confirms"`
@@ -170,7 +171,10 @@ type Service struct {
 	log     *slog.Logger
 	tempDir string // removed by Close; "" when Config.DB was given
 	maxTTL  time.Duration
-	latency atomic.Int64 // time.Duration
+	// compensateStyle: the reservations are compensate-style, whose fate at
+	// the expiry is the coordinator's answer, not a self-cancel.
+	compensateStyle bool
+	latency         atomic.Int64 // time.Duration
 
 	confirmCalls, cancelCalls, compensateCalls atomic.Int64
 	held, reports                              atomic.Int64
@@ -201,7 +205,7 @@ const schema = `CREATE TABLE IF NOT EXISTS testpart_reservation (
 // Open opens (creating if need be) the service's database, and starts its
 // expiry sweeper; Close stops it.
 func Open(ctx context.Context, cfg Config) (*Service, error) {
-	s := &Service{mux: http.NewServeMux(), log: cfg.Logger, maxTTL: cfg.MaxTTL}
+	s := &Service{mux: http.NewServeMux(), log: cfg.Logger, maxTTL: cfg.MaxTTL, compensateStyle: cfg.Style == participant.StyleCompensate}
 	if s.log == nil {
 		s.log = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
@@ -556,8 +560,11 @@ FROM `+participant.DefaultTable+` k LEFT JOIN testpart_reservation t ON t.id = k
 			r.State = Compensated
 		}
 		r.Expires = time.UnixMilli(expires).UTC()
-		if r.State == Tried && !now.Before(r.Expires) {
-			r.State = Expired // cancelled on its own, whether swept yet or not
+		if r.State == Tried && !now.Before(r.Expires) && !s.compensateStyle {
+			// Cancelled on its own, whether swept yet or not. A
+			// compensate-style one stays tried until the coordinator's
+			// answer settles it: kept, or undone.
+			r.State = Expired
 		}
 		s.mu.Lock()
 		r.TraceParent = s.traces[r.ID]
